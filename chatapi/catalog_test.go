@@ -1,0 +1,114 @@
+package chatapi
+
+import (
+	"errors"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// samplePath fills a path template with plausible values.
+func samplePath(tmpl string) string {
+	return regexp.MustCompile(`\{([A-Za-z]+)(:[^}]*)?\}`).ReplaceAllStringFunc(tmpl, func(v string) string {
+		switch {
+		case strings.HasPrefix(v, "{resource"):
+			return "spaces/AAAA/messages/BBBB/attachments/CCCC"
+		case strings.HasPrefix(v, "{user"):
+			return "me"
+		default:
+			return "X1-" + strings.Trim(strings.SplitN(v, ":", 2)[0], "{}")
+		}
+	})
+}
+
+// Each catalog path with its verb routes to exactly that method.
+func TestRouterMatchesEveryMethod(t *testing.T) {
+	rt := NewRouter()
+	seen := map[string]bool{}
+	for _, m := range Methods() {
+		if seen[m.ID] {
+			t.Errorf("duplicate method id %q", m.ID)
+		}
+		seen[m.ID] = true
+		for _, p := range m.Paths {
+			path := samplePath(p)
+			got, vars, err := rt.Match(httptest.NewRequest(m.Verb, path, nil))
+			if err != nil {
+				t.Errorf("%s %s: got error %v, want %s", m.Verb, path, err, m.ID)
+				continue
+			}
+			if got.ID != m.ID {
+				t.Errorf("%s %s: got %s, want %s", m.Verb, path, got.ID, m.ID)
+			}
+			if strings.Contains(p, "{space}") && m.Space(vars) != "spaces/X1-space" {
+				t.Errorf("%s %s: space = %q, want spaces/X1-space", m.Verb, path, m.Space(vars))
+			}
+		}
+		if len(m.AppScopes)+len(m.UserScopes) == 0 {
+			t.Errorf("%s: accepts no scope", m.ID)
+		}
+		for _, s := range append(append(append([]Scope{}, m.AppScopes...), m.UserScopes...), m.AdminScopes...) {
+			if _, ok := ParseScope(string(s)); !ok {
+				t.Errorf("%s: unknown scope %q", m.ID, s)
+			}
+		}
+		for _, s := range m.AppScopes {
+			if s != ScopeBot && !s.IsApp() {
+				t.Errorf("%s: app scope %q is neither chat.bot nor chat.app.*", m.ID, s)
+			}
+		}
+	}
+	if len(seen) < 50 {
+		t.Errorf("catalog has %d methods, want the whole surface (>= 50)", len(seen))
+	}
+}
+
+func TestRouterRefuses(t *testing.T) {
+	rt := NewRouter()
+	for _, tc := range []struct {
+		desc, verb, path string
+		want             error
+	}{
+		{"unknown path", "GET", "/v1/nothing", ErrNotFound},
+		{"wrong verb", "PUT", "/v1/spaces/AAAA/messages", ErrVerbNotAllowed},
+		{"verb suffix is not a space", "GET", "/v1/spaces/AAAA:completeImport", ErrVerbNotAllowed},
+		{"unknown custom verb", "POST", "/v1/spaces/AAAA:explode", ErrNotFound},
+		{"batch", "POST", "/batch", ErrNotFound},
+		{"trailing slash", "GET", "/v1/spaces/AAAA/", ErrNotFound},
+		{"empty segment", "GET", "/v1/spaces//messages", ErrNotFound},
+	} {
+		_, _, err := rt.Match(httptest.NewRequest(tc.verb, tc.path, nil))
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: %s %s: got %v, want %v", tc.desc, tc.verb, tc.path, err, tc.want)
+		}
+	}
+}
+
+func TestErrorRoundTrip(t *testing.T) {
+	w := httptest.NewRecorder()
+	NewError(403, "denied").WithInfo(DomainBroker, "METHOD_NOT_ALLOWED", map[string]string{"caller": "x"}).Write(w)
+	if w.Code != 403 {
+		t.Fatalf("status = %d, want 403", w.Code)
+	}
+	e, ok := ParseError(w.Body.Bytes())
+	if !ok {
+		t.Fatalf("ParseError(%s) failed", w.Body)
+	}
+	d, _ := e.Info()
+	if e.Status != "PERMISSION_DENIED" || d.Reason != "METHOD_NOT_ALLOWED" || d.Domain != DomainBroker || d.Metadata["caller"] != "x" {
+		t.Errorf("round trip lost fields: %+v", e)
+	}
+}
+
+func TestScopeKey(t *testing.T) {
+	if got := ScopeKey([]Scope{"chat.bot", "chat.app.spaces", "chat.bot"}); got != "chat.app.spaces chat.bot" {
+		t.Errorf("ScopeKey = %q", got)
+	}
+	if s, ok := ParseScope(ScopePrefix + "chat.bot"); !ok || s != ScopeBot {
+		t.Errorf("ParseScope(URL) = %q, %v", s, ok)
+	}
+	if _, ok := ParseScope("chat.bott"); ok {
+		t.Error("ParseScope accepted chat.bott")
+	}
+}
