@@ -1,0 +1,568 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/jwt"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/chat-broker/chat-broker/chatapi"
+)
+
+// ErrClosed is the cause of mints attempted after Close.
+var ErrClosed = errors.New("broker: closed")
+
+// refreshRetry is the least time between two background refresh attempts
+// for one cache entry: a failing token endpoint is tried again on a later
+// call, but not hammered by every call.
+const refreshRetry = 5 * time.Second
+
+// Config configures a Broker. Only Key is required.
+type Config struct {
+	// Key is the service-account key tokens are minted with. Required.
+	Key *Key
+	// HTTPClient is used for the token endpoint. Nil: a client with dial,
+	// TLS and response-header timeouts that follows no redirects.
+	HTTPClient *http.Client
+	// Now is the clock for cache decisions (expiry, refresh-ahead,
+	// MinRemaining). Nil: time.Now.
+	Now func() time.Time
+	// RefreshAfter is the fraction of a token's lifetime after which it is
+	// refreshed in the background, jittered by ±10% per token so that
+	// tokens minted together are not refreshed together. It must be in
+	// [0, 1); 0 means 0.5.
+	RefreshAfter float64
+	// MinRemaining is the least time a token handed out has left: a
+	// cached token closer to expiry is never returned, but re-minted
+	// synchronously. It must be shorter than the lifetime of the tokens
+	// the endpoint grants. 0 means 1 minute.
+	MinRemaining time.Duration
+	// CacheSize is the most (subject, scope set) entries kept; the least
+	// recently used is evicted first. 0 means 1024.
+	CacheSize int
+	// MintTimeout bounds one mint. 0 means 30 seconds. A mint runs on the
+	// broker's own context, not a caller's, so one caller giving up does
+	// not fail the others waiting on the same mint.
+	MintTimeout time.Duration
+	// Logger receives mint successes (debug) and failures (warn). Nil:
+	// discard. Nothing secret is ever logged.
+	Logger *slog.Logger
+}
+
+// Stats counts what a Broker did since New.
+type Stats struct {
+	Mints       int64 // successful mints
+	MintErrors  int64 // failed mints, background refreshes included
+	CacheHits   int64 // Token calls answered from the cache
+	CacheMisses int64 // Token calls that had to wait for a mint
+}
+
+// Broker mints and caches access tokens. It is safe for concurrent use.
+type Broker struct {
+	key          atomic.Pointer[Key]
+	client       *http.Client
+	now          func() time.Time
+	refreshAfter float64
+	minRemaining time.Duration
+	mintTimeout  time.Duration
+	log          *slog.Logger
+
+	cache *lru.Cache[string, *entry]
+	sf    singleflight.Group
+
+	// ctx is what mints run on; Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Add
+	closed bool
+	wg     sync.WaitGroup // mints in flight
+	once   sync.Once
+
+	ready                           atomic.Bool
+	mints, mintErrors, hits, misses atomic.Int64
+	afterMint                       func(cacheKey string, err error) // test hook; nil in production
+}
+
+// entry is one cached token. Everything but nextRefresh is immutable.
+type entry struct {
+	tok       Token
+	account   string    // Key.account() of the key that minted it
+	refreshAt time.Time // when a background refresh becomes due
+	// nextRefresh (unix nanoseconds, by Config.Now) is when the next
+	// background refresh may start. It starts at refreshAt; whoever
+	// starts a refresh moves it refreshRetry ahead with a
+	// compare-and-swap, which both deduplicates concurrent triggers and
+	// spaces out retries after a failure.
+	nextRefresh atomic.Int64
+}
+
+// usable reports whether e may be handed out at now.
+func (e *entry) usable(now time.Time, minRemaining time.Duration) bool {
+	return e.tok.Expiry.Sub(now) >= minRemaining
+}
+
+// New returns a Broker that mints with cfg.Key. It does not contact the
+// token endpoint; the first Token call does.
+func New(cfg Config) (*Broker, error) {
+	if cfg.Key == nil || cfg.Key.secret == nil {
+		return nil, errors.New("broker: Config.Key is required: load it with LoadKey or ParseKey")
+	}
+	if cfg.RefreshAfter < 0 || cfg.RefreshAfter >= 1 {
+		return nil, fmt.Errorf("broker: Config.RefreshAfter is %v, want a fraction in [0, 1) (0 for the default 0.5)", cfg.RefreshAfter)
+	}
+	if cfg.MinRemaining < 0 || cfg.CacheSize < 0 || cfg.MintTimeout < 0 {
+		return nil, errors.New("broker: Config.MinRemaining, CacheSize and MintTimeout must not be negative (0 for the defaults)")
+	}
+	b := &Broker{
+		client:       cfg.HTTPClient,
+		now:          cfg.Now,
+		refreshAfter: cfg.RefreshAfter,
+		minRemaining: cfg.MinRemaining,
+		mintTimeout:  cfg.MintTimeout,
+		log:          cfg.Logger,
+	}
+	if b.client == nil {
+		b.client = defaultHTTPClient()
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	if b.refreshAfter == 0 {
+		b.refreshAfter = 0.5
+	}
+	if b.minRemaining == 0 {
+		b.minRemaining = time.Minute
+	}
+	if b.mintTimeout == 0 {
+		b.mintTimeout = 30 * time.Second
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	size := cfg.CacheSize
+	if size == 0 {
+		size = 1024
+	}
+	cache, err := lru.New[string, *entry](size)
+	if err != nil {
+		return nil, fmt.Errorf("broker: cache: %w", err)
+	}
+	b.cache = cache
+	b.key.Store(cfg.Key)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b, nil
+}
+
+// defaultHTTPClient bounds each phase of the exchange (the whole of it is
+// bounded by MintTimeout) and follows no redirects: the token endpoint is
+// the key's token_uri and nowhere else.
+func defaultHTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 20 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConns:          16,
+			ForceAttemptHTTP2:     true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// SetKey makes k the key for future mints, for key rotation. Cached tokens
+// minted for the same account and token endpoint stay in use; if either
+// changed, cached tokens are no longer handed out. Mints already in flight
+// finish with the old key.
+func (b *Broker) SetKey(k *Key) error {
+	if k == nil || k.secret == nil {
+		return errors.New("broker: SetKey: key is required")
+	}
+	b.key.Store(k)
+	b.log.Info("service-account key replaced", "key", *k)
+	return nil
+}
+
+// Token returns a valid token for subject ("" for the service account
+// itself) and scopes (order and duplicates do not matter).
+//
+// A cached token is returned if it has at least Config.MinRemaining left;
+// if it is also past its refresh point, one background refresh starts.
+// Otherwise Token mints synchronously, sharing the mint with concurrent
+// callers for the same (subject, scopes), and returns its error if it
+// fails: never an expired or nearly expired token. If ctx ends first,
+// Token returns ctx's error; the mint carries on for the others.
+func (b *Broker) Token(ctx context.Context, subject string, scopes []chatapi.Scope) (Token, error) {
+	if err := checkRequest(subject, scopes); err != nil {
+		return Token{}, err
+	}
+	k := b.key.Load()
+	account := k.account()
+	cacheKey := subject + "\x00" + chatapi.ScopeKey(scopes)
+	flightKey := account + "\x00" + cacheKey
+	now := b.now()
+
+	e, ok := b.cache.Get(cacheKey)
+	if ok && e.account == account && e.usable(now, b.minRemaining) {
+		b.hits.Add(1)
+		b.maybeRefresh(k, e, now, cacheKey, flightKey, subject)
+		return e.tok.clone(), nil
+	}
+	b.misses.Add(1)
+	if !ok || e.account != account {
+		e = nil
+	}
+	ch := b.sf.DoChan(flightKey, func() (any, error) {
+		return b.mint(k, e, cacheKey, flightKey, subject, false)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return Token{}, r.Err
+		}
+		return r.Val.(*entry).tok.clone(), nil
+	case <-ctx.Done():
+		return Token{}, fmt.Errorf("broker: token for %v: %w", scopesOf(cacheKey), ctx.Err())
+	}
+}
+
+// checkRequest refuses what no token should be minted for.
+func checkRequest(subject string, scopes []chatapi.Scope) error {
+	if len(scopes) == 0 {
+		return errors.New("broker: token: no scopes requested")
+	}
+	for _, s := range scopes {
+		if s == "" || strings.ContainsFunc(string(s), isSpace) {
+			return fmt.Errorf("broker: token: scope %q is empty or contains white space", s)
+		}
+		// chat-api.md §A.3: a chat.bot token must carry no sub.
+		if s == chatapi.ScopeBot && subject != "" {
+			return errors.New("broker: token: chat.bot never goes with a delegated subject: use a user scope to act as a user")
+		}
+	}
+	if strings.ContainsFunc(subject, isSpace) {
+		return errors.New("broker: token: subject contains white space")
+	}
+	return nil
+}
+
+func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == 0 }
+
+// scopesOf recovers the sorted, de-duplicated scopes from a cache key.
+func scopesOf(cacheKey string) []chatapi.Scope {
+	_, key, _ := strings.Cut(cacheKey, "\x00")
+	f := strings.Fields(key)
+	out := make([]chatapi.Scope, len(f))
+	for i, s := range f {
+		out[i] = chatapi.Scope(s)
+	}
+	return out
+}
+
+// maybeRefresh starts one background refresh of e if it is due and none
+// was started in the last refreshRetry. The result channel is dropped:
+// DoChan's channel is buffered, and mint stores the token itself.
+func (b *Broker) maybeRefresh(k *Key, e *entry, now time.Time, cacheKey, flightKey, subject string) {
+	next := e.nextRefresh.Load()
+	if now.UnixNano() < next {
+		return
+	}
+	if !e.nextRefresh.CompareAndSwap(next, now.Add(refreshRetry).UnixNano()) {
+		return // another caller just started it
+	}
+	b.sf.DoChan(flightKey, func() (any, error) {
+		return b.mint(k, e, cacheKey, flightKey, subject, true)
+	})
+}
+
+// mint runs inside singleflight, on the broker's context. stale is the
+// entry the caller saw and wants replaced (nil if none). If the cache
+// already holds a different usable entry (another mint finished between
+// the caller's look-up and now), mint returns it instead of minting.
+func (b *Broker) mint(k *Key, stale *entry, cacheKey, flightKey, subject string, background bool) (e *entry, err error) {
+	now := b.now()
+	if cur, ok := b.cache.Peek(cacheKey); ok && cur != stale && cur.account == k.account() && cur.usable(now, b.minRemaining) {
+		return cur, nil
+	}
+	if !b.track() {
+		return nil, &MintError{Scopes: scopesOf(cacheKey), Subject: subject, Err: ErrClosed}
+	}
+	defer b.wg.Done()
+	// Once the result is in the cache (or the attempt has failed), later
+	// callers start afresh instead of joining this finished flight. The
+	// test hook thus fires only when a new Token call can mint again.
+	defer func() {
+		b.sf.Forget(flightKey)
+		if b.afterMint != nil {
+			b.afterMint(cacheKey, err)
+		}
+	}()
+
+	scopes := scopesOf(cacheKey)
+	e, err = b.exchange(k, subject, scopes)
+	if err != nil {
+		b.mintErrors.Add(1)
+		attrs := []any{"subject", subject, "scopes", scopes, "background", background, "key_fingerprint", k.Fingerprint(), "err", err}
+		var me *MintError
+		if errors.As(err, &me) {
+			attrs = append(attrs, "status", me.StatusCode, "code", me.Code, "temporary", me.Temporary())
+		}
+		if background {
+			attrs = append(attrs, "note", "still serving the cached token")
+		}
+		b.log.Warn("token mint failed", attrs...)
+		return nil, err
+	}
+	b.mints.Add(1)
+	b.ready.Store(true)
+	b.cache.Add(cacheKey, e)
+	b.log.Debug("token minted", "subject", subject, "scopes", scopes, "background", background,
+		"expiry", e.tok.Expiry, "refresh_at", e.refreshAt, "key_fingerprint", k.Fingerprint())
+	return e, nil
+}
+
+// track registers a mint so that Close waits for it; false after Close.
+// wg.Add happens under mu while not closed, so it never races with the
+// Wait in Close.
+func (b *Broker) track() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	return true
+}
+
+// exchange signs an assertion with k and trades it for a token.
+func (b *Broker) exchange(k *Key, subject string, scopes []chatapi.Scope) (*entry, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, b.mintTimeout)
+	defer cancel()
+
+	urls := make([]string, len(scopes))
+	for i, s := range scopes {
+		urls[i] = s.URL()
+	}
+	conf := &jwt.Config{
+		Email:        k.ClientEmail,
+		PrivateKey:   k.secret.pem,
+		PrivateKeyID: k.PrivateKeyID,
+		Scopes:       urls,
+		TokenURL:     k.TokenURI,
+		Subject:      subject,
+	}
+	// x/oauth2/jwt posts with a context-free request, taking only the
+	// client from ctx; ctxTransport puts the mint's context (timeout,
+	// Close) on the request and notes whether an answer came back.
+	rt := &ctxTransport{base: b.client.Transport, ctx: ctx}
+	if rt.base == nil {
+		rt.base = http.DefaultTransport
+	}
+	hc := *b.client
+	hc.Transport = rt
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, &hc)
+
+	fail := func(status int, code, desc string, cause error) error {
+		return &MintError{Scopes: scopes, Subject: subject, StatusCode: status, Code: code, Description: desc, Err: cause}
+	}
+
+	start := b.now()
+	tok, err := conf.TokenSource(ctx).Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		switch {
+		case errors.As(err, &re) && re.Response != nil:
+			code, desc := parseErrorBody(re.Body)
+			return nil, fail(re.Response.StatusCode, code, desc, nil)
+		case b.ctx.Err() != nil:
+			return nil, fail(0, "", "", ErrClosed)
+		case ctx.Err() != nil:
+			return nil, fail(0, "", "", fmt.Errorf("no answer from the token endpoint within %v: %w", b.mintTimeout, context.DeadlineExceeded))
+		case rt.status.Load() != 0:
+			// An answer came but x/oauth2 could not read it. Its message
+			// may quote part of the body, so it is not repeated.
+			return nil, fail(int(rt.status.Load()), "", "", errors.New("the answer is not a token response"))
+		default:
+			// x/oauth2/jwt's network errors name the URL and the
+			// failure, never the form it posted.
+			msg := strings.TrimPrefix(err.Error(), "oauth2: cannot fetch token: ")
+			return nil, fail(0, "", "", errors.New("token endpoint unreachable: "+msg))
+		}
+	}
+	status := int(rt.status.Load())
+	if tok.AccessToken == "" {
+		return nil, fail(status, "", "", errors.New("the answer has no access_token"))
+	}
+	lifetime, ok := expiresIn(tok.Extra("expires_in"))
+	if !ok && !tok.Expiry.IsZero() {
+		lifetime, ok = time.Until(tok.Expiry), true
+	}
+	if !ok || lifetime <= 0 {
+		return nil, fail(status, "", "", errors.New("the answer has no usable expires_in"))
+	}
+	if lifetime < b.minRemaining {
+		return nil, fmt.Errorf("broker: mint token for %v: the token endpoint granted %v, less than Config.MinRemaining (%v): lower MinRemaining or lengthen the token lifetime", scopes, lifetime, b.minRemaining)
+	}
+
+	// Refresh at RefreshAfter of the lifetime, ±10% per token, but no
+	// later than the point where the token stops being handed out, so a
+	// background refresh always gets its chance first.
+	frac := b.refreshAfter * (0.9 + 0.2*rand.Float64())
+	frac = min(frac, 1)
+	expiry := start.Add(lifetime)
+	refreshAt := start.Add(time.Duration(frac * float64(lifetime)))
+	if last := expiry.Add(-b.minRemaining); refreshAt.After(last) {
+		refreshAt = last
+	}
+	e := &entry{
+		tok: Token{
+			Expiry:  expiry,
+			Scopes:  scopes,
+			Subject: subject,
+			value:   &secretValue{s: tok.AccessToken},
+		},
+		account:   k.account(),
+		refreshAt: refreshAt,
+	}
+	e.nextRefresh.Store(refreshAt.UnixNano())
+	return e, nil
+}
+
+// expiresIn reads expires_in as JSON gives it (a number) or as some
+// servers send it (a string).
+func expiresIn(v any) (time.Duration, bool) {
+	var secs float64
+	switch v := v.(type) {
+	case float64:
+		secs = v
+	case json.Number:
+		f, err := v.Float64()
+		if err != nil {
+			return 0, false
+		}
+		secs = f
+	case string:
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, false
+		}
+		secs = f
+	default:
+		return 0, false
+	}
+	if secs <= 0 || secs > 1e9 {
+		return 0, false
+	}
+	return time.Duration(secs * float64(time.Second)), true
+}
+
+// parseErrorBody reads Google's {"error": ..., "error_description": ...}.
+// Anything else yields empty strings: the raw body is never repeated.
+func parseErrorBody(body []byte) (code, desc string) {
+	var eb struct {
+		Error       any    `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if json.Unmarshal(body, &eb) != nil {
+		return "", ""
+	}
+	if s, ok := eb.Error.(string); ok && isErrorCode(s) {
+		code = s
+	}
+	return code, cleanDescription(eb.Description)
+}
+
+// isErrorCode accepts RFC 6749 error codes: short, lower-case, with
+// underscores.
+func isErrorCode(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// ctxTransport runs each request on ctx and records the last status
+// received.
+type ctxTransport struct {
+	base   http.RoundTripper
+	ctx    context.Context
+	status atomic.Int32
+}
+
+func (t *ctxTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r.WithContext(t.ctx))
+	if resp != nil {
+		t.status.Store(int32(resp.StatusCode))
+	}
+	return resp, err
+}
+
+// Invalidate drops the cached token for (subject, scopes), for example
+// after Google answered 401 to it. The next Token call mints.
+func (b *Broker) Invalidate(subject string, scopes []chatapi.Scope) {
+	b.cache.Remove(subject + "\x00" + chatapi.ScopeKey(scopes))
+}
+
+// InvalidateToken drops t from the cache if it is still the cached token
+// for its (subject, scopes). Unlike Invalidate it cannot drop a newer
+// token that another request already minted, so many requests failing
+// with the same token cause one re-mint, not one each.
+func (b *Broker) InvalidateToken(t Token) {
+	if t.value == nil {
+		return
+	}
+	key := t.Subject + "\x00" + chatapi.ScopeKey(t.Scopes)
+	if e, ok := b.cache.Peek(key); ok && e.tok.value == t.value {
+		// A concurrent mint may store a new entry between Peek and
+		// Remove; dropping that one too costs one extra mint, no harm.
+		b.cache.Remove(key)
+	}
+}
+
+// Stats returns the counters so far.
+func (b *Broker) Stats() Stats {
+	return Stats{
+		Mints:       b.mints.Load(),
+		MintErrors:  b.mintErrors.Load(),
+		CacheHits:   b.hits.Load(),
+		CacheMisses: b.misses.Load(),
+	}
+}
+
+// Ready reports whether at least one token has been minted successfully.
+func (b *Broker) Ready() bool { return b.ready.Load() }
+
+// Close stops the broker: mints in flight, background refreshes included,
+// are cancelled, and Close waits for them to return. Afterwards Token
+// still returns valid cached tokens but mints nothing (it fails with a
+// MintError wrapping ErrClosed). Close may be called more than once.
+func (b *Broker) Close() {
+	b.once.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		b.cancel()
+		b.wg.Wait()
+	})
+}

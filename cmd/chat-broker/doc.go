@@ -1,0 +1,17 @@
+// Command chat-broker is a sidecar that holds a Google Chat app's
+// service-account key so that the app containers beside it never do; see
+// the README for usage.
+//
+// main.go only sets up signals and exit codes;
+// run.go dispatches the subcommands, each with its own flag set, validated
+// before anything listens:
+//
+//	serve     the broker: proxy listener, admin listener (/healthz, /readyz)
+//	demo      emulator + broker in one process with a generated key and policy
+//	emulator  the emulator alone, writing a key file that points at it
+//	policy    check policy files
+//	hash-secret, version
+//
+// Errors name the flag or file and the fix; exit code 2 is a usage error,
+// 1 a failure at run time.
+package main

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chat-broker/chat-broker/policy"
+)
+
+// lines is an io.Writer that hands each complete line to a channel, so a
+// test can wait for a command's output without polling.
+type lines struct {
+	mu  sync.Mutex
+	ch  chan string
+	buf []byte
+}
+
+func newLines() *lines { return &lines{ch: make(chan string, 1000)} }
+
+func (l *lines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := strings.IndexByte(string(l.buf), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		select {
+		case l.ch <- string(l.buf[:i]):
+		default: // a test that stopped reading must not block the program
+		}
+		l.buf = l.buf[i+1:]
+	}
+}
+
+// waitFor reads lines until one matches re, and returns its submatches.
+func (l *lines) waitFor(t *testing.T, re *regexp.Regexp) []string {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case line := <-l.ch:
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("no output line matching %s", re)
+			return nil
+		}
+	}
+}
+
+// start runs the program in the background; the returned function cancels
+// it (as Ctrl-C does) and returns its error.
+func start(t *testing.T, args ...string) (stdout, stderr *lines, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr = newLines(), newLines()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, strings.NewReader(""), stdout, stderr) }()
+	var stopped bool
+	var err error
+	stop = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%v did not stop within 30s of cancel", args)
+			}
+		}
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return stdout, stderr, stop
+}
+
+var (
+	exportURL   = regexp.MustCompile(`^export CHAT_BROKER_URL=(http://\S+)$`)
+	exportToken = regexp.MustCompile(`^export CHAT_BROKER_TOKEN=(\S+)$`)
+)
+
+// The README's first command: the demo starts, serves the curl line it
+// prints, and stops cleanly on Ctrl-C.
+func TestDemo(t *testing.T) {
+	out, _, stop := start(t, "demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	base := out.waitFor(t, exportURL)[1]
+	secret := out.waitFor(t, exportToken)[1]
+	curlLine := out.waitFor(t, regexp.MustCompile(`^curl .*\\$`))[0]
+	curlCont := <-out.ch
+
+	// Run the printed lines as a user pastes them, where bash and curl exist.
+	if _, err := exec.LookPath("curl"); err == nil {
+		script := "export CHAT_BROKER_URL=" + base + "\nexport CHAT_BROKER_TOKEN=" + secret + "\n" + curlLine + "\n" + curlCont + "\n"
+		got, err := exec.Command("bash", "-c", script).CombinedOutput()
+		if err != nil {
+			t.Fatalf("the printed curl line failed: %v\n%s", err, got)
+		}
+		if !strings.Contains(string(got), `"text": "Hello, world!"`) && !strings.Contains(string(got), `"text":"Hello, world!"`) {
+			t.Fatalf("the printed curl line answered %s, want the created message", got)
+		}
+	} else {
+		t.Log("curl not installed: running the printed request from Go instead")
+		req, _ := http.NewRequest("POST", base+"/v1/spaces/DEMO/messages", strings.NewReader(`{"text":"Hello, world!"}`))
+		req.Header.Set("Authorization", "Bearer "+secret)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("demo create: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+
+	// Listing carries the app scope the demo emulator approved.
+	req, _ := http.NewRequest("GET", base+"/v1/spaces/DEMO/messages", nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "Hello, world!") {
+		t.Fatalf("demo list: %d %s", resp.StatusCode, body)
+	}
+	// Anything else is denied.
+	req, _ = http.NewRequest("GET", base+"/v1/spaces/OTHER/messages", nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("demo list in spaces/OTHER: %d, want 403", resp.StatusCode)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("demo exited with %v after Ctrl-C, want nil (exit 0)", err)
+	}
+}
+
+// The production path: the emulator command writes a key, serve loads it
+// with a policy file, and a call goes through; /readyz turns ready once a
+// token is minted.
+func TestEmulatorAndServe(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "sa.json")
+	emuOut, _, _ := start(t, "emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile, "--spaces", "spaces/AAAA")
+	emuURL := emuOut.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+
+	secret := "app-secret-0123456789abcdefghij"
+	policyFile := filepath.Join(dir, "policy.yaml")
+	writeFile(t, policyFile, `version: 1
+callers:
+  - name: app
+    identify: {secretSHA256: "`+policy.HashSecret(secret)+`"}
+    allow:
+      - methods: [spaces.messages.create]
+        spaces: [spaces/AAAA]
+    scopes: [chat.bot]
+`)
+	_, logs, stop := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	m := logs.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)","admin":"([^"]+)"`))
+	listen, admin := m[1], m[2]
+	req, _ := http.NewRequest("POST", "http://"+listen+"/v1/spaces/AAAA/messages", strings.NewReader(`{"text":"hi"}`))
+	req.Header.Set("Authorization", "Bearer "+secret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("create through serve: %d", resp.StatusCode)
+	}
+	// A token has been minted, so the broker is ready.
+	resp, err = http.Get("http://" + admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/readyz = %d after a successful call, want 200", resp.StatusCode)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("serve exited with %v, want nil", err)
+	}
+}
+
+func writeFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	badKey := filepath.Join(dir, "bad.json")
+	writeFile(t, badKey, `{"type":"authorized_user"}`)
+	for _, tc := range []struct {
+		desc string
+		args []string
+		want string
+	}{
+		{"no command", nil, "no command given"},
+		{"unknown command", []string{"serv"}, `unknown command "serv"`},
+		{"serve without key", []string{"serve", "--policy", "p.yaml"}, "--key: required"},
+		{"serve without policy", []string{"serve", "--key", "k.json"}, "--policy: required"},
+		{"non-loopback listen", []string{"serve", "--key", "k", "--policy", "p", "--listen", "0.0.0.0:8080"}, `--listen "0.0.0.0:8080": non-loopback address needs --unsafe-listen`},
+		{"non-loopback admin", []string{"serve", "--key", "k", "--policy", "p", "--admin", ":9090"}, `--admin ":9090": non-loopback address needs --unsafe-listen`},
+		{"http upstream", []string{"serve", "--key", "k", "--policy", "p", "--upstream", "http://chat.googleapis.com"}, "plain http is allowed only on a loopback host"},
+		{"upstream with path", []string{"serve", "--key", "k", "--policy", "p", "--upstream", "https://chat.googleapis.com/v1"}, "want an origin"},
+		{"missing key file", []string{"serve", "--key", filepath.Join(dir, "none.json"), "--policy", "p"}, "--key: "},
+		{"wrong key type", []string{"serve", "--key", badKey, "--policy", "p"}, `"authorized_user"`},
+		{"emulator without key", []string{"emulator"}, "--write-key: required"},
+		{"emulator bad approve", []string{"emulator", "--write-key", "k", "--approve", "chat.bot"}, `--approve: "chat.bot" is not a chat.app.* scope`},
+		{"policy without check", []string{"policy"}, "policy check FILE"},
+		{"bad log level", []string{"demo", "--log-level", "loud"}, `--log-level "loud"`},
+	} {
+		err := run(context.Background(), tc.args, strings.NewReader(""), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: run(%q) = %v, want an error containing %q", tc.desc, tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestPolicyCheck(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.yaml"), filepath.Join(dir, "bad.yaml")
+	writeFile(t, good, `version: 1
+callers:
+  - name: app
+    identify: {secretSHA256: "`+policy.HashSecret("app-secret-0123456789")+`"}
+    allow: [{methods: [spaces.messages.create], spaces: [spaces/AAAA]}]
+    scopes: [chat.bot]
+`)
+	writeFile(t, bad, `version: 1
+callers:
+  - name: app
+    identify: {secretSHA256: "`+policy.HashSecret("app-secret-0123456789")+`"}
+    allow: [{methods: [spaces.messages.create], spaces: [spaces/AAAA]}]
+    scopes: [chat.bott]
+`)
+	var out, errOut strings.Builder
+	if err := run(context.Background(), []string{"policy", "check", good}, nil, &out, &errOut); err != nil {
+		t.Fatalf("check good: %v", err)
+	}
+	if !strings.Contains(out.String(), "good.yaml: ok (1 callers)") {
+		t.Errorf("check good printed %q", out.String())
+	}
+	err := run(context.Background(), []string{"policy", "check", good, bad}, nil, &out, &errOut)
+	if err == nil {
+		t.Fatal("check bad succeeded")
+	}
+	want := bad + `: callers[0].scopes[0]: unknown scope "chat.bott"; did you mean "chat.bot"?`
+	if !strings.Contains(errOut.String(), want) {
+		t.Errorf("check bad printed %q, want it to contain %q", errOut.String(), want)
+	}
+}
+
+func TestHashSecret(t *testing.T) {
+	secret := "s3cret-0123456789-abcdef"
+	for _, in := range []string{secret, secret + "\n", secret + "\r\n"} {
+		var out strings.Builder
+		if err := run(context.Background(), []string{"hash-secret"}, strings.NewReader(in), &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(out.String()); got != policy.HashSecret(secret) {
+			t.Errorf("hash-secret(%q) = %q, want %q", in, got, policy.HashSecret(secret))
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"", "no secret on standard input"},
+		{"short", "the secret is 5 bytes"},
+		{"has a space 0123456789", "white space"},
+	} {
+		err := run(context.Background(), []string{"hash-secret"}, strings.NewReader(tc.in), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("hash-secret(%q) = %v, want %q", tc.in, err, tc.want)
+		}
+	}
+	if err := run(context.Background(), []string{"hash-secret", secret}, nil, io.Discard, io.Discard); err == nil {
+		t.Error("hash-secret accepted the secret as an argument")
+	}
+}

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/chat-broker/chat-broker/broker"
+	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/policy"
+	"github.com/chat-broker/chat-broker/proxy"
+)
+
+// serveConfig is the serve command's flags, validated before anything
+// listens.
+type serveConfig struct {
+	keyFile, policyFile string
+	listen, admin       string
+	upstream            string
+	unsafeListen        bool
+	drain               time.Duration
+	logLevel            string
+}
+
+func (c *serveConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` of the proxy listener (loopback unless --unsafe-listen)")
+	fs.StringVar(&c.admin, "admin", "127.0.0.1:9090", "`address` of the admin listener: /healthz, /readyz")
+	fs.BoolVar(&c.unsafeListen, "unsafe-listen", false, "allow --listen and --admin on non-loopback addresses")
+	fs.DurationVar(&c.drain, "drain", 30*time.Second, "how long in-flight calls may take to finish on shutdown")
+	fs.StringVar(&c.logLevel, "log-level", "info", "operational log level: debug, info, warn or error")
+}
+
+// check validates the listener flags shared by serve and demo.
+func (c *serveConfig) check() error {
+	for _, f := range []struct{ name, addr string }{{"--listen", c.listen}, {"--admin", c.admin}} {
+		host, _, err := net.SplitHostPort(f.addr)
+		if err != nil {
+			return usageError("%s %q: want host:port, e.g. 127.0.0.1:8080", f.name, f.addr)
+		}
+		if !c.unsafeListen && !isLoopback(host) {
+			return usageError("%s %q: non-loopback address needs --unsafe-listen (the broker spends the app's Google identity for anyone who can reach it)", f.name, f.addr)
+		}
+	}
+	if c.drain < 0 {
+		return usageError("--drain %v: want a duration >= 0", c.drain)
+	}
+	if _, err := parseLevel(c.logLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, usageError("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// parseUpstream accepts an https origin, or an http one on a loopback
+// host (the emulator); nothing else, so a typo cannot send the app's
+// tokens over plain HTTP.
+func parseUpstream(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+		return nil, usageError("--upstream %q: want an origin such as https://chat.googleapis.com", s)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return nil, usageError("--upstream %q: plain http is allowed only on a loopback host (an emulator); use https", s)
+		}
+	default:
+		return nil, usageError("--upstream %q: scheme must be https", s)
+	}
+	u.Path = ""
+	return u, nil
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	c.register(fs)
+	fs.StringVar(&c.keyFile, "key", "", "service-account key `file` (JSON, type service_account); required")
+	fs.StringVar(&c.policyFile, "policy", "", "policy `file` (YAML); required")
+	fs.StringVar(&c.upstream, "upstream", "https://chat.googleapis.com", "Chat API `origin`; http only on a loopback host")
+	if help, err := parseFlags(fs, args, stderr); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("serve: unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case c.keyFile == "":
+		return usageError("--key: required: the Chat app's service-account key file")
+	case c.policyFile == "":
+		return usageError("--policy: required: the policy file (check it with 'chat-broker policy check FILE')")
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	up, err := parseUpstream(c.upstream)
+	if err != nil {
+		return err
+	}
+	key, err := broker.LoadKey(c.keyFile)
+	if err != nil {
+		return fmt.Errorf("--key: %w", err)
+	}
+	pol, err := policy.Load(c.policyFile)
+	if err != nil {
+		return fmt.Errorf("--policy: %w", err)
+	}
+	level, _ := parseLevel(c.logLevel)
+	in := &instance{
+		cfg:      c,
+		key:      key,
+		policy:   pol,
+		upstream: up,
+		log:      slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
+		audit:    slog.New(slog.NewJSONHandler(stdout, nil)),
+	}
+	return in.run(ctx)
+}
+
+// instance is one running broker: proxy and admin listeners over a
+// broker and a policy.
+type instance struct {
+	cfg        serveConfig
+	key        *broker.Key
+	policy     *policy.Policy
+	upstream   *url.URL
+	log, audit *slog.Logger
+	// onListening, if set, is called once both listeners are bound.
+	onListening func(proxyAddr, adminAddr string)
+
+	draining  atomic.Bool
+	selfTest  atomic.Bool
+	lastError atomic.Value // string: why the self-test mint failed
+}
+
+func (in *instance) run(ctx context.Context) error {
+	b, err := broker.New(broker.Config{Key: in.key, Logger: in.log})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	px, err := proxy.New(proxy.Config{
+		Upstream: in.upstream,
+		Policy:   policy.NewStore(in.policy),
+		Tokens:   b,
+		Audit:    in.audit,
+		Logger:   in.log,
+	})
+	if err != nil {
+		return err
+	}
+
+	pl, err := net.Listen("tcp", in.cfg.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	al, err := net.Listen("tcp", in.cfg.admin)
+	if err != nil {
+		pl.Close()
+		return fmt.Errorf("--admin: %w", err)
+	}
+
+	// ReadHeaderTimeout and IdleTimeout bound what a slow or idle client can
+	// hold. There is no ReadTimeout or WriteTimeout: a 200 MB media upload
+	// or download on a slow link legitimately takes minutes, and the
+	// upstream transport bounds how long Google may stall.
+	proxySrv := &http.Server{
+		Handler:           px,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelWarn),
+	}
+	adminSrv := &http.Server{
+		Handler:           in.adminHandler(b),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- proxySrv.Serve(pl) }()
+	go func() { errc <- adminSrv.Serve(al) }()
+
+	selfTestCtx, stopSelfTest := context.WithCancel(ctx)
+	defer stopSelfTest()
+	go in.selfTestMint(selfTestCtx, b)
+
+	in.log.Info("serving", "listen", pl.Addr().String(), "admin", al.Addr().String(),
+		"upstream", in.upstream.String(), "key", in.key.ClientEmail, "key_fingerprint", in.key.Fingerprint(),
+		"callers", len(in.policy.Callers()))
+	if in.onListening != nil {
+		in.onListening(pl.Addr().String(), al.Addr().String())
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+
+	// Go not-ready, stop accepting, and let in-flight calls finish within
+	// a fresh deadline: ctx is already cancelled and would drain nothing.
+	in.draining.Store(true)
+	in.log.Info("shutting down", "drain", in.cfg.drain.String())
+	drainCtx, cancel := context.WithTimeout(context.Background(), in.cfg.drain)
+	defer cancel()
+	err = proxySrv.Shutdown(drainCtx)
+	adminSrv.Close()
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
+}
+
+// selfTestMint mints one token at startup so that a wrong key, a disabled
+// account or an unreachable token endpoint shows in /readyz before any
+// app depends on the broker.
+func (in *instance) selfTestMint(ctx context.Context, b *broker.Broker) {
+	scopes := selfTestScopes(in.policy)
+	if scopes == nil {
+		in.selfTest.Store(true) // no app-auth scope granted: nothing to mint without a subject
+		return
+	}
+	backoff := time.Second
+	for {
+		_, err := b.Token(ctx, "", scopes)
+		if err == nil {
+			in.selfTest.Store(true)
+			return
+		}
+		in.lastError.Store(err.Error())
+		in.log.Error("startup token mint failed; retrying", "scopes", chatapi.ScopeKey(scopes), "err", err, "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// selfTestScopes picks the scope set most calls will use: chat.bot if any
+// caller is granted it, else the first app scope granted.
+func selfTestScopes(p *policy.Policy) []chatapi.Scope {
+	var first chatapi.Scope
+	for _, c := range p.Callers() {
+		for _, s := range c.Scopes {
+			if s == chatapi.ScopeBot {
+				return []chatapi.Scope{s}
+			}
+			if first == "" && s.IsApp() {
+				first = s
+			}
+		}
+	}
+	if first == "" {
+		return nil
+	}
+	return []chatapi.Scope{first}
+}
+
+func (in *instance) adminHandler(b *broker.Broker) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case in.draining.Load():
+			http.Error(w, "not ready: draining", http.StatusServiceUnavailable)
+		case !in.selfTest.Load() && !b.Ready():
+			why, _ := in.lastError.Load().(string)
+			if why == "" {
+				why = "minting the first token"
+			}
+			http.Error(w, "not ready: "+strings.TrimSpace(why), http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	return mux
+}

@@ -1,0 +1,287 @@
+package emulator
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/chat-broker/chat-broker/chatapi"
+)
+
+const realm = `Bearer realm="https://accounts.google.com/"`
+
+// Chat's answers that chatapi has no constant for.
+const (
+	msgNotFound       = "Requested entity was not found."
+	msgMethodNotFound = "Method not found."
+	msgNoPermission   = "The caller does not have permission"
+	// Chat's answer to a delegated (sub) token that carries chat.bot
+	// (googleapis/google-api-python-client#1590, #1608).
+	msgNoServiceAccount = "The API is called without service account credentials. Instructions on how to set this up can be found at https://developers.google.com/hangouts/chat/how-tos/service-accounts"
+)
+
+// handlers are the catalog methods the emulator implements. Every other
+// method is answered 501 after authentication and scope checks.
+var handlers = map[string]func(*call) (any, *chatapi.Error){
+	"spaces.get":             (*call).getSpace,
+	"spaces.list":            (*call).listSpaces,
+	"spaces.create":          (*call).createSpace,
+	"spaces.members.get":     (*call).getMember,
+	"spaces.members.list":    (*call).listMembers,
+	"spaces.messages.create": (*call).createMessage,
+	"spaces.messages.get":    (*call).getMessage,
+	"spaces.messages.list":   (*call).listMessages,
+	"spaces.messages.patch":  (*call).updateMessage,
+	"spaces.messages.update": (*call).updateMessage,
+	"spaces.messages.delete": (*call).deleteMessage,
+}
+
+// call is one authorized Chat API request.
+type call struct {
+	e    *Emulator
+	w    http.ResponseWriter
+	r    *http.Request
+	m    *chatapi.Method
+	vars map[string]string
+	q    url.Values
+	tok  *token
+	// viaApp: authorized by an approved chat.app.* scope, which acts
+	// across the organization, so membership is not required.
+	viaApp bool
+}
+
+// identity is the user name the caller acts as.
+func (c *call) identity() string {
+	if c.tok.subject != "" {
+		return "users/" + c.tok.subject
+	}
+	return appUser
+}
+
+// recorder logs the request when the status is known, before any of the
+// body is written, so that a client holding a response always finds its
+// request in the log.
+type recorder struct {
+	http.ResponseWriter
+	e    *Emulator
+	req  Request
+	done bool
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.req.Status = code
+	w.e.record(w.req)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (e *Emulator) serveChat(w http.ResponseWriter, r *http.Request) {
+	rec := &recorder{ResponseWriter: w, e: e, req: Request{
+		Time:          e.now(),
+		Verb:          r.Method,
+		Path:          r.URL.Path,
+		RawQuery:      r.URL.RawQuery,
+		Authorization: r.Header.Get("Authorization"),
+	}}
+	defer rec.WriteHeader(http.StatusOK) // a handler that wrote nothing
+	body, err := e.handleChat(rec, r)
+	if err != nil {
+		err.Write(rec)
+		return
+	}
+	writeJSON(rec, http.StatusOK, body)
+}
+
+func (e *Emulator) handleChat(w *recorder, r *http.Request) (any, *chatapi.Error) {
+	m, vars, rerr := e.router.Match(r)
+	switch {
+	case errors.Is(rerr, chatapi.ErrVerbNotAllowed):
+		w.Header().Set("Allow", strings.Join(e.allowed(r), ", "))
+		return nil, chatapi.NewError(http.StatusMethodNotAllowed, "Method not allowed.")
+	case rerr != nil:
+		return nil, chatapi.NewError(http.StatusNotFound, msgMethodNotFound)
+	}
+	w.req.MethodID = m.ID
+	meta := map[string]string{"service": "chat.googleapis.com", "method": "google.chat.v1.ChatService." + m.RPC}
+
+	tok, aerr := e.authenticate(w, r, meta)
+	if aerr != nil {
+		return nil, aerr
+	}
+	w.req.Scopes, w.req.Subject = tok.scopes, tok.subject
+	c := &call{e: e, w: w, r: r, m: m, vars: vars, q: r.URL.Query(), tok: tok}
+	if err := c.authorize(meta); err != nil {
+		return nil, err
+	}
+	if err := c.checkSpace(); err != nil {
+		return nil, err
+	}
+	if err := e.takeFault(w, m); err != nil {
+		return nil, err
+	}
+	h := handlers[m.ID]
+	if h == nil {
+		return nil, chatapi.NewError(http.StatusNotImplemented, "chat-broker emulator: "+m.ID+" is not implemented")
+	}
+	return h(c)
+}
+
+// allowed lists the verbs the request's path takes, for the Allow header.
+func (e *Emulator) allowed(r *http.Request) []string {
+	var verbs []string
+	for _, v := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		r2 := r.Clone(r.Context())
+		r2.Method = v
+		if _, _, err := e.router.Match(r2); err == nil {
+			verbs = append(verbs, v)
+		}
+	}
+	return verbs
+}
+
+// authenticate finds the token the request presents (chat-api.md §C.2).
+func (e *Emulator) authenticate(w http.ResponseWriter, r *http.Request, meta map[string]string) (*token, *chatapi.Error) {
+	invalid := func() *chatapi.Error {
+		w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token"`)
+		return chatapi.NewError(http.StatusUnauthorized, chatapi.MsgCredentialsInvalid)
+	}
+	var bearer string
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, v, _ := strings.Cut(h, " ")
+		bearer = strings.TrimSpace(v)
+		if !strings.EqualFold(scheme, "Bearer") || bearer == "" {
+			return nil, invalid()
+		}
+	} else {
+		// Google accepts a token in the query as well; so must the
+		// emulator, or a proxy that forgot to strip it would go unnoticed.
+		q := r.URL.Query()
+		bearer = q.Get("access_token")
+		if bearer == "" {
+			bearer = q.Get("oauth_token")
+		}
+	}
+	if bearer == "" {
+		w.Header().Set("WWW-Authenticate", realm)
+		return nil, chatapi.NewError(http.StatusUnauthorized, chatapi.MsgCredentialsMissing).
+			WithInfo(chatapi.DomainGoogle, "CREDENTIALS_MISSING", meta)
+	}
+	now := e.now()
+	e.mu.Lock()
+	tok := e.tokens[bearer]
+	e.mu.Unlock()
+	if tok == nil {
+		return nil, invalid()
+	}
+	if !now.Before(tok.expiry) {
+		return nil, invalid().WithInfo(chatapi.DomainGoogle, "ACCESS_TOKEN_EXPIRED", meta)
+	}
+	return tok, nil
+}
+
+// authorize checks the token's scopes against the method (chat-api.md
+// §A.3, §C.2).
+func (c *call) authorize(meta map[string]string) *chatapi.Error {
+	m, tok := c.m, c.tok
+	if tok.subject != "" {
+		if slices.Contains(tok.scopes, chatapi.ScopeBot) {
+			return chatapi.NewError(http.StatusForbidden, msgNoServiceAccount)
+		}
+		accepted := m.UserScopes
+		if c.q.Get("useAdminAccess") == "true" {
+			accepted = m.AdminScopes
+		}
+		if !hasAny(tok.scopes, accepted) {
+			return c.insufficient(meta)
+		}
+		return nil
+	}
+	if m.UserOnly() {
+		return chatapi.NewError(http.StatusForbidden, chatapi.MsgUserAuthOnly)
+	}
+	bot, app, unapproved := false, false, false
+	c.e.mu.Lock()
+	for _, s := range m.AppScopes {
+		switch {
+		case !slices.Contains(tok.scopes, s):
+		case s == chatapi.ScopeBot:
+			bot = true
+		case c.e.approved[s]:
+			app = true
+		default:
+			unapproved = true
+		}
+	}
+	c.e.mu.Unlock()
+	switch {
+	case bot || app:
+		c.viaApp = app
+		return nil
+	case unapproved:
+		return chatapi.NewError(http.StatusForbidden, chatapi.MsgAdminApproval)
+	}
+	return c.insufficient(meta)
+}
+
+// insufficient is the 403 for a token that has none of the method's
+// scopes. Like Google, it lists every scope the method accepts.
+func (c *call) insufficient(meta map[string]string) *chatapi.Error {
+	var urls []string
+	for _, list := range [][]chatapi.Scope{c.m.AppScopes, c.m.UserScopes, c.m.AdminScopes} {
+		for _, s := range list {
+			if !slices.Contains(urls, s.URL()) {
+				urls = append(urls, s.URL())
+			}
+		}
+	}
+	c.w.Header().Set("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+strings.Join(urls, " ")+`"`)
+	return chatapi.NewError(http.StatusForbidden, chatapi.MsgInsufficientScopes).
+		WithInfo(chatapi.DomainGoogle, "ACCESS_TOKEN_SCOPE_INSUFFICIENT", meta)
+}
+
+// checkSpace answers 404 for a space that does not exist and, for the app
+// authorized through chat.bot, 403 for a space it is not a member of.
+func (c *call) checkSpace() *chatapi.Error {
+	name := c.m.Space(c.vars)
+	if name == "" {
+		return nil
+	}
+	c.e.mu.Lock()
+	sp := c.e.spaces[name]
+	member := sp != nil && sp.appMember
+	c.e.mu.Unlock()
+	switch {
+	case sp == nil:
+		return notFound()
+	case c.tok.subject == "" && !c.viaApp && !member:
+		return chatapi.NewError(http.StatusForbidden, chatapi.MsgNotPermitted)
+	}
+	return nil
+}
+
+func notFound() *chatapi.Error { return chatapi.NewError(http.StatusNotFound, msgNotFound) }
+
+func invalidArgument(msg string) *chatapi.Error {
+	return chatapi.NewError(http.StatusBadRequest, msg)
+}
+
+func hasAny(have, want []chatapi.Scope) bool {
+	for _, s := range want {
+		if slices.Contains(have, s) {
+			return true
+		}
+	}
+	return false
+}

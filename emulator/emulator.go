@@ -1,0 +1,447 @@
+package emulator
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chat-broker/chat-broker/chatapi"
+)
+
+// GoogleTokenURL is Google's token endpoint. The emulator accepts it as a
+// JWT audience next to every token URL passed to ServiceAccountJSON,
+// because Python's google-auth always signs for this audience while Go's
+// x/oauth2 signs for the token_uri it posts to (chat-api.md §B.2).
+const GoogleTokenURL = "https://oauth2.googleapis.com/token"
+
+const (
+	projectID = "chat-broker-emulator"
+	saEmail   = "chat-app@" + projectID + ".iam.gserviceaccount.com"
+
+	// appUser is the user name Chat gives the calling app in sender and
+	// member fields; "app" is also the alias of its membership.
+	appUser = "users/app"
+
+	defaultLifetime = time.Hour
+
+	// maxLog caps the request and mint logs of a long-running emulator.
+	// When a log is full its older half is dropped.
+	maxLog = 100_000
+)
+
+// Config configures an Emulator. The zero value is a working emulator with
+// no spaces, no approved chat.app.* scopes and no domain-wide delegation.
+type Config struct {
+	// Now is the clock for token expiry and timestamps; nil means time.Now.
+	Now func() time.Time
+	// TokenLifetime is the expires_in of issued access tokens; 0 means 1h.
+	TokenLifetime time.Duration
+	// Spaces are spaces that exist and where the app is a member, as "spaces/ID".
+	Spaces []string
+	// Approved are chat.app.* scopes a Workspace admin has approved. Default none (like a new app).
+	Approved []chatapi.Scope
+	// Delegation allows tokens with a subject (domain-wide delegation). Off: the token
+	// endpoint answers 401 unauthorized_client for any assertion with sub.
+	Delegation bool
+	// Logger for the emulator's own operational logs; nil discards.
+	Logger *slog.Logger
+}
+
+// Emulator is an in-memory Google token endpoint and Chat REST API. It is
+// an http.Handler; serve it with httptest.NewServer or an http.Server.
+// All methods are safe for concurrent use.
+type Emulator struct {
+	now      func() time.Time
+	log      *slog.Logger
+	router   *chatapi.Router
+	key      *rsa.PrivateKey
+	keyPEM   string
+	keyID    string
+	clientID string
+	project  string // project number, for quota error bodies
+
+	mu         sync.Mutex
+	lifetime   time.Duration
+	delegation bool
+	tokenDown  bool
+	audiences  map[string]bool
+	approved   map[chatapi.Scope]bool
+	tokens     map[string]*token
+	spaces     map[string]*space
+	spaceReqs  map[string]string // identity + requestId → space name
+	seq        int64             // creation order of spaces and messages
+	requests   []Request
+	mints      []Mint
+	minted     chan struct{} // closed and replaced on every mint
+	faults     []*fault
+}
+
+// New returns an emulator with a freshly generated RSA-2048 service-account
+// key. It fails on a malformed space name, an Approved scope that is not a
+// chat.app.* scope, or a negative TokenLifetime.
+func New(cfg Config) (*Emulator, error) {
+	if cfg.TokenLifetime < 0 {
+		return nil, fmt.Errorf("emulator: TokenLifetime %v is negative", cfg.TokenLifetime)
+	}
+	e := &Emulator{
+		now:        cfg.Now,
+		log:        cfg.Logger,
+		router:     chatapi.NewRouter(),
+		lifetime:   cfg.TokenLifetime,
+		delegation: cfg.Delegation,
+		audiences:  map[string]bool{GoogleTokenURL: true},
+		approved:   map[chatapi.Scope]bool{},
+		tokens:     map[string]*token{},
+		spaces:     map[string]*space{},
+		spaceReqs:  map[string]string{},
+		minted:     make(chan struct{}),
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.lifetime == 0 {
+		e.lifetime = defaultLifetime
+	}
+	for i, s := range cfg.Approved {
+		sc, ok := chatapi.ParseScope(string(s))
+		if !ok || !sc.IsApp() {
+			return nil, fmt.Errorf("emulator: Approved[%d]: %q is not a chat.app.* scope", i, s)
+		}
+		e.approved[sc] = true
+	}
+	for i, name := range cfg.Spaces {
+		if !validSpaceName(name) {
+			return nil, fmt.Errorf(`emulator: Spaces[%d]: %q is not a space name like "spaces/AAAA"`, i, name)
+		}
+		e.addSpaceLocked(name, true)
+	}
+
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("emulator: generate key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("emulator: encode key: %w", err)
+	}
+	e.key = key
+	e.keyPEM = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	e.keyID = hex.EncodeToString(randomBytes(20))
+	e.clientID = randomDigits(21)
+	e.project = randomDigits(12)
+	return e, nil
+}
+
+// ServeHTTP serves POST /token (the OAuth 2.0 JWT-bearer token endpoint)
+// and the Chat REST API under /v1/, /upload/v1/ and /resumable/upload/v1/.
+// Any other path is answered 404 in Google's error shape.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/token" {
+		e.serveToken(w, r)
+		return
+	}
+	e.serveChat(w, r)
+}
+
+// serviceAccountKey is the layout of a Google service-account key file.
+type serviceAccountKey struct {
+	Type                    string `json:"type"`
+	ProjectID               string `json:"project_id"`
+	PrivateKeyID            string `json:"private_key_id"`
+	PrivateKey              string `json:"private_key"`
+	ClientEmail             string `json:"client_email"`
+	ClientID                string `json:"client_id"`
+	AuthURI                 string `json:"auth_uri"`
+	TokenURI                string `json:"token_uri"`
+	AuthProviderX509CertURL string `json:"auth_provider_x509_cert_url"`
+	ClientX509CertURL       string `json:"client_x509_cert_url"`
+	UniverseDomain          string `json:"universe_domain"`
+}
+
+// ServiceAccountJSON returns a service-account key file (type
+// service_account, project_id, private_key_id, private_key as PKCS#8 PEM,
+// client_email, client_id, auth_uri, token_uri=tokenURL, …) for the
+// emulator's key. The emulator remembers tokenURL as an accepted JWT
+// audience. Pass the URL the emulator's /token is reachable at, such as
+// srv.URL+"/token"; an empty tokenURL means GoogleTokenURL.
+func (e *Emulator) ServiceAccountJSON(tokenURL string) []byte {
+	if tokenURL == "" {
+		tokenURL = GoogleTokenURL
+	}
+	e.mu.Lock()
+	e.audiences[tokenURL] = true
+	e.mu.Unlock()
+	b, _ := json.MarshalIndent(serviceAccountKey{ // strings only: cannot fail
+		Type:                    "service_account",
+		ProjectID:               projectID,
+		PrivateKeyID:            e.keyID,
+		PrivateKey:              e.keyPEM,
+		ClientEmail:             saEmail,
+		ClientID:                e.clientID,
+		AuthURI:                 "https://accounts.google.com/o/oauth2/auth",
+		TokenURI:                tokenURL,
+		AuthProviderX509CertURL: "https://www.googleapis.com/oauth2/v1/certs",
+		ClientX509CertURL:       "https://www.googleapis.com/robot/v1/metadata/x509/" + url.PathEscape(saEmail),
+		UniverseDomain:          "googleapis.com",
+	}, "", "  ")
+	return append(b, '\n')
+}
+
+// ClientEmail returns the service account's email, the iss every assertion
+// must carry.
+func (e *Emulator) ClientEmail() string { return saEmail }
+
+// Request is one Chat API request as received (not /token).
+type Request struct {
+	Time                 time.Time
+	Verb, Path, RawQuery string
+	// MethodID is the catalog id, "" if unrouted.
+	MethodID string
+	// Authorization is the raw Authorization header as received (tests
+	// assert no caller secret ever arrives).
+	Authorization string
+	// Scopes are the scopes of the presented token if it was valid.
+	Scopes []chatapi.Scope
+	// Subject is the subject of the token ("" for app authentication).
+	Subject string
+	// Status is the status the emulator answered.
+	Status int
+}
+
+// Requests returns a copy of the request log, oldest first. An entry is
+// logged before its response is written, so a client that has its
+// response finds its request here.
+func (e *Emulator) Requests() []Request {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Request, len(e.requests))
+	for i, r := range e.requests {
+		r.Scopes = slices.Clone(r.Scopes)
+		out[i] = r
+	}
+	return out
+}
+
+// ResetRequests empties the request log.
+func (e *Emulator) ResetRequests() {
+	e.mu.Lock()
+	e.requests = nil
+	e.mu.Unlock()
+}
+
+// Mint is one successful token issue.
+type Mint struct {
+	Time     time.Time
+	Scopes   []chatapi.Scope
+	Subject  string
+	Audience string
+}
+
+// Mints returns the successful token issues, oldest first.
+func (e *Emulator) Mints() []Mint {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Mint, len(e.mints))
+	for i, m := range e.mints {
+		m.Scopes = slices.Clone(m.Scopes)
+		out[i] = m
+	}
+	return out
+}
+
+// WaitForMints blocks until at least n tokens have been issued in total or
+// ctx ends, and returns ctx.Err() in the latter case.
+func (e *Emulator) WaitForMints(ctx context.Context, n int) error {
+	for {
+		e.mu.Lock()
+		have, ch := len(e.mints), e.minted
+		e.mu.Unlock()
+		if have >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Approve records whether a Workspace administrator has approved a
+// chat.app.* scope for the app. It takes effect for tokens already issued,
+// as approval does at Google. Other scopes need no approval and are
+// ignored.
+func (e *Emulator) Approve(scope chatapi.Scope, approved bool) {
+	s, _ := chatapi.ParseScope(string(scope))
+	if !s.IsApp() {
+		return
+	}
+	e.mu.Lock()
+	e.approved[s] = approved
+	e.mu.Unlock()
+}
+
+// AddSpace creates a space named "spaces/ID" (a bare ID is accepted too)
+// with two seeded human members, or, when it exists, sets whether the app
+// is a member of it.
+func (e *Emulator) AddSpace(name string, appIsMember bool) {
+	if !strings.HasPrefix(name, "spaces/") {
+		name = "spaces/" + name
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if sp := e.spaces[name]; sp != nil {
+		sp.appMember = appIsMember
+		return
+	}
+	e.addSpaceLocked(name, appIsMember)
+}
+
+// SetTokenEndpointDown makes /token answer 503 with a Google-like JSON
+// body while down is true. Tokens already issued keep working.
+func (e *Emulator) SetTokenEndpointDown(down bool) {
+	e.mu.Lock()
+	e.tokenDown = down
+	e.mu.Unlock()
+}
+
+// SetTokenLifetime changes the lifetime of tokens issued from now on; 0
+// means 1h.
+func (e *Emulator) SetTokenLifetime(d time.Duration) {
+	if d <= 0 {
+		d = defaultLifetime
+	}
+	e.mu.Lock()
+	e.lifetime = d
+	e.mu.Unlock()
+}
+
+// SetDelegation turns domain-wide delegation on or off for assertions
+// presented from now on.
+func (e *Emulator) SetDelegation(on bool) {
+	e.mu.Lock()
+	e.delegation = on
+	e.mu.Unlock()
+}
+
+// Message is a stored Chat message.
+type Message struct {
+	// Name is "spaces/ID/messages/MID", with the server-assigned MID.
+	Name string
+	// Space is "spaces/ID".
+	Space string
+	Text  string
+	// Thread is the thread's name, "spaces/ID/threads/TID".
+	Thread string
+	// Sender is "users/app" for messages the app created, "users/SUBJECT"
+	// for messages created with domain-wide delegation.
+	Sender string
+	// RequestID is the requestId the message was created with, if any.
+	RequestID string
+	// ClientAssignedID is the messageId ("client-…") it was created with, if any.
+	ClientAssignedID string
+	CreateTime       time.Time
+	// UpdateTime is the time of the last patch or update; zero if none.
+	UpdateTime time.Time
+}
+
+// Messages returns the messages stored in a space, in creation order. A
+// deleted message is gone. An unknown space has none.
+func (e *Emulator) Messages(space string) []Message {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sp := e.spaces[space]
+	if sp == nil {
+		return nil
+	}
+	out := make([]Message, 0, len(sp.msgs))
+	for _, m := range sp.msgs {
+		out = append(out, Message{
+			Name:             m.name(),
+			Space:            m.space,
+			Text:             m.text,
+			Thread:           m.thread,
+			Sender:           m.sender,
+			RequestID:        m.requestID,
+			ClientAssignedID: m.clientID,
+			CreateTime:       m.created,
+			UpdateTime:       m.updated,
+		})
+	}
+	return out
+}
+
+// Spaces returns the names of the spaces that exist, in creation order.
+func (e *Emulator) Spaces() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, 0, len(e.spaces))
+	for _, sp := range e.sortedSpacesLocked() {
+		out = append(out, sp.name)
+	}
+	return out
+}
+
+// record appends a request to the log.
+func (e *Emulator) record(r Request) {
+	e.mu.Lock()
+	if len(e.requests) >= maxLog {
+		e.requests = append(e.requests[:0:0], e.requests[len(e.requests)/2:]...)
+	}
+	e.requests = append(e.requests, r)
+	e.mu.Unlock()
+	e.log.Debug("emulator: chat request", "verb", r.Verb, "path", r.Path, "method", r.MethodID, "status", r.Status)
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand documents it)
+	return b
+}
+
+// randomDigits returns n decimal digits, the first non-zero.
+func randomDigits(n int) string {
+	var sb strings.Builder
+	for i := 0; i < n; i++ {
+		lo := int64(0)
+		if i == 0 {
+			lo = 1
+		}
+		d, _ := rand.Int(rand.Reader, big.NewInt(10-lo))
+		sb.WriteByte(byte('0' + lo + d.Int64()))
+	}
+	return sb.String()
+}
+
+const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// randomID returns n characters of [A-Za-z0-9], the shape of Chat's
+// space, thread and message ids.
+func randomID(n int) string {
+	out := make([]byte, 0, n)
+	for len(out) < n {
+		for _, b := range randomBytes(n) {
+			// 248 = 4*62: rejecting the rest keeps the choice uniform.
+			if b < 248 && len(out) < n {
+				out = append(out, idAlphabet[b%62])
+			}
+		}
+	}
+	return string(out)
+}

@@ -1,0 +1,350 @@
+package emulator
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/chat-broker/chat-broker/chatapi"
+)
+
+var spaceNameRE = regexp.MustCompile(`^spaces/[A-Za-z0-9_-]+$`)
+
+func validSpaceName(name string) bool { return spaceNameRE.MatchString(name) }
+
+// seededHumans are the human members every space starts with, the same
+// two people in every space, as in a small organization.
+var seededHumans = []struct{ user, role string }{
+	{"users/100000000000000000001", "ROLE_MANAGER"},
+	{"users/100000000000000000002", "ROLE_MEMBER"},
+}
+
+// member is a human member of a space.
+type member struct {
+	user    string // "users/ID"
+	role    string
+	created time.Time
+}
+
+// space is a Chat space and everything in it.
+type space struct {
+	seq         int64
+	name        string // "spaces/ID"
+	displayName string
+	spaceType   string
+	created     time.Time
+	appMember   bool
+	appJoined   time.Time
+	humans      []member
+	extras      map[string]json.RawMessage // body fields echoed back as given
+
+	msgs       []*message          // creation order
+	byID       map[string]*message // by server-assigned id
+	byClient   map[string]*message // by client-assigned id
+	byRequest  map[string]*message // by identity + requestId
+	threads    map[string]bool     // thread names
+	threadKeys map[string]string   // threadKey → thread name
+}
+
+func (e *Emulator) addSpaceLocked(name string, appMember bool) *space {
+	e.seq++
+	now := e.now()
+	sp := &space{
+		seq:         e.seq,
+		name:        name,
+		displayName: strings.TrimPrefix(name, "spaces/"),
+		spaceType:   "SPACE",
+		created:     now,
+		appMember:   appMember,
+		appJoined:   now,
+		byID:        map[string]*message{},
+		byClient:    map[string]*message{},
+		byRequest:   map[string]*message{},
+		threads:     map[string]bool{},
+		threadKeys:  map[string]string{},
+	}
+	for _, h := range seededHumans {
+		sp.humans = append(sp.humans, member{user: h.user, role: h.role, created: now})
+	}
+	e.spaces[name] = sp
+	return sp
+}
+
+func (e *Emulator) sortedSpacesLocked() []*space {
+	out := make([]*space, 0, len(e.spaces))
+	for _, sp := range e.spaces {
+		out = append(out, sp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	return out
+}
+
+// space returns the space the request names, or 404. Callers hold e.mu.
+func (c *call) spaceLocked() (*space, *chatapi.Error) {
+	sp := c.e.spaces[c.m.Space(c.vars)]
+	if sp == nil {
+		return nil, notFound()
+	}
+	return sp, nil
+}
+
+func (sp *space) wire() map[string]any {
+	out := map[string]any{}
+	for k, v := range sp.extras {
+		out[k] = v
+	}
+	legacy, threading := "ROOM", "THREADED_MESSAGES"
+	if sp.spaceType != "SPACE" {
+		threading = "UNTHREADED_MESSAGES"
+	}
+	if sp.spaceType == "DIRECT_MESSAGE" {
+		legacy = "DM"
+	}
+	out["name"] = sp.name
+	out["type"] = legacy
+	out["spaceType"] = sp.spaceType
+	if sp.displayName != "" {
+		out["displayName"] = sp.displayName
+	}
+	out["spaceThreadingState"] = threading
+	out["spaceHistoryState"] = "HISTORY_ON"
+	out["createTime"] = timestamp(sp.created)
+	out["spaceUri"] = "https://chat.google.com/room/" + strings.TrimPrefix(sp.name, "spaces/")
+	out["membershipCount"] = map[string]int{"joinedDirectHumanUserCount": len(sp.humans)}
+	return out
+}
+
+func (c *call) getSpace() (any, *chatapi.Error) {
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
+	sp, err := c.spaceLocked()
+	if err != nil {
+		return nil, err
+	}
+	return sp.wire(), nil
+}
+
+var spaceFilterFields = map[string]filterField{
+	"space_type": {"space_type", kindString},
+	"spaceType":  {"space_type", kindString},
+}
+
+// listSpaces lists the spaces the app is a member of; with delegation, the
+// user sees every space.
+func (c *call) listSpaces() (any, *chatapi.Error) {
+	size, err := c.pageSize(100, 1000)
+	if err != nil {
+		return nil, err
+	}
+	after, err := c.readPageToken("spaces")
+	if err != nil {
+		return nil, err
+	}
+	f, err := c.parseFilter(spaceFilterFields)
+	if err != nil {
+		return nil, err
+	}
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
+	var page []any
+	next := ""
+	for _, sp := range c.e.sortedSpacesLocked() {
+		if sp.seq <= after || (c.tok.subject == "" && !sp.appMember) {
+			continue
+		}
+		if !f.match(func(string) (string, time.Time) { return sp.spaceType, time.Time{} }) {
+			continue
+		}
+		if len(page) == size {
+			next = pageToken("spaces", after)
+			break
+		}
+		page = append(page, sp.wire())
+		after = sp.seq
+	}
+	return struct {
+		Spaces        []any  `json:"spaces,omitempty"`
+		NextPageToken string `json:"nextPageToken,omitempty"`
+	}{page, next}, nil
+}
+
+var spaceFields = fieldSet("accessSettings", "adminInstalled", "createTime", "customer", "displayName",
+	"externalUserAllowed", "importMode", "importModeExpireTime", "lastActiveTime", "membershipCount",
+	"name", "permissionSettings", "predefinedPermissionSettings", "singleUserBotDm", "spaceDetails",
+	"spaceHistoryState", "spaceThreadingState", "spaceType", "spaceUri", "threaded", "type")
+
+// spaceEcho are the input fields of a Space kept as given and echoed back.
+var spaceEcho = []string{"accessSettings", "externalUserAllowed", "permissionSettings", "spaceDetails"}
+
+func fieldSet(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// createSpace creates a named space (spaceType SPACE). With app
+// authentication Chat requires space.customer, and so does the emulator.
+// The caller becomes a member; a repeated requestId returns the space it
+// created.
+func (c *call) createSpace() (any, *chatapi.Error) {
+	fields, err := c.readBody("space", spaceFields)
+	if err != nil {
+		return nil, err
+	}
+	var displayName, spaceType, customer string
+	for name, dst := range map[string]*string{"displayName": &displayName, "spaceType": &spaceType, "customer": &customer} {
+		if *dst, err = stringField(fields, "space", name); err != nil {
+			return nil, err
+		}
+	}
+	switch spaceType {
+	case "", "SPACE":
+		spaceType = "SPACE"
+	case "GROUP_CHAT", "DIRECT_MESSAGE":
+		return nil, invalidArgument("chat-broker emulator: spaces.create makes only spaces of type SPACE (group chats and direct messages need import mode or spaces.setup)")
+	default:
+		return nil, invalidArgument("Invalid value at 'space.space_type' (type.googleapis.com/google.chat.v1.Space.SpaceType), \"" + spaceType + "\"")
+	}
+	if strings.TrimSpace(displayName) == "" {
+		return nil, invalidArgument("A space of type SPACE needs a display name (space.display_name).")
+	}
+	if c.tok.subject == "" && !strings.HasPrefix(customer, "customers/") {
+		return nil, invalidArgument(`The space's customer is required when creating a space with app authentication; set space.customer to "customers/my_customer".`)
+	}
+
+	requestID := c.q.Get("requestId")
+	reqKey := c.identity() + "\x00" + requestID
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
+	if requestID != "" {
+		if sp := c.e.spaces[c.e.spaceReqs[reqKey]]; sp != nil {
+			return sp.wire(), nil
+		}
+	}
+	for _, sp := range c.e.spaces {
+		if sp.spaceType == "SPACE" && strings.EqualFold(sp.displayName, displayName) {
+			return nil, chatapi.NewError(http.StatusConflict, "A space with the same display name already exists in this organization. Try a different display name.")
+		}
+	}
+	name := "spaces/AAQA" + randomID(7)
+	for c.e.spaces[name] != nil {
+		name = "spaces/AAQA" + randomID(7)
+	}
+	sp := c.e.addSpaceLocked(name, c.tok.subject == "")
+	sp.displayName, sp.spaceType = displayName, spaceType
+	sp.extras = map[string]json.RawMessage{}
+	for _, k := range spaceEcho {
+		if v, ok := fields[k]; ok {
+			sp.extras[k] = v
+		}
+	}
+	if c.tok.subject != "" {
+		sp.humans = append(sp.humans, member{user: c.identity(), role: "ROLE_MANAGER", created: sp.created})
+	}
+	if requestID != "" {
+		c.e.spaceReqs[reqKey] = name
+	}
+	return sp.wire(), nil
+}
+
+// membership is one row of a space's member list.
+type membership struct {
+	id, user, typ, role string
+	created             time.Time
+}
+
+func (sp *space) memberships() []membership {
+	var out []membership
+	for _, h := range sp.humans {
+		out = append(out, membership{strings.TrimPrefix(h.user, "users/"), h.user, "HUMAN", h.role, h.created})
+	}
+	if sp.appMember {
+		out = append(out, membership{"app", appUser, "BOT", "ROLE_MEMBER", sp.appJoined})
+	}
+	return out
+}
+
+func (m membership) wire(space string) map[string]any {
+	return map[string]any{
+		"name":       space + "/members/" + m.id,
+		"state":      "JOINED",
+		"role":       m.role,
+		"member":     map[string]string{"name": m.user, "type": m.typ},
+		"createTime": timestamp(m.created),
+	}
+}
+
+// getMember finds a membership by member id; "app" is the calling app's.
+func (c *call) getMember() (any, *chatapi.Error) {
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
+	sp, err := c.spaceLocked()
+	if err != nil {
+		return nil, err
+	}
+	id := c.vars["member"]
+	for _, m := range sp.memberships() {
+		if m.id == id {
+			return m.wire(sp.name), nil
+		}
+	}
+	return nil, notFound()
+}
+
+var memberFilterFields = map[string]filterField{
+	"role":        {"role", kindString},
+	"member.type": {"member.type", kindString},
+}
+
+func (c *call) listMembers() (any, *chatapi.Error) {
+	size, err := c.pageSize(100, 1000)
+	if err != nil {
+		return nil, err
+	}
+	start, err := c.readPageToken("members")
+	if err != nil {
+		return nil, err
+	}
+	f, err := c.parseFilter(memberFilterFields)
+	if err != nil {
+		return nil, err
+	}
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
+	sp, err := c.spaceLocked()
+	if err != nil {
+		return nil, err
+	}
+	var all []membership
+	for _, m := range sp.memberships() {
+		if f.match(func(field string) (string, time.Time) {
+			if field == "role" {
+				return m.role, time.Time{}
+			}
+			return m.typ, time.Time{}
+		}) {
+			all = append(all, m)
+		}
+	}
+	if start < 0 {
+		start = 0
+	}
+	var page []any
+	next := ""
+	for i := int(start); i < len(all); i++ {
+		if len(page) == size {
+			next = pageToken("members", int64(i))
+			break
+		}
+		page = append(page, all[i].wire(sp.name))
+	}
+	return struct {
+		Memberships   []any  `json:"memberships,omitempty"`
+		NextPageToken string `json:"nextPageToken,omitempty"`
+	}{page, next}, nil
+}

@@ -1,0 +1,181 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/chat-broker/chat-broker/chatapi"
+)
+
+// Policy is a parsed and validated policy file. It is immutable after
+// Parse and safe for concurrent use.
+type Policy struct {
+	file     string
+	callers  []*Caller
+	byName   map[string]*Caller
+	bySecret map[[sha256.Size]byte]*Caller
+}
+
+// Caller is one entry of callers in the policy file. Its exported fields
+// describe what the file grants; decisions use compiled copies, so
+// changing them changes nothing (and callers must not: they are shared).
+type Caller struct {
+	// Name identifies the caller in logs, metrics and errors.
+	Name string
+	// Scopes are the most the caller's tokens may carry, in short form
+	// ("chat.bot"), in file order.
+	Scopes []chatapi.Scope
+	// Subjects are the users the caller may act as through domain-wide
+	// delegation: email addresses, or "*@domain" for every user of a
+	// domain, as written in the file.
+	Subjects []string
+	// Limits is the caller's own rate limit.
+	Limits Limits
+
+	policy   *Policy
+	path     string // "callers[3]"
+	secret   [sha256.Size]byte
+	byMethod map[string][]*rule // method id → the rules that list it, in file order
+	granted  map[chatapi.Scope]bool
+	users    map[string]bool // exact subjects, lower case
+	domains  map[string]bool // domains of "*@domain" subjects, lower case
+}
+
+// Limits is a caller's rate limit. Zero PerMinute means no per-caller
+// limit.
+type Limits struct {
+	// PerMinute is the sustained rate, in calls per minute.
+	PerMinute int `json:"perMinute"`
+	// Burst is how many calls may go at once above the sustained rate.
+	// When the file sets PerMinute but not Burst, Parse sets Burst to one
+	// second's worth of PerMinute (at least 1): a token bucket with burst
+	// 0 would refuse every call.
+	Burst int `json:"burst"`
+}
+
+// rule is one compiled entry of a caller's allow list.
+type rule struct {
+	path      string          // "callers[0].allow[1]"
+	allSpaces bool            // spaces: ["*"]
+	spaces    map[string]bool // "spaces/AAAA"
+}
+
+// Error is what Parse returns for a policy that does not parse or does
+// not validate. It lists every problem found, not only the first.
+type Error struct {
+	// File is the file name given to Parse.
+	File string
+	// Problems follow the structure of the file: callers in order, and
+	// each caller's fields in the order the format lists them.
+	Problems []Problem
+}
+
+// Problem is one thing wrong with a policy file.
+type Problem struct {
+	// Path is where: a field path such as "callers[0].scopes[1]", a line
+	// such as "line 3" for YAML syntax errors, or "" for the whole file.
+	Path string
+	// Message says what is wrong and how to fix it.
+	Message string
+}
+
+// Error returns one line per problem, each "FILE: PATH: MESSAGE".
+func (e *Error) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.File)
+		b.WriteString(": ")
+		if p.Path != "" {
+			b.WriteString(p.Path)
+			b.WriteString(": ")
+		}
+		b.WriteString(p.Message)
+	}
+	return b.String()
+}
+
+// maxFileSize bounds what Load reads. A ConfigMap holds at most 1 MiB.
+const maxFileSize = 8 << 20
+
+// Load reads the policy file at path and parses it with Parse(path, data).
+func Load(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if len(data) > maxFileSize {
+		return nil, &Error{File: path, Problems: []Problem{{Message: fmt.Sprintf("the file is larger than %d MiB; a policy file is a few kilobytes", maxFileSize>>20)}}}
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates a policy. file is used only in error text
+// and in the messages of decisions. On failure the error is an *Error
+// that lists every problem found.
+func Parse(file string, data []byte) (*Policy, error) {
+	var ps problems
+	doc, ok := decodeFile(data, &ps)
+	if !ok {
+		return nil, &Error{File: file, Problems: ps.list}
+	}
+	p := &Policy{file: file}
+	validate(doc, p, &ps)
+	if len(ps.list) > 0 {
+		return nil, &Error{File: file, Problems: ps.sorted()}
+	}
+	return p, nil
+}
+
+// HashSecret returns the lowercase hex SHA-256 of a caller secret: the
+// value of identify.secretSHA256, and what `chat-broker hash-secret`
+// prints.
+func HashSecret(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// File returns the file name the policy was parsed with.
+func (p *Policy) File() string { return p.file }
+
+// Callers returns the callers in file order. The slice is the caller's;
+// the *Caller values are shared and must not be modified.
+func (p *Policy) Callers() []*Caller { return append([]*Caller(nil), p.callers...) }
+
+// CallerByName returns the caller with the given name.
+func (p *Policy) CallerByName(name string) (*Caller, bool) {
+	c, ok := p.byName[name]
+	return c, ok
+}
+
+// CallerBySecret returns the caller whose secretSHA256 is the SHA-256 of
+// secret. It hashes once and looks the hash up in a map, so its cost does
+// not depend on the number of callers; the match is then confirmed with
+// a constant-time comparison. An empty secret matches no caller.
+func (p *Policy) CallerBySecret(secret string) (*Caller, bool) {
+	if secret == "" {
+		return nil, false
+	}
+	h := sha256.Sum256([]byte(secret))
+	c, ok := p.bySecret[h]
+	if !ok || subtle.ConstantTimeCompare(c.secret[:], h[:]) != 1 {
+		return nil, false
+	}
+	return c, true
+}
+
+// Path returns where the caller is in the policy file, as in
+// "callers[2]".
+func (c *Caller) Path() string { return c.path }

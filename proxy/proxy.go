@@ -1,0 +1,354 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/chat-broker/chat-broker/broker"
+	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/policy"
+)
+
+// TokenSource mints or returns a cached Google access token for a subject
+// ("" for the app itself) and scope set. *broker.Broker implements it.
+type TokenSource interface {
+	Token(ctx context.Context, subject string, scopes []chatapi.Scope) (broker.Token, error)
+}
+
+// invalidator is implemented by token sources that can drop a cached
+// token, which the proxy does when Google answers 401 to it.
+type invalidator interface {
+	Invalidate(subject string, scopes []chatapi.Scope)
+}
+
+// PolicySource returns the policy in force. *policy.Store implements it;
+// the proxy reads it once per request, so a reload never changes the rules
+// halfway through a call.
+type PolicySource interface {
+	Load() *policy.Policy
+}
+
+// Config configures a Proxy.
+type Config struct {
+	// Upstream is the pinned Chat API origin, e.g. https://chat.googleapis.com.
+	// The caller never chooses the host. Required.
+	Upstream *url.URL
+	// Policy decides who may call what. Required.
+	Policy PolicySource
+	// Tokens supplies Google tokens. Required.
+	Tokens TokenSource
+	// Transport carries calls upstream; nil means NewTransport().
+	Transport http.RoundTripper
+	// Audit receives one record per call; nil discards them.
+	Audit *slog.Logger
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for latency figures; nil means time.Now.
+	Now func() time.Time
+}
+
+// Proxy is the broker's request path as an http.Handler. It is safe for
+// concurrent use.
+type Proxy struct {
+	upstream *url.URL
+	policy   PolicySource
+	tokens   TokenSource
+	router   *chatapi.Router
+	rp       *httputil.ReverseProxy
+	audit    *slog.Logger
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// New returns a Proxy for cfg.
+func New(cfg Config) (*Proxy, error) {
+	switch {
+	case cfg.Upstream == nil || cfg.Upstream.Host == "":
+		return nil, errors.New("proxy: no upstream: set Config.Upstream, e.g. https://chat.googleapis.com")
+	case cfg.Upstream.Scheme != "https" && cfg.Upstream.Scheme != "http":
+		return nil, fmt.Errorf("proxy: upstream scheme %q: want https (or http on loopback)", cfg.Upstream.Scheme)
+	case cfg.Policy == nil:
+		return nil, errors.New("proxy: no policy: set Config.Policy")
+	case cfg.Tokens == nil:
+		return nil, errors.New("proxy: no token source: set Config.Tokens")
+	}
+	p := &Proxy{
+		upstream: cfg.Upstream,
+		policy:   cfg.Policy,
+		tokens:   cfg.Tokens,
+		router:   chatapi.NewRouter(),
+		audit:    orDiscard(cfg.Audit),
+		log:      orDiscard(cfg.Logger),
+		now:      cfg.Now,
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	transport := cfg.Transport
+	if transport == nil {
+		transport = NewTransport()
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:   p.rewrite,
+		Transport: transport,
+		// Stream both ways: a 200 MB upload or download costs a 32 KiB
+		// buffer, and server-sent responses reach the caller at once.
+		FlushInterval:  -1,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.upstreamError,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}
+	return p, nil
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+// NewTransport returns the upstream transport: bounded dial, TLS and
+// header waits so a stalled Google cannot pin the broker's goroutines, and
+// enough idle connections for a busy pod. Redirects are never followed (a
+// Transport does not follow them; ReverseProxy passes them back).
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 2 * time.Minute,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   128,
+	}
+}
+
+// call is what the proxy learns about one request on its way through; the
+// audit record is written from it.
+type call struct {
+	caller, method, space, subject, rule, reason string
+	decision                                     string // "allow", "deny" (policy) or "" (refused before a decision)
+	scopes                                       []chatapi.Scope
+	path, query                                  string
+	token                                        broker.Token
+	upstreamStatus                               int
+	upstreamID                                   string
+}
+
+type callKey struct{}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := p.now()
+	c := &call{}
+	sw := &statusWriter{ResponseWriter: w}
+	if err := p.serve(sw, r, c); err != nil {
+		_, c.reason = writeError(sw, err)
+	}
+	p.record(r, c, sw.status, p.now().Sub(start))
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
+	path, err := checkTarget(r)
+	if err != nil {
+		return err
+	}
+	secret, err := checkHeaders(r.Header)
+	if err != nil {
+		return err
+	}
+
+	// Identify before routing, so an unknown caller learns nothing about
+	// what the broker would forward.
+	pol := p.policy.Load()
+	caller, ok := pol.CallerBySecret(secret)
+	if !ok {
+		p.log.Warn("unknown caller secret", "remote", r.RemoteAddr, "path", path)
+		return refuse(http.StatusUnauthorized, "CALLER_UNKNOWN", "the caller secret matches no caller in the policy: check the secret the app sends, and that its SHA-256 (chat-broker hash-secret) is a callers[].identify.secretSHA256")
+	}
+	c.caller = caller.Name
+
+	m, vars, err := p.router.Match(r)
+	switch {
+	case errors.Is(err, chatapi.ErrVerbNotAllowed):
+		return refuse(http.StatusMethodNotAllowed, "VERB_NOT_ALLOWED", r.Method+" "+path+" is not a Google Chat API method; the path exists with another HTTP verb")
+	case err != nil:
+		return refuse(http.StatusNotFound, "UNKNOWN_METHOD", r.Method+" "+path+" is not a Google Chat API method chat-broker knows; check the path (e.g. /v1/spaces/AAAA/messages)")
+	}
+	c.method, c.space, c.path = m.ID, m.Space(vars), path
+
+	if c.query, err = checkQuery(r.URL.RawQuery, m.ID == "media.download"); err != nil {
+		return err
+	}
+
+	d := pol.Decide(caller, m, c.space, "")
+	c.rule, c.decision = d.Rule, "allow"
+	if !d.Allow {
+		c.decision = "deny"
+		ref := refuse(http.StatusForbidden, d.Reason, d.Message)
+		ref.metadata = map[string]string{"caller": caller.Name, "method": m.ID}
+		if d.Rule != "" {
+			ref.metadata["rule"] = d.Rule
+		}
+		return ref
+	}
+	c.scopes, c.subject = d.Scopes, d.Subject
+
+	if err := checkBody(w, r, m); err != nil {
+		return err
+	}
+
+	tok, err := p.tokens.Token(r.Context(), d.Subject, d.Scopes)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return refuse(499, "CANCELLED", "the caller went away before a token was ready")
+		}
+		p.log.Error("no token", "caller", caller.Name, "method", m.ID, "scopes", d.Scopes, "err", err)
+		ref := refuse(http.StatusServiceUnavailable, "TOKEN_UNAVAILABLE", fmt.Sprintf("could not get a Google token with %s: %v", chatapi.ScopeKey(d.Scopes), err))
+		ref.retryAfter = 5 * time.Second
+		return ref
+	}
+	c.token = tok
+
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	return nil
+}
+
+// checkBody caps the request body at what the method can carry and
+// requires JSON where Chat takes JSON.
+func checkBody(w http.ResponseWriter, r *http.Request, m *chatapi.Method) error {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	if m.MaxBody == 0 {
+		return refuse(http.StatusBadRequest, "BODY_NOT_ALLOWED", m.ID+" takes no request body")
+	}
+	if r.ContentLength > m.MaxBody {
+		return refuse(http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", fmt.Sprintf("%s takes at most %d bytes of body", m.ID, m.MaxBody))
+	}
+	if m.ID != "media.upload" {
+		ct := strings.ToLower(strings.TrimSpace(strings.SplitN(r.Header.Get("Content-Type"), ";", 2)[0]))
+		if ct != "application/json" {
+			return refuse(http.StatusUnsupportedMediaType, "CONTENT_TYPE_NOT_ALLOWED", m.ID+" takes a JSON body: send Content-Type: application/json")
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, m.MaxBody)
+	return nil
+}
+
+// stripOut are request headers never forwarded: the caller's credential
+// (replaced by the broker's token) and headers that change identity,
+// billing or quota. The hygiene checks refuse most of them outright; this
+// list is the second line.
+var stripOut = append(append([]string{"Authorization"}, credentialHeaders...), billingHeaders...)
+
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	c := pr.In.Context().Value(callKey{}).(*call)
+	out := pr.Out
+	out.URL = &url.URL{
+		Scheme:   p.upstream.Scheme,
+		Host:     p.upstream.Host,
+		Path:     strings.TrimSuffix(p.upstream.Path, "/") + c.path,
+		RawQuery: c.query,
+	}
+	out.Host = ""
+	for _, h := range stripOut {
+		out.Header.Del(h)
+	}
+	c.token.SetAuthHeader(out)
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	c := resp.Request.Context().Value(callKey{}).(*call)
+	c.upstreamStatus = resp.StatusCode
+	c.upstreamID = resp.Header.Get("X-Goog-Request-Id")
+	// Nothing from Google's front end that could set state in the caller's
+	// client or point it elsewhere.
+	resp.Header.Del("Set-Cookie")
+	resp.Header.Del("Alt-Svc")
+	if resp.StatusCode == http.StatusUnauthorized {
+		// The token was revoked or expired early: drop it so the next call
+		// mints a fresh one.
+		if inv, ok := p.tokens.(invalidator); ok {
+			inv.Invalidate(c.subject, c.scopes)
+		}
+	}
+	return nil
+}
+
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	c := r.Context().Value(callKey{}).(*call)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		_, c.reason = writeError(w, refuse(http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", fmt.Sprintf("%s takes at most %d bytes of body", c.method, tooBig.Limit)))
+	case r.Context().Err() != nil:
+		c.reason = "CANCELLED"
+		w.WriteHeader(499)
+	default:
+		p.log.Warn("upstream unreachable", "upstream", p.upstream.Host, "method", c.method, "err", err)
+		ref := refuse(http.StatusBadGateway, "UPSTREAM_UNAVAILABLE", "could not reach "+p.upstream.Host+"; retry later")
+		ref.retryAfter = time.Second
+		_, c.reason = writeError(w, ref)
+	}
+}
+
+// record writes the audit line. It names who called what and how it went;
+// message text, bodies and credentials never appear in it.
+func (p *Proxy) record(r *http.Request, c *call, status int, latency time.Duration) {
+	decision := c.decision
+	if decision == "" {
+		decision = "refuse"
+	}
+	p.audit.LogAttrs(r.Context(), slog.LevelInfo, "call",
+		slog.String("caller", c.caller),
+		slog.String("method", c.method),
+		slog.String("space", c.space),
+		slog.String("subject", c.subject),
+		slog.String("scopes", chatapi.ScopeKey(c.scopes)),
+		slog.String("decision", decision),
+		slog.String("rule", c.rule),
+		slog.String("reason", c.reason),
+		slog.Int("status", status),
+		slog.Int("upstream_status", c.upstreamStatus),
+		slog.String("upstream_request_id", c.upstreamID),
+		slog.Float64("latency_ms", float64(latency.Microseconds())/1000),
+	)
+}
+
+// statusWriter remembers the status sent. Unwrap lets ReverseProxy's
+// ResponseController reach the real writer's Flush.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var _ io.Writer = (*statusWriter)(nil)
