@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,6 +74,7 @@ type Stats struct {
 type Broker struct {
 	key          atomic.Pointer[Key]
 	client       *http.Client
+	ownClient    bool // client is ours: Close closes its idle connections
 	now          func() time.Time
 	refreshAfter float64
 	minRemaining time.Duration
@@ -118,7 +118,7 @@ func (e *entry) usable(now time.Time, minRemaining time.Duration) bool {
 // New returns a Broker that mints with cfg.Key. It does not contact the
 // token endpoint; the first Token call does.
 func New(cfg Config) (*Broker, error) {
-	if cfg.Key == nil || cfg.Key.secret == nil {
+	if cfg.Key == nil || cfg.Key.privatePEM == nil {
 		return nil, errors.New("broker: Config.Key is required: load it with LoadKey or ParseKey")
 	}
 	if cfg.RefreshAfter < 0 || cfg.RefreshAfter >= 1 {
@@ -137,6 +137,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if b.client == nil {
 		b.client = defaultHTTPClient()
+		b.ownClient = true
 	}
 	if b.now == nil {
 		b.now = time.Now
@@ -191,7 +192,7 @@ func defaultHTTPClient() *http.Client {
 // changed, cached tokens are no longer handed out. Mints already in flight
 // finish with the old key.
 func (b *Broker) SetKey(k *Key) error {
-	if k == nil || k.secret == nil {
+	if k == nil || k.privatePEM == nil {
 		return errors.New("broker: SetKey: key is required")
 	}
 	b.key.Store(k)
@@ -249,7 +250,7 @@ func checkRequest(subject string, scopes []chatapi.Scope) error {
 	}
 	for _, s := range scopes {
 		if s == "" || strings.ContainsFunc(string(s), isSpace) {
-			return fmt.Errorf("broker: token: scope %q is empty or contains white space", s)
+			return fmt.Errorf("broker: token: scope %q is empty or contains white space or NUL", s)
 		}
 		// chat-api.md §A.3: a chat.bot token must carry no sub.
 		if s == chatapi.ScopeBot && subject != "" {
@@ -257,7 +258,7 @@ func checkRequest(subject string, scopes []chatapi.Scope) error {
 		}
 	}
 	if strings.ContainsFunc(subject, isSpace) {
-		return errors.New("broker: token: subject contains white space")
+		return errors.New("broker: token: subject contains white space or NUL")
 	}
 	return nil
 }
@@ -361,7 +362,7 @@ func (b *Broker) exchange(k *Key, subject string, scopes []chatapi.Scope) (*entr
 	}
 	conf := &jwt.Config{
 		Email:        k.ClientEmail,
-		PrivateKey:   k.secret.pem,
+		PrivateKey:   k.privatePEM(),
 		PrivateKeyID: k.PrivateKeyID,
 		Scopes:       urls,
 		TokenURL:     k.TokenURI,
@@ -435,7 +436,7 @@ func (b *Broker) exchange(k *Key, subject string, scopes []chatapi.Scope) (*entr
 			Expiry:  expiry,
 			Scopes:  scopes,
 			Subject: subject,
-			value:   &secretValue{s: tok.AccessToken},
+			value:   newSecretValue(tok.AccessToken),
 		},
 		account:   k.account(),
 		refreshAt: refreshAt,
@@ -444,29 +445,12 @@ func (b *Broker) exchange(k *Key, subject string, scopes []chatapi.Scope) (*entr
 	return e, nil
 }
 
-// expiresIn reads expires_in as JSON gives it (a number) or as some
-// servers send it (a string).
+// expiresIn reads expires_in from x/oauth2's raw map of the answer, where
+// JSON numbers are float64. (x/oauth2/jwt itself refuses an answer whose
+// expires_in is a string, so no other form gets this far.)
 func expiresIn(v any) (time.Duration, bool) {
-	var secs float64
-	switch v := v.(type) {
-	case float64:
-		secs = v
-	case json.Number:
-		f, err := v.Float64()
-		if err != nil {
-			return 0, false
-		}
-		secs = f
-	case string:
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return 0, false
-		}
-		secs = f
-	default:
-		return 0, false
-	}
-	if secs <= 0 || secs > 1e9 {
+	secs, ok := v.(float64)
+	if !ok || secs <= 0 || secs > 1e9 {
 		return 0, false
 	}
 	return time.Duration(secs * float64(time.Second)), true
@@ -554,7 +538,8 @@ func (b *Broker) Stats() Stats {
 func (b *Broker) Ready() bool { return b.ready.Load() }
 
 // Close stops the broker: mints in flight, background refreshes included,
-// are cancelled, and Close waits for them to return. Afterwards Token
+// are cancelled, and Close waits for them to return; the default HTTP
+// client's idle connections are closed. Afterwards Token
 // still returns valid cached tokens but mints nothing (it fails with a
 // MintError wrapping ErrClosed). Close may be called more than once.
 func (b *Broker) Close() {
@@ -564,5 +549,8 @@ func (b *Broker) Close() {
 		b.mu.Unlock()
 		b.cancel()
 		b.wg.Wait()
+		if b.ownClient {
+			b.client.CloseIdleConnections()
+		}
 	})
 }

@@ -635,9 +635,9 @@ func TestRefusedRequests(t *testing.T) {
 		{"no scopes", "", nil, "broker: token: no scopes requested"},
 		{"chat.bot with a subject", "alice@example.com", []chatapi.Scope{chatapi.ScopeMessages, chatapi.ScopeBot},
 			"broker: token: chat.bot never goes with a delegated subject: use a user scope to act as a user"},
-		{"scope with a space", "", []chatapi.Scope{"chat.bot chat.delete"}, `broker: token: scope "chat.bot chat.delete" is empty or contains white space`},
-		{"empty scope", "", []chatapi.Scope{""}, `broker: token: scope "" is empty or contains white space`},
-		{"subject with a NUL", "a\x00b", []chatapi.Scope{chatapi.ScopeMessages}, "broker: token: subject contains white space"},
+		{"scope with a space", "", []chatapi.Scope{"chat.bot chat.delete"}, `broker: token: scope "chat.bot chat.delete" is empty or contains white space or NUL`},
+		{"empty scope", "", []chatapi.Scope{""}, `broker: token: scope "" is empty or contains white space or NUL`},
+		{"subject with a NUL", "a\x00b", []chatapi.Scope{chatapi.ScopeMessages}, "broker: token: subject contains white space or NUL"},
 	}
 	for _, tc := range tests {
 		_, err := b.Token(context.Background(), tc.subject, tc.scopes)
@@ -710,7 +710,7 @@ func TestSetAuthHeader(t *testing.T) {
 	if got := r.Header.Values("Authorization"); len(got) != 0 {
 		t.Errorf("zero Token: Authorization = %q, want none", got)
 	}
-	Token{value: &secretValue{s: "ya29.x"}}.SetAuthHeader(r)
+	Token{value: newSecretValue("ya29.x")}.SetAuthHeader(r)
 	if got := r.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer ya29.x" {
 		t.Errorf("Authorization = %q, want [Bearer ya29.x]", got)
 	}

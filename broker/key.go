@@ -26,10 +26,11 @@ import (
 const maxKeyFileSize = 1 << 20
 
 // Key is a loaded service-account key. Its exported fields are safe to log.
-// The private key is kept unexported, behind a pointer, so that String,
-// GoString, LogValue, Format and even fmt's raw printing of a struct that
-// holds a Key as an unexported field show at most an address, never key
-// material.
+// The private key is kept unexported inside a closure: String, GoString,
+// LogValue and Format never print it, and neither can fmt's raw printing
+// of a struct that holds a Key in an unexported field (where fmt cannot
+// call Format and walks the fields by reflection instead), because
+// reflection shows a func only as an address.
 //
 // A Key is immutable once ParseKey returns it, and safe for concurrent use.
 type Key struct {
@@ -43,15 +44,8 @@ type Key struct {
 	// ProjectID is the Google Cloud project that owns the service account.
 	ProjectID string
 
-	secret *keySecret
-}
-
-// keySecret holds the private key. It is reached only through Key.secret,
-// a pointer, so no fmt verb prints its contents.
-type keySecret struct {
-	pem         []byte // as found in the key file; handed to x/oauth2/jwt
-	rsa         *rsa.PrivateKey
-	fingerprint string
+	fingerprint string        // of the public key; not secret
+	privatePEM  func() []byte // the private key as found in the key file, for x/oauth2/jwt
 }
 
 // keyFile is the subset of the service-account JSON that the broker reads.
@@ -147,16 +141,14 @@ func parseKey(data []byte) (*Key, error) {
 		return nil, errors.New("private_key: cannot encode its public half") // not reachable for a valid RSA key
 	}
 	sum := sha256.Sum256(der)
+	pemBytes := []byte(kf.PrivateKey)
 	return &Key{
 		ClientEmail:  kf.ClientEmail,
 		PrivateKeyID: kf.PrivateKeyID,
 		TokenURI:     tokenURI,
 		ProjectID:    kf.ProjectID,
-		secret: &keySecret{
-			pem:         []byte(kf.PrivateKey),
-			rsa:         priv,
-			fingerprint: hex.EncodeToString(sum[:8]),
-		},
+		fingerprint:  hex.EncodeToString(sum[:8]),
+		privatePEM:   func() []byte { return pemBytes },
 	}, nil
 }
 
@@ -221,10 +213,10 @@ func parsePrivateKey(data []byte) (*rsa.PrivateKey, error) {
 // PKIX DER form). It identifies the key in logs and metrics without
 // revealing anything secret.
 func (k *Key) Fingerprint() string {
-	if k == nil || k.secret == nil {
+	if k == nil {
 		return ""
 	}
-	return k.secret.fingerprint
+	return k.fingerprint
 }
 
 // String describes the key by account, key id and fingerprint.

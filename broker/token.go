@@ -35,17 +35,23 @@ type Token struct {
 	value *secretValue
 }
 
-type secretValue struct{ s string }
+// secretValue hides a token from reflection: a func's captured variables
+// are out of its reach. The pointer gives each minted token an identity.
+type secretValue struct{ get func() string }
+
+func newSecretValue(s string) *secretValue {
+	return &secretValue{get: func() string { return s }}
+}
 
 // SetAuthHeader sets "Authorization: Bearer <token>" on r. On the zero
 // Token it removes any Authorization header instead, so a bug upstream of
 // it sends no credential rather than someone else's.
 func (t Token) SetAuthHeader(r *http.Request) {
-	if t.value == nil || t.value.s == "" {
+	if t.value == nil {
 		r.Header.Del("Authorization")
 		return
 	}
-	r.Header.Set("Authorization", "Bearer "+t.value.s)
+	r.Header.Set("Authorization", "Bearer "+t.value.get())
 }
 
 // IsZero reports whether t is the zero Token, as returned with an error.

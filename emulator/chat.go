@@ -95,7 +95,6 @@ func (e *Emulator) serveChat(w http.ResponseWriter, r *http.Request) {
 		RawQuery:      r.URL.RawQuery,
 		Authorization: r.Header.Get("Authorization"),
 	}}
-	defer rec.WriteHeader(http.StatusOK) // a handler that wrote nothing
 	body, err := e.handleChat(rec, r)
 	if err != nil {
 		err.Write(rec)

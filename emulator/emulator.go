@@ -406,7 +406,7 @@ func (e *Emulator) record(r Request) {
 	}
 	e.requests = append(e.requests, r)
 	e.mu.Unlock()
-	e.log.Debug("emulator: chat request", "verb", r.Verb, "path", r.Path, "method", r.MethodID, "status", r.Status)
+	e.log.Info("emulator: chat request", "verb", r.Verb, "path", r.Path, "method", r.MethodID, "status", r.Status)
 }
 
 func randomBytes(n int) []byte {

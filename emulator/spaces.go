@@ -82,7 +82,7 @@ func (e *Emulator) sortedSpacesLocked() []*space {
 	return out
 }
 
-// space returns the space the request names, or 404. Callers hold e.mu.
+// spaceLocked returns the space the request names, or 404. Callers hold e.mu.
 func (c *call) spaceLocked() (*space, *chatapi.Error) {
 	sp := c.e.spaces[c.m.Space(c.vars)]
 	if sp == nil {

@@ -110,7 +110,7 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	c, oerr := e.verifyAssertion(assertion)
 	if oerr != nil {
-		e.log.Debug("emulator: token refused", "error", oerr.code, "description", oerr.desc)
+		e.log.Info("emulator: token refused", "error", oerr.code, "description", oerr.desc)
 		oerr.write(w)
 		return
 	}
@@ -120,7 +120,7 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	if subject != "" && !e.delegation {
 		e.mu.Unlock()
-		e.log.Debug("emulator: token refused", "error", "unauthorized_client", "subject", subject)
+		e.log.Info("emulator: token refused", "error", "unauthorized_client", "subject", subject)
 		(&oauthError{http.StatusUnauthorized, "unauthorized_client", descNoDWD}).write(w)
 		return
 	}
@@ -146,7 +146,7 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 	for i, s := range scopes {
 		urls[i] = s.URL()
 	}
-	e.log.Debug("emulator: token issued", "scopes", chatapi.ScopeKey(scopes), "subject", subject, "lifetime", lifetime)
+	e.log.Info("emulator: token issued", "scopes", chatapi.ScopeKey(scopes), "subject", subject, "lifetime", lifetime)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, tokenResponse{

@@ -38,6 +38,7 @@ type Caller struct {
 	Limits Limits
 
 	policy   *Policy
+	index    int    // position in callers
 	path     string // "callers[3]"
 	secret   [sha256.Size]byte
 	byMethod map[string][]*rule // method id → the rules that list it, in file order
@@ -84,15 +85,18 @@ type Problem struct {
 	Message string
 }
 
-// Error returns one line per problem, each "FILE: PATH: MESSAGE".
+// Error returns one line per problem, each "FILE: PATH: MESSAGE" (without
+// "FILE: " when File is empty, and without "PATH: " when Path is).
 func (e *Error) Error() string {
 	var b strings.Builder
 	for i, p := range e.Problems {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString(e.File)
-		b.WriteString(": ")
+		if e.File != "" {
+			b.WriteString(e.File)
+			b.WriteString(": ")
+		}
 		if p.Path != "" {
 			b.WriteString(p.Path)
 			b.WriteString(": ")

@@ -99,7 +99,7 @@ func validate(doc *fileDoc, p *Policy, ps *problems) {
 			continue
 		}
 		cd := &doc.Callers[i]
-		c := &Caller{policy: p, path: path}
+		c := &Caller{policy: p, index: i, path: path}
 		validateName(cd, c, names, ps)
 		validateIdentify(cd, c, secrets, ps)
 		explicit := validateAllow(cd, c, ps)
@@ -142,7 +142,7 @@ func validateName(cd *callerDoc, c *Caller, names map[string][]int, ps *problems
 			hint = fmt.Sprintf(", as in %q", s)
 		}
 		ps.add(np, "%q is not a valid name; use lower-case letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit%s", cd.Name, hint)
-	case len(idx) > 1 && c.path == fmt.Sprintf("callers[%d]", idx[0]):
+	case len(idx) > 1 && idx[0] == c.index:
 		ps.add(np, "%s; caller names must be unique", dupNote(strconv.Quote(cd.Name), idx, "callers[%d].name"))
 	}
 	c.Name = cd.Name
@@ -210,7 +210,7 @@ func validateIdentify(cd *callerDoc, c *Caller, secrets map[string][]int, ps *pr
 		ps.add(sp, "want 64 lower-case hex characters, got %d characters; %s", len(s), hashHint)
 	case s == hex.EncodeToString(emptySecret[:]):
 		ps.add(sp, `is the hash of an empty secret; choose a secret and put the output of "chat-broker hash-secret" here`)
-	case len(idx) > 1 && c.path == fmt.Sprintf("callers[%d]", idx[0]):
+	case len(idx) > 1 && idx[0] == c.index:
 		ps.add(sp, "%s; give each caller its own secret, or a request's caller would be ambiguous", dupNote("the same hash", idx, "callers[%d].identify.secretSHA256"))
 	default:
 		hex.Decode(c.secret[:], []byte(s)) // cannot fail: hexRE matched
