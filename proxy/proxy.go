@@ -25,9 +25,11 @@ type TokenSource interface {
 }
 
 // invalidator is implemented by token sources that can drop a cached
-// token, which the proxy does when Google answers 401 to it.
+// token, which the proxy does when Google answers 401 to it. Dropping that
+// token only (not whatever is cached for its scopes now) keeps a burst of
+// 401s from discarding the fresh token another call just minted.
 type invalidator interface {
-	Invalidate(subject string, scopes []chatapi.Scope)
+	InvalidateToken(broker.Token)
 }
 
 // PolicySource returns the policy in force. *policy.Store implements it;
@@ -282,7 +284,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		// The token was revoked or expired early: drop it so the next call
 		// mints a fresh one.
 		if inv, ok := p.tokens.(invalidator); ok {
-			inv.Invalidate(c.subject, c.scopes)
+			inv.InvalidateToken(c.token)
 		}
 	}
 	return nil

@@ -22,7 +22,7 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	writeKey := fs.String("write-key", "", "write a service-account key `file` whose token_uri points at the emulator; required")
 	spaces := fs.String("spaces", "spaces/AAAA", "comma-separated `spaces` where the app is a member")
 	approve := fs.String("approve", "", "comma-separated chat.app.* `scopes` an admin has approved (default none, like a new app)")
-	lifetime := fs.Duration("token-lifetime", time.Hour, "lifetime of issued access tokens")
+	lifetime := fs.Duration("token-lifetime", time.Hour, "lifetime of issued access tokens (a broker never hands out a token with under a minute left, so keep it well above 1m)")
 	unsafeListen := fs.Bool("unsafe-listen", false, "allow a non-loopback --listen")
 	if help, err := parseFlags(fs, args, stderr); help || err != nil {
 		return err
