@@ -27,6 +27,7 @@ import (
 const (
 	notifierSecret = "notifier-secret-0123456789abcdef"
 	readerSecret   = "reader-secret-0123456789abcdef00"
+	opsSecret      = "ops-secret-0123456789abcdef00000"
 	unknownSecret  = "nobody-secret-0123456789abcdef00"
 )
 
@@ -44,7 +45,13 @@ callers:
       - methods: [spaces.get, spaces.messages.get]
         spaces: ["*"]
     scopes: [chat.bot]
-`, policy.HashSecret(notifierSecret), policy.HashSecret(readerSecret))
+  - name: ops
+    identify: {secretSHA256: %q}
+    allow:
+      - methods: ["*"]
+        spaces: ["*"]
+    scopes: [chat.bot]
+`, policy.HashSecret(notifierSecret), policy.HashSecret(readerSecret), policy.HashSecret(opsSecret))
 
 // syncBuffer collects log output written from many goroutines.
 type syncBuffer struct {
@@ -231,7 +238,9 @@ func TestRefusalsNeverReachUpstream(t *testing.T) {
 		{"wrong space", "POST", "/v1/spaces/BBBB/messages", jsonBody, `{"text":"x"}`, 403, "SPACE_NOT_ALLOWED"},
 		{"wrong method", "DELETE", "/v1/spaces/AAAA/messages/M1", ok, "", 403, "METHOD_NOT_ALLOWED"},
 		{"method without a space needs spaces *", "GET", "/v1/spaces", ok, "", 403, "METHOD_NOT_ALLOWED"},
-		{"user-only method", "POST", "/v1/spaces/AAAA/messages/M1/reactions", bearer(readerSecret), `{}`, 403, "METHOD_NOT_ALLOWED"},
+		{"method not listed", "POST", "/v1/spaces/AAAA/messages/M1/reactions", bearer(readerSecret), `{}`, 403, "METHOD_NOT_ALLOWED"},
+		{"user-only method without a subject", "POST", "/v1/spaces/AAAA/messages/M1/reactions", with(bearer(opsSecret), "Content-Type", "application/json"), `{}`, 403, "USER_AUTH_REQUIRED"},
+		{"no granted scope serves the method", "GET", "/v1/spaces/AAAA/messages", bearer(opsSecret), "", 403, "SCOPE_NOT_GRANTED"},
 		{"unknown caller", "POST", "/v1/spaces/AAAA/messages", bearer(unknownSecret), `{"text":"x"}`, 401, "CALLER_UNKNOWN"},
 		{"no credential", "GET", "/v1/spaces/AAAA/messages", nil, "", 401, "CALLER_CREDENTIAL_MISSING"},
 		{"basic auth", "GET", "/v1/spaces/AAAA/messages", http.Header{"Authorization": {"Basic bm90aWZpZXI6eA=="}}, "", 401, "CALLER_CREDENTIAL_MALFORMED"},
@@ -359,6 +368,18 @@ func TestChatErrorsPassThrough(t *testing.T) {
 	_, err := svc.Spaces.Get("spaces/CCCC").Do()
 	if err == nil || !strings.Contains(err.Error(), chatapi.MsgNotPermitted) {
 		t.Fatalf("get spaces/CCCC: err = %v, want Chat's %q", err, chatapi.MsgNotPermitted)
+	}
+
+	// An admin withdraws approval of chat.app.messages.readonly: the list
+	// reaches Chat and Chat's approval 403 comes back unchanged.
+	e.emu.Approve(chatapi.ScopeAppMessagesReadonly, false)
+	_, err = e.chatService(t, notifierSecret).Spaces.Messages.List("spaces/AAAA").Do()
+	if err == nil || !strings.Contains(err.Error(), chatapi.MsgAdminApproval) {
+		t.Fatalf("list without approval: err = %v, want Chat's %q", err, chatapi.MsgAdminApproval)
+	}
+	reqs := e.emu.Requests()
+	if last := reqs[len(reqs)-1]; last.MethodID != "spaces.messages.list" || last.Status != 403 {
+		t.Errorf("emulator's last request = %s %d, want spaces.messages.list 403", last.MethodID, last.Status)
 	}
 }
 
