@@ -53,9 +53,15 @@ type Config struct {
 	Spaces []string
 	// Approved are chat.app.* scopes a Workspace admin has approved. Default none (like a new app).
 	Approved []chatapi.Scope
-	// Delegation allows tokens with a subject (domain-wide delegation). Off: the token
-	// endpoint answers 401 unauthorized_client for any assertion with sub.
+	// Delegation allows tokens with a subject (domain-wide delegation) for
+	// every user. Off (and DelegatedUsers empty): the token endpoint
+	// answers 401 unauthorized_client for any assertion with sub.
 	Delegation bool
+	// DelegatedUsers, when not empty, are the only users (emails, compared
+	// case-insensitively) an assertion may name as sub; any other sub gets
+	// 401 unauthorized_client. Listing users turns delegation on for them
+	// whatever Delegation says.
+	DelegatedUsers []string
 	// Logger for the emulator's own operational logs; nil discards.
 	Logger *slog.Logger
 }
@@ -73,10 +79,13 @@ type Emulator struct {
 	clientID string
 	project  string // project number, for quota error bodies
 
-	mu         sync.Mutex
-	lifetime   time.Duration
-	delegation bool
-	tokenDown  bool
+	mu        sync.Mutex
+	lifetime  time.Duration
+	tokenDown bool
+	// A sub may be delegated to when delegateAll is set or its lower-case
+	// form is in delegates.
+	delegateAll bool
+	delegates   map[string]bool
 	audiences  map[string]bool
 	approved   map[chatapi.Scope]bool
 	tokens     map[string]*token
@@ -100,14 +109,15 @@ func New(cfg Config) (*Emulator, error) {
 		now:        cfg.Now,
 		log:        cfg.Logger,
 		router:     chatapi.NewRouter(),
-		lifetime:   cfg.TokenLifetime,
-		delegation: cfg.Delegation,
-		audiences:  map[string]bool{GoogleTokenURL: true},
-		approved:   map[chatapi.Scope]bool{},
-		tokens:     map[string]*token{},
-		spaces:     map[string]*space{},
-		spaceReqs:  map[string]string{},
-		minted:     make(chan struct{}),
+		lifetime:    cfg.TokenLifetime,
+		delegateAll: cfg.Delegation && len(cfg.DelegatedUsers) == 0,
+		delegates:   map[string]bool{},
+		audiences:   map[string]bool{GoogleTokenURL: true},
+		approved:    map[chatapi.Scope]bool{},
+		tokens:      map[string]*token{},
+		spaces:      map[string]*space{},
+		spaceReqs:   map[string]string{},
+		minted:      make(chan struct{}),
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -124,6 +134,12 @@ func New(cfg Config) (*Emulator, error) {
 			return nil, fmt.Errorf("emulator: Approved[%d]: %q is not a chat.app.* scope", i, s)
 		}
 		e.approved[sc] = true
+	}
+	for i, u := range cfg.DelegatedUsers {
+		if !validEmail(u) {
+			return nil, fmt.Errorf("emulator: DelegatedUsers[%d]: %q is not a user's email", i, u)
+		}
+		e.delegates[strings.ToLower(u)] = true
 	}
 	for i, name := range cfg.Spaces {
 		if !validSpaceName(name) {
@@ -148,15 +164,19 @@ func New(cfg Config) (*Emulator, error) {
 	return e, nil
 }
 
-// ServeHTTP serves POST /token (the OAuth 2.0 JWT-bearer token endpoint)
-// and the Chat REST API under /v1/, /upload/v1/ and /resumable/upload/v1/.
-// Any other path is answered 404 in Google's error shape.
+// ServeHTTP serves POST /token (the OAuth 2.0 JWT-bearer token endpoint),
+// the Chat REST API under /v1/, /upload/v1/ and /resumable/upload/v1/, and
+// the emulator's own control API under /emulator/ (see the package
+// documentation). Any other path is answered 404 in Google's error shape.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/token" {
+	switch {
+	case r.URL.Path == "/token":
 		e.serveToken(w, r)
-		return
+	case strings.HasPrefix(r.URL.Path, adminPrefix):
+		e.serveAdmin(w, r)
+	default:
+		e.serveChat(w, r)
 	}
-	e.serveChat(w, r)
 }
 
 // serviceAccountKey is the layout of a Google service-account key file.
@@ -332,12 +352,56 @@ func (e *Emulator) SetTokenLifetime(d time.Duration) {
 	e.mu.Unlock()
 }
 
-// SetDelegation turns domain-wide delegation on or off for assertions
-// presented from now on.
+// SetDelegation turns domain-wide delegation on or off for every user, for
+// assertions presented from now on. It forgets the users named by
+// Config.DelegatedUsers and SetUserDelegation.
 func (e *Emulator) SetDelegation(on bool) {
 	e.mu.Lock()
-	e.delegation = on
+	e.delegateAll = on
+	e.delegates = map[string]bool{}
 	e.mu.Unlock()
+}
+
+// SetUserDelegation allows or refuses one user (an email, compared
+// case-insensitively) as the sub of assertions presented from now on.
+// From the first call on, delegation is per user: only the users
+// allowed by Config.DelegatedUsers or by SetUserDelegation may be a sub,
+// even if every user was allowed before. Tokens already issued keep
+// working until they expire.
+func (e *Emulator) SetUserDelegation(user string, on bool) {
+	e.mu.Lock()
+	e.delegateAll = false
+	if on {
+		e.delegates[strings.ToLower(user)] = true
+	} else {
+		delete(e.delegates, strings.ToLower(user))
+	}
+	e.mu.Unlock()
+}
+
+// delegatedLocked reports whether sub may be the subject of a token.
+// Callers hold e.mu.
+func (e *Emulator) delegatedLocked(sub string) bool {
+	return e.delegateAll || e.delegates[strings.ToLower(sub)]
+}
+
+// delegationState returns whether every user may be a subject, and
+// otherwise which users may, sorted.
+func (e *Emulator) delegationState() (all bool, users []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for u := range e.delegates {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	return e.delegateAll, users
+}
+
+// validEmail reports whether s looks like an email: one @ with something
+// on either side, and no spaces or slashes.
+func validEmail(s string) bool {
+	local, domain, ok := strings.Cut(s, "@")
+	return ok && local != "" && domain != "" && !strings.ContainsAny(s, " /\t\n") && !strings.Contains(domain, "@")
 }
 
 // Message is a stored Chat message.

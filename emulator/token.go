@@ -118,7 +118,7 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 
 	now := e.now()
 	e.mu.Lock()
-	if subject != "" && !e.delegation {
+	if subject != "" && !e.delegatedLocked(subject) {
 		e.mu.Unlock()
 		e.log.Info("emulator: token refused", "error", "unauthorized_client", "subject", subject)
 		(&oauthError{http.StatusUnauthorized, "unauthorized_client", descNoDWD}).write(w)

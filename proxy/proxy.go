@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,17 +59,30 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Headers of the broker's own.
+const (
+	// SubjectHeader names the user a caller acts as through domain-wide
+	// delegation. The policy must allow that caller that subject; the
+	// header is never forwarded.
+	SubjectHeader = "X-Chat-Broker-Subject"
+	// HintHeader, on a response, says in one sentence how to fix a refusal
+	// that Chat answered (the app is not in the space; an admin has not
+	// approved a chat.app.* scope). Chat's body passes through unchanged.
+	HintHeader = "X-Chat-Broker-Hint"
+)
+
 // Proxy is the broker's request path as an http.Handler. It is safe for
 // concurrent use.
 type Proxy struct {
-	upstream *url.URL
-	policy   PolicySource
-	tokens   TokenSource
-	router   *chatapi.Router
-	rp       *httputil.ReverseProxy
-	audit    *slog.Logger
-	log      *slog.Logger
-	now      func() time.Time
+	upstream  *url.URL
+	policy    PolicySource
+	tokens    TokenSource
+	router    *chatapi.Router
+	rp        *httputil.ReverseProxy
+	approvals approvals
+	audit     *slog.Logger
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 // New returns a Proxy for cfg.
@@ -84,13 +98,14 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, errors.New("proxy: no token source: set Config.Tokens")
 	}
 	p := &Proxy{
-		upstream: cfg.Upstream,
-		policy:   cfg.Policy,
-		tokens:   cfg.Tokens,
-		router:   chatapi.NewRouter(),
-		audit:    orDiscard(cfg.Audit),
-		log:      orDiscard(cfg.Logger),
-		now:      cfg.Now,
+		upstream:  cfg.Upstream,
+		policy:    cfg.Policy,
+		tokens:    cfg.Tokens,
+		router:    chatapi.NewRouter(),
+		approvals: newApprovals(),
+		audit:     orDiscard(cfg.Audit),
+		log:       orDiscard(cfg.Logger),
+		now:       cfg.Now,
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -147,6 +162,7 @@ type call struct {
 	token                                        broker.Token
 	upstreamStatus                               int
 	upstreamID                                   string
+	hint                                         string
 }
 
 type callKey struct{}
@@ -182,29 +198,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	c.caller = caller.Name
 
-	m, vars, err := p.router.Match(r)
-	switch {
-	case errors.Is(err, chatapi.ErrVerbNotAllowed):
-		return refuse(http.StatusMethodNotAllowed, "VERB_NOT_ALLOWED", r.Method+" "+path+" is not a Google Chat API method; the path exists with another HTTP verb")
-	case err != nil:
-		return refuse(http.StatusNotFound, "UNKNOWN_METHOD", r.Method+" "+path+" is not a Google Chat API method chat-broker knows; check the path (e.g. /v1/spaces/AAAA/messages)")
-	}
-	c.method, c.space, c.path = m.ID, m.Space(vars), path
-
-	if c.query, err = checkQuery(r.URL.RawQuery, m.ID == "media.download"); err != nil {
+	subject, err := subjectOf(r.Header)
+	if err != nil {
 		return err
 	}
-
-	d := pol.Decide(caller, m, c.space, "")
-	c.rule, c.decision = d.Rule, "allow"
-	if !d.Allow {
-		c.decision = "deny"
-		ref := refuse(http.StatusForbidden, d.Reason, d.Message)
-		ref.metadata = map[string]string{"caller": caller.Name, "method": m.ID}
-		if d.Rule != "" {
-			ref.metadata["rule"] = d.Rule
-		}
-		return ref
+	m, d, err := resolve(p.router, pol, caller, r, path, subject, c)
+	if err != nil {
+		return err
 	}
 	c.scopes, c.subject = d.Scopes, d.Subject
 
@@ -214,18 +214,68 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 
 	tok, err := p.tokens.Token(r.Context(), d.Subject, d.Scopes)
 	if err != nil {
-		if r.Context().Err() != nil {
-			return refuse(499, "CANCELLED", "the caller went away before a token was ready")
-		}
-		p.log.Error("no token", "caller", caller.Name, "method", m.ID, "scopes", d.Scopes, "err", err)
-		ref := refuse(http.StatusServiceUnavailable, "TOKEN_UNAVAILABLE", fmt.Sprintf("could not get a Google token with %s: %v", chatapi.ScopeKey(d.Scopes), err))
-		ref.retryAfter = 5 * time.Second
-		return ref
+		return p.tokenError(r, c, err)
 	}
 	c.token = tok
 
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 	return nil
+}
+
+// tokenError turns a failed mint into the caller's answer. A delegated
+// subject Google refuses is a setup fault the caller can act on (403); any
+// other failure is 503, with Retry-After when a retry may help. An
+// expired token is never sent instead.
+func (p *Proxy) tokenError(r *http.Request, c *call, err error) error {
+	if r.Context().Err() != nil {
+		return refuse(499, "CANCELLED", "the caller went away before a token was ready")
+	}
+	p.log.Error("no token", "caller", c.caller, "method", c.method, "scopes", chatapi.ScopeKey(c.scopes), "subject", c.subject, "err", err)
+	var me *broker.MintError
+	temporary := true
+	if errors.As(err, &me) {
+		temporary = me.Temporary()
+		if me.Code == "unauthorized_client" && c.subject != "" {
+			return refuse(http.StatusForbidden, "DELEGATION_NOT_GRANTED", fmt.Sprintf(
+				"Google refused to let the Chat app act as %s with %s (unauthorized_client): a Workspace admin must grant the service account domain-wide delegation for this scope (Admin console: Security > API controls > Domain-wide delegation)",
+				c.subject, chatapi.ScopeKey(c.scopes)))
+		}
+	}
+	ref := refuse(http.StatusServiceUnavailable, "TOKEN_UNAVAILABLE", fmt.Sprintf("could not get a Google token with %s: %v", chatapi.ScopeKey(c.scopes), err))
+	if temporary {
+		ref.retryAfter = 5 * time.Second
+	}
+	return ref
+}
+
+// resolve routes a request that passed the target and header checks,
+// checks its query, and asks the policy. It fills c's method, space, path,
+// query, rule and decision as it learns them. ServeHTTP and Explain share
+// it, so an explanation is exactly what the proxy would do.
+func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, r *http.Request, path, subject string, c *call) (*chatapi.Method, policy.Decision, error) {
+	m, vars, err := router.Match(r)
+	switch {
+	case errors.Is(err, chatapi.ErrVerbNotAllowed):
+		return nil, policy.Decision{}, refuse(http.StatusMethodNotAllowed, "VERB_NOT_ALLOWED", r.Method+" "+path+" is not a Google Chat API method; the path exists with another HTTP verb")
+	case err != nil:
+		return nil, policy.Decision{}, refuse(http.StatusNotFound, "UNKNOWN_METHOD", r.Method+" "+path+" is not a Google Chat API method chat-broker knows; check the path (e.g. /v1/spaces/AAAA/messages)")
+	}
+	c.method, c.space, c.path = m.ID, m.Space(vars), path
+	if c.query, err = checkQuery(r.URL.RawQuery, m.ID == "media.download"); err != nil {
+		return m, policy.Decision{}, err
+	}
+	d := pol.Decide(caller, m, c.space, subject)
+	c.rule, c.decision = d.Rule, "allow"
+	if !d.Allow {
+		c.decision = "deny"
+		ref := refuse(http.StatusForbidden, d.Reason, d.Message)
+		ref.metadata = map[string]string{"caller": caller.Name, "method": m.ID}
+		if d.Rule != "" {
+			ref.metadata["rule"] = d.Rule
+		}
+		return m, d, ref
+	}
+	return m, d, nil
 }
 
 // checkBody caps the request body at what the method can carry and
@@ -269,6 +319,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	for _, h := range stripOut {
 		out.Header.Del(h)
 	}
+	for h := range out.Header {
+		if strings.HasPrefix(h, "X-Chat-Broker-") {
+			delete(out.Header, h)
+		}
+	}
 	c.token.SetAuthHeader(out)
 }
 
@@ -280,14 +335,91 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	// client or point it elsewhere.
 	resp.Header.Del("Set-Cookie")
 	resp.Header.Del("Alt-Svc")
-	if resp.StatusCode == http.StatusUnauthorized {
+	var scope chatapi.Scope
+	if len(c.scopes) == 1 {
+		scope = c.scopes[0]
+	}
+	switch {
+	case resp.StatusCode < 300 && resp.StatusCode >= 200:
+		if p.approvals.observe(scope, true, p.now()) {
+			p.log.Info("chat.app scope approved: a call with it succeeded", "scope", scope)
+		}
+	case resp.StatusCode == http.StatusUnauthorized:
 		// The token was revoked or expired early: drop it so the next call
 		// mints a fresh one.
 		if inv, ok := p.tokens.(invalidator); ok {
 			inv.InvalidateToken(c.token)
 		}
+	case resp.StatusCode == http.StatusForbidden:
+		p.explain403(resp, c, scope)
 	}
 	return nil
+}
+
+// maxPeek bounds how much of a 403 body the broker reads to recognize
+// Chat's two classic refusals; their bodies are a few hundred bytes.
+const maxPeek = 64 << 10
+
+// explain403 recognizes Chat's two classic 403s, adds a hint header with
+// the fix and records an unapproved chat.app.* scope. The body reaches
+// the caller unchanged.
+func (p *Proxy) explain403(resp *http.Response, c *call, scope chatapi.Scope) {
+	head, err := io.ReadAll(io.LimitReader(resp.Body, maxPeek+1))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
+	if err != nil || len(head) > maxPeek {
+		return
+	}
+	switch {
+	case bytes.Contains(head, []byte(chatapi.MsgAdminApproval)):
+		c.hint = approvalHint(scope)
+		if p.approvals.observe(scope, false, p.now()) {
+			p.log.Warn("chat.app scope not approved by the Workspace admin; calls that need it fail until an admin approves it",
+				"scope", scope, "caller", c.caller, "method", c.method)
+		}
+	case bytes.Contains(head, []byte(chatapi.MsgNotPermitted)):
+		c.hint = notMemberHint(c.space)
+	}
+	if c.hint != "" {
+		resp.Header.Set(HintHeader, c.hint)
+	}
+}
+
+// approvalUserMessage is what Google suggests an app show its users while
+// a scope awaits approval.
+const approvalUserMessage = "To perform this action, I need approval. <https://support.google.com/a?p=chat-app-auth|Learn more>."
+
+func approvalHint(scope chatapi.Scope) string {
+	what := "the OAuth scope this call needs"
+	if scope != "" {
+		what = "the scope " + string(scope)
+	}
+	return "A Google Workspace administrator must approve " + what + " for this Chat app (Admin console: Apps > Google Workspace Marketplace apps); meanwhile tell users: " + approvalUserMessage
+}
+
+func notMemberHint(space string) string {
+	where := "the space"
+	if space != "" {
+		where = space
+	}
+	return "The Chat app is not a member of " + where + ": add the app to the space (in Chat, @mention it or use Add apps), then retry."
+}
+
+// subjectOf returns the user named in SubjectHeader, or "" for the app
+// itself.
+func subjectOf(h http.Header) (string, error) {
+	v := h.Values(SubjectHeader)
+	switch {
+	case len(v) == 0:
+		return "", nil
+	case len(v) > 1:
+		return "", refuse(http.StatusBadRequest, "SUBJECT_AMBIGUOUS", SubjectHeader+" is given more than once: name one user")
+	case strings.TrimSpace(v[0]) == "":
+		return "", refuse(http.StatusBadRequest, "SUBJECT_EMPTY", SubjectHeader+" is empty: name the user's email, or leave the header out to act as the app")
+	}
+	return strings.TrimSpace(v[0]), nil
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
@@ -326,6 +458,7 @@ func (p *Proxy) record(r *http.Request, c *call, status int, latency time.Durati
 		slog.Int("status", status),
 		slog.Int("upstream_status", c.upstreamStatus),
 		slog.String("upstream_request_id", c.upstreamID),
+		slog.String("hint", c.hint),
 		slog.Float64("latency_ms", float64(latency.Microseconds())/1000),
 	)
 }

@@ -76,16 +76,23 @@ func (s *syncBuffer) String() string {
 type env struct {
 	emu    *emulator.Emulator
 	broker *broker.Broker
+	proxy  *proxy.Proxy
 	url    string // the broker's proxy listener
 	logs   *syncBuffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	emu, err := emulator.New(emulator.Config{
+	return newEnvWith(t, emulator.Config{
 		Spaces:   []string{"spaces/AAAA", "spaces/BBBB"},
 		Approved: []chatapi.Scope{chatapi.ScopeAppMessagesReadonly},
-	})
+	}, testPolicy)
+}
+
+// newEnvWith is newEnv with a chosen emulator configuration and policy.
+func newEnvWith(t *testing.T, cfg emulator.Config, policyText string) *env {
+	t.Helper()
+	emu, err := emulator.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +110,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	pol, err := policy.Parse("policy.yaml", []byte(testPolicy))
+	pol, err := policy.Parse("policy.yaml", []byte(policyText))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +127,7 @@ func newEnv(t *testing.T) *env {
 	}
 	srv := httptest.NewServer(px)
 	t.Cleanup(srv.Close)
-	return &env{emu: emu, broker: b, url: srv.URL, logs: logs}
+	return &env{emu: emu, broker: b, proxy: px, url: srv.URL, logs: logs}
 }
 
 func (e *env) chatService(t *testing.T, secret string) *chat.Service {

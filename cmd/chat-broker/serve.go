@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
@@ -197,7 +200,7 @@ func (in *instance) run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelWarn),
 	}
 	adminSrv := &http.Server{
-		Handler:           in.adminHandler(b),
+		Handler:           in.adminHandler(b, px),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -289,8 +292,15 @@ func selfTestScopes(p *policy.Policy) []chatapi.Scope {
 	return []chatapi.Scope{first}
 }
 
-func (in *instance) adminHandler(b *broker.Broker) http.Handler {
+func (in *instance) adminHandler(b *broker.Broker, px *proxy.Proxy) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(newRegistry(px), promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /approvals", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(struct {
+			Scopes []proxy.Approval `json:"scopes"`
+		}{px.Approvals()})
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

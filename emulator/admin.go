@@ -1,0 +1,426 @@
+package emulator
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/chat-broker/chat-broker/chatapi"
+)
+
+// adminPrefix is where the control API lives. Nothing of Google's is
+// under it, and the broker forwards only catalog paths, so a caller
+// going through a broker cannot reach it.
+const adminPrefix = "/emulator/"
+
+// maxAdminBody caps a control request; each is a small JSON object.
+const maxAdminBody = 64 << 10
+
+// adminHandler serves one verb of one control endpoint. It returns the
+// JSON answer or a Google-shaped error.
+type adminHandler func(e *Emulator, r *http.Request) (any, *chatapi.Error)
+
+// adminRoutes maps path → verb → handler.
+var adminRoutes = map[string]map[string]adminHandler{
+	"/emulator/approvals": {
+		http.MethodGet:  (*Emulator).adminGetApprovals,
+		http.MethodPost: (*Emulator).adminPostApproval,
+	},
+	"/emulator/delegation": {
+		http.MethodGet:  (*Emulator).adminGetDelegation,
+		http.MethodPost: (*Emulator).adminPostDelegation,
+	},
+	"/emulator/spaces": {
+		http.MethodGet:  (*Emulator).adminGetSpaces,
+		http.MethodPost: (*Emulator).adminPostSpace,
+	},
+	"/emulator/faults": {
+		http.MethodGet:    (*Emulator).adminGetFaults,
+		http.MethodPost:   (*Emulator).adminPostFault,
+		http.MethodDelete: (*Emulator).adminDeleteFaults,
+	},
+	"/emulator/token-endpoint": {
+		http.MethodGet:  (*Emulator).adminGetTokenEndpoint,
+		http.MethodPost: (*Emulator).adminPostTokenEndpoint,
+	},
+	"/emulator/token-lifetime": {
+		http.MethodGet:  (*Emulator).adminGetTokenLifetime,
+		http.MethodPost: (*Emulator).adminPostTokenLifetime,
+	},
+	"/emulator/requests": {
+		http.MethodGet:    (*Emulator).adminGetRequests,
+		http.MethodDelete: (*Emulator).adminDeleteRequests,
+	},
+	"/emulator/mints": {
+		http.MethodGet: (*Emulator).adminGetMints,
+	},
+}
+
+// serveAdmin serves the control API: JSON in and out, errors in Google's
+// shape. Control requests are not Chat requests and are not in Requests.
+func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	verbs, ok := adminRoutes[strings.TrimSuffix(r.URL.Path, "/")]
+	if !ok {
+		chatapi.NewError(http.StatusNotFound, fmt.Sprintf("chat-broker emulator: no control endpoint %s", r.URL.Path)).Write(w)
+		return
+	}
+	h, ok := verbs[r.Method]
+	if !ok {
+		var allow []string
+		for v := range verbs {
+			allow = append(allow, v)
+		}
+		slices.Sort(allow)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		chatapi.NewError(http.StatusMethodNotAllowed, fmt.Sprintf("chat-broker emulator: %s takes %s", r.URL.Path, strings.Join(allow, ", "))).Write(w)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxAdminBody)
+	out, err := h(e, r)
+	if err != nil {
+		e.log.Info("emulator: control request refused", "verb", r.Method, "path", r.URL.Path, "status", err.Code)
+		err.Write(w)
+		return
+	}
+	e.log.Info("emulator: control request", "verb", r.Method, "path", r.URL.Path)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// decodeAdmin reads a control request's JSON object into v, refusing
+// unknown fields so that a typo is not silently ignored.
+func decodeAdmin(r *http.Request, v any) *chatapi.Error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return chatapi.NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("chat-broker emulator: request body exceeds %d bytes", tooBig.Limit))
+		}
+		if errors.Is(err, io.EOF) {
+			return invalidArgument("chat-broker emulator: the request needs a JSON object body")
+		}
+		return invalidArgument("chat-broker emulator: invalid JSON body: " + err.Error())
+	}
+	if dec.More() {
+		return invalidArgument("chat-broker emulator: the body must hold one JSON object")
+	}
+	return nil
+}
+
+func missing(field string) *chatapi.Error {
+	return invalidArgument(fmt.Sprintf("chat-broker emulator: %q is required", field))
+}
+
+// Approvals.
+
+type approvalsOut struct {
+	Approved []string `json:"approved"`
+}
+
+func (e *Emulator) adminGetApprovals(*http.Request) (any, *chatapi.Error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := approvalsOut{Approved: []string{}}
+	for s, ok := range e.approved {
+		if ok {
+			out.Approved = append(out.Approved, string(s))
+		}
+	}
+	slices.Sort(out.Approved)
+	return out, nil
+}
+
+func (e *Emulator) adminPostApproval(r *http.Request) (any, *chatapi.Error) {
+	var in struct {
+		Scope    string `json:"scope"`
+		Approved *bool  `json:"approved"`
+	}
+	if err := decodeAdmin(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Approved == nil {
+		return nil, missing("approved")
+	}
+	s, ok := chatapi.ParseScope(in.Scope)
+	if !ok || !s.IsApp() {
+		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: %q is not a chat.app.* scope (e.g. chat.app.spaces.create)", in.Scope))
+	}
+	e.Approve(s, *in.Approved)
+	return e.adminGetApprovals(r)
+}
+
+// Delegation.
+
+type delegationOut struct {
+	// AllUsers: every user may be a sub; otherwise only Users may.
+	AllUsers bool     `json:"allUsers"`
+	Users    []string `json:"users"`
+}
+
+func (e *Emulator) adminGetDelegation(*http.Request) (any, *chatapi.Error) {
+	all, users := e.delegationState()
+	if users == nil {
+		users = []string{}
+	}
+	return delegationOut{AllUsers: all, Users: users}, nil
+}
+
+func (e *Emulator) adminPostDelegation(r *http.Request) (any, *chatapi.Error) {
+	var in struct {
+		User    string `json:"user"`
+		Enabled *bool  `json:"enabled"`
+	}
+	if err := decodeAdmin(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Enabled == nil {
+		return nil, missing("enabled")
+	}
+	switch {
+	case in.User == "":
+		e.SetDelegation(*in.Enabled)
+	case !validEmail(in.User):
+		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: user %q is not an email", in.User))
+	default:
+		e.SetUserDelegation(in.User, *in.Enabled)
+	}
+	return e.adminGetDelegation(r)
+}
+
+// Spaces.
+
+type spaceOut struct {
+	Name        string `json:"name"`
+	AppIsMember bool   `json:"appIsMember"`
+}
+
+func (e *Emulator) adminGetSpaces(*http.Request) (any, *chatapi.Error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := struct {
+		Spaces []spaceOut `json:"spaces"`
+	}{Spaces: []spaceOut{}}
+	for _, sp := range e.sortedSpacesLocked() {
+		out.Spaces = append(out.Spaces, spaceOut{sp.name, sp.appMember})
+	}
+	return out, nil
+}
+
+func (e *Emulator) adminPostSpace(r *http.Request) (any, *chatapi.Error) {
+	var in struct {
+		Name        string `json:"name"`
+		AppIsMember *bool  `json:"appIsMember"`
+	}
+	if err := decodeAdmin(r, &in); err != nil {
+		return nil, err
+	}
+	if in.AppIsMember == nil {
+		return nil, missing("appIsMember")
+	}
+	name := in.Name
+	if !strings.HasPrefix(name, "spaces/") {
+		name = "spaces/" + name
+	}
+	if !validSpaceName(name) {
+		return nil, invalidArgument(fmt.Sprintf(`chat-broker emulator: %q is not a space name like "spaces/AAAA"`, in.Name))
+	}
+	e.AddSpace(name, *in.AppIsMember)
+	return spaceOut{name, *in.AppIsMember}, nil
+}
+
+// Faults.
+
+type faultJSON struct {
+	Method            string  `json:"method"`
+	Status            int     `json:"status"`
+	RetryAfterSeconds float64 `json:"retryAfterSeconds"`
+	Times             int     `json:"times"`
+	// Left is how many more requests the fault fails; 0 with Times 0
+	// means every one. Output only.
+	Left int `json:"left,omitempty"`
+}
+
+func (e *Emulator) adminGetFaults(*http.Request) (any, *chatapi.Error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := struct {
+		Faults []faultJSON `json:"faults"`
+	}{Faults: []faultJSON{}}
+	for _, f := range e.faults {
+		out.Faults = append(out.Faults, faultJSON{f.Method, f.Status, f.RetryAfter.Seconds(), f.Times, f.left})
+	}
+	return out, nil
+}
+
+func (e *Emulator) adminPostFault(r *http.Request) (any, *chatapi.Error) {
+	var in faultJSON
+	if err := decodeAdmin(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Method != "" {
+		m, ok := chatapi.Lookup(in.Method)
+		if !ok {
+			return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: %q is no Chat method id (e.g. spaces.messages.create); omit method to fail every method", in.Method))
+		}
+		in.Method = m.ID
+	}
+	if in.Status != http.StatusTooManyRequests && (in.Status < 500 || in.Status > 599) {
+		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: status %d is neither 429 nor 5xx", in.Status))
+	}
+	if in.RetryAfterSeconds < 0 || in.Times < 0 || in.Left != 0 {
+		return nil, invalidArgument("chat-broker emulator: retryAfterSeconds and times must not be negative, and left is output only")
+	}
+	e.InjectFault(Fault{
+		Method:     in.Method,
+		Status:     in.Status,
+		RetryAfter: time.Duration(in.RetryAfterSeconds * float64(time.Second)),
+		Times:      in.Times,
+	})
+	return e.adminGetFaults(r)
+}
+
+func (e *Emulator) adminDeleteFaults(r *http.Request) (any, *chatapi.Error) {
+	e.ClearFaults()
+	return e.adminGetFaults(r)
+}
+
+// Token endpoint.
+
+type tokenEndpointJSON struct {
+	Down *bool `json:"down"`
+}
+
+func (e *Emulator) adminGetTokenEndpoint(*http.Request) (any, *chatapi.Error) {
+	e.mu.Lock()
+	down := e.tokenDown
+	e.mu.Unlock()
+	return tokenEndpointJSON{&down}, nil
+}
+
+func (e *Emulator) adminPostTokenEndpoint(r *http.Request) (any, *chatapi.Error) {
+	var in tokenEndpointJSON
+	if err := decodeAdmin(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Down == nil {
+		return nil, missing("down")
+	}
+	e.SetTokenEndpointDown(*in.Down)
+	return e.adminGetTokenEndpoint(r)
+}
+
+type tokenLifetimeJSON struct {
+	Seconds *float64 `json:"seconds"`
+}
+
+func (e *Emulator) adminGetTokenLifetime(*http.Request) (any, *chatapi.Error) {
+	e.mu.Lock()
+	secs := e.lifetime.Seconds()
+	e.mu.Unlock()
+	return tokenLifetimeJSON{&secs}, nil
+}
+
+func (e *Emulator) adminPostTokenLifetime(r *http.Request) (any, *chatapi.Error) {
+	var in tokenLifetimeJSON
+	if err := decodeAdmin(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Seconds == nil {
+		return nil, missing("seconds")
+	}
+	if *in.Seconds < 0 {
+		return nil, invalidArgument("chat-broker emulator: seconds must not be negative; 0 means one hour")
+	}
+	e.SetTokenLifetime(time.Duration(*in.Seconds * float64(time.Second)))
+	return e.adminGetTokenLifetime(r)
+}
+
+// Logs.
+
+// requestJSON is a Request without the Authorization header, which holds
+// a live bearer token.
+type requestJSON struct {
+	Time     string   `json:"time"`
+	MethodID string   `json:"methodId"`
+	Verb     string   `json:"verb"`
+	Path     string   `json:"path"`
+	Query    string   `json:"query,omitempty"`
+	Scopes   []string `json:"scopes"`
+	Subject  string   `json:"subject,omitempty"`
+	Status   int      `json:"status"`
+}
+
+// credentialParams are query parameters Google reads as credentials.
+var credentialParams = []string{"access_token", "oauth_token", "key"}
+
+// redactQuery replaces the values of credential parameters in a raw
+// query with REDACTED, keeping the rest as sent.
+func redactQuery(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	parts := strings.Split(raw, "&")
+	for i, p := range parts {
+		k, _, _ := strings.Cut(p, "=")
+		if name, err := url.QueryUnescape(k); err == nil && slices.Contains(credentialParams, name) {
+			parts[i] = k + "=REDACTED"
+		}
+	}
+	return strings.Join(parts, "&")
+}
+
+func scopeStrings(scopes []chatapi.Scope) []string {
+	out := make([]string, len(scopes))
+	for i, s := range scopes {
+		out[i] = string(s)
+	}
+	return out
+}
+
+func (e *Emulator) adminGetRequests(*http.Request) (any, *chatapi.Error) {
+	reqs := e.Requests()
+	out := struct {
+		Requests []requestJSON `json:"requests"`
+	}{Requests: make([]requestJSON, len(reqs))}
+	for i, r := range reqs {
+		out.Requests[i] = requestJSON{
+			Time:     timestamp(r.Time),
+			MethodID: r.MethodID,
+			Verb:     r.Verb,
+			Path:     r.Path,
+			Query:    redactQuery(r.RawQuery),
+			Scopes:   scopeStrings(r.Scopes),
+			Subject:  r.Subject,
+			Status:   r.Status,
+		}
+	}
+	return out, nil
+}
+
+func (e *Emulator) adminDeleteRequests(r *http.Request) (any, *chatapi.Error) {
+	e.ResetRequests()
+	return e.adminGetRequests(r)
+}
+
+func (e *Emulator) adminGetMints(*http.Request) (any, *chatapi.Error) {
+	type mintJSON struct {
+		Time     string   `json:"time"`
+		Scopes   []string `json:"scopes"`
+		Subject  string   `json:"subject,omitempty"`
+		Audience string   `json:"audience"`
+	}
+	mints := e.Mints()
+	out := struct {
+		Mints []mintJSON `json:"mints"`
+	}{Mints: make([]mintJSON, len(mints))}
+	for i, m := range mints {
+		out.Mints[i] = mintJSON{timestamp(m.Time), scopeStrings(m.Scopes), m.Subject, m.Audience}
+	}
+	return out, nil
+}
