@@ -25,17 +25,27 @@ const (
 // handlers are the catalog methods the emulator implements. Every other
 // method is answered 501 after authentication and scope checks.
 var handlers = map[string]func(*call) (any, *chatapi.Error){
-	"spaces.get":             (*call).getSpace,
-	"spaces.list":            (*call).listSpaces,
-	"spaces.create":          (*call).createSpace,
-	"spaces.members.get":     (*call).getMember,
-	"spaces.members.list":    (*call).listMembers,
-	"spaces.messages.create": (*call).createMessage,
-	"spaces.messages.get":    (*call).getMessage,
-	"spaces.messages.list":   (*call).listMessages,
-	"spaces.messages.patch":  (*call).updateMessage,
-	"spaces.messages.update": (*call).updateMessage,
-	"spaces.messages.delete": (*call).deleteMessage,
+	"spaces.get":              (*call).getSpace,
+	"spaces.list":             (*call).listSpaces,
+	"spaces.create":           (*call).createSpace,
+	"spaces.members.get":      (*call).getMember,
+	"spaces.members.list":     (*call).listMembers,
+	"spaces.messages.create":  (*call).createMessage,
+	"spaces.messages.get":     (*call).getMessage,
+	"spaces.messages.list":    (*call).listMessages,
+	"spaces.messages.patch":   (*call).updateMessage,
+	"spaces.messages.update":  (*call).updateMessage,
+	"spaces.messages.delete":  (*call).deleteMessage,
+	"spaces.setup":            (*call).setupSpace,
+	"spaces.members.create":   (*call).createMember,
+	"spaces.members.delete":   (*call).deleteMember,
+	"spaces.members.patch":    (*call).patchMember,
+	"spaces.spaceEvents.get":  (*call).getSpaceEvent,
+	"spaces.spaceEvents.list": (*call).listSpaceEvents,
+
+	"spaces.messages.reactions.create": (*call).createReaction,
+	"spaces.messages.reactions.list":   (*call).listReactions,
+	"spaces.messages.reactions.delete": (*call).deleteReaction,
 }
 
 // call is one authorized Chat API request.
@@ -47,9 +57,12 @@ type call struct {
 	vars map[string]string
 	q    url.Values
 	tok  *token
+	meta map[string]string // ErrorInfo metadata: service and method
 	// viaApp: authorized by an approved chat.app.* scope, which acts
 	// across the organization, so membership is not required.
 	viaApp bool
+	// admin: user authentication with useAdminAccess=true and an admin scope.
+	admin bool
 }
 
 // identity is the user name the caller acts as.
@@ -120,7 +133,7 @@ func (e *Emulator) handleChat(w *recorder, r *http.Request) (any, *chatapi.Error
 		return nil, aerr
 	}
 	w.req.Scopes, w.req.Subject = tok.scopes, tok.subject
-	c := &call{e: e, w: w, r: r, m: m, vars: vars, q: r.URL.Query(), tok: tok}
+	c := &call{e: e, w: w, r: r, m: m, vars: vars, q: r.URL.Query(), tok: tok, meta: meta}
 	if err := c.authorize(meta); err != nil {
 		return nil, err
 	}
@@ -200,7 +213,7 @@ func (c *call) authorize(meta map[string]string) *chatapi.Error {
 		}
 		accepted := m.UserScopes
 		if c.q.Get("useAdminAccess") == "true" {
-			accepted = m.AdminScopes
+			accepted, c.admin = m.AdminScopes, true
 		}
 		if !hasAny(tok.scopes, accepted) {
 			return c.insufficient(meta)

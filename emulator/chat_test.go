@@ -485,15 +485,15 @@ func TestFaultInjection(t *testing.T) {
 
 func TestUnimplementedAfterChecks(t *testing.T) {
 	v := newEnv(t, emulator.Config{Delegation: true, Spaces: []string{space}})
-	svc := v.chatAs(t, "alice@example.com", chatapi.ScopeMessagesReactionsCreate)
-	_, err := svc.Spaces.Messages.Reactions.Create(space+"/messages/m1", &chat.Reaction{Emoji: &chat.Emoji{Unicode: "👍"}}).Do()
-	if _, e := apiError(t, err); e.Code != 501 || e.Message != "chat-broker emulator: spaces.messages.reactions.create is not implemented" {
+	svc := v.chatAs(t, "alice@example.com", chatapi.ScopeCustomEmojisReadonly)
+	_, err := svc.CustomEmojis.List().Do()
+	if _, e := apiError(t, err); e.Code != 501 || e.Message != "chat-broker emulator: customEmojis.list is not implemented" {
 		t.Errorf("got %d %q, want 501", e.Code, e.Message)
 	}
 	// The scope check comes first.
-	_, err = svc.Spaces.Messages.Reactions.List(space + "/messages/m1").Do()
+	_, err = svc.CustomEmojis.Create(&chat.CustomEmoji{EmojiName: ":x:"}).Do()
 	if _, e := apiError(t, err); e.Code != 403 || e.Message != chatapi.MsgInsufficientScopes {
-		t.Errorf("reactions.list without its scope: %d %q", e.Code, e.Message)
+		t.Errorf("customEmojis.create without its scope: %d %q", e.Code, e.Message)
 	}
 }
 

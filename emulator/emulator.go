@@ -86,16 +86,16 @@ type Emulator struct {
 	// form is in delegates.
 	delegateAll bool
 	delegates   map[string]bool
-	audiences  map[string]bool
-	approved   map[chatapi.Scope]bool
-	tokens     map[string]*token
-	spaces     map[string]*space
-	spaceReqs  map[string]string // identity + requestId → space name
-	seq        int64             // creation order of spaces and messages
-	requests   []Request
-	mints      []Mint
-	minted     chan struct{} // closed and replaced on every mint
-	faults     []*fault
+	audiences   map[string]bool
+	approved    map[chatapi.Scope]bool
+	tokens      map[string]*token
+	spaces      map[string]*space
+	spaceReqs   map[string]string // identity + requestId → space name
+	seq         int64             // creation order of spaces and messages
+	requests    []Request
+	mints       []Mint
+	minted      chan struct{} // closed and replaced on every mint
+	faults      []*fault
 }
 
 // New returns an emulator with a freshly generated RSA-2048 service-account
@@ -106,9 +106,9 @@ func New(cfg Config) (*Emulator, error) {
 		return nil, fmt.Errorf("emulator: TokenLifetime %v is negative", cfg.TokenLifetime)
 	}
 	e := &Emulator{
-		now:        cfg.Now,
-		log:        cfg.Logger,
-		router:     chatapi.NewRouter(),
+		now:         cfg.Now,
+		log:         cfg.Logger,
+		router:      chatapi.NewRouter(),
 		lifetime:    cfg.TokenLifetime,
 		delegateAll: cfg.Delegation && len(cfg.DelegatedUsers) == 0,
 		delegates:   map[string]bool{},

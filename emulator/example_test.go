@@ -3,10 +3,13 @@ package emulator_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/oauth2/google"
 	"google.golang.org/api/chat/v1"
@@ -72,4 +75,33 @@ func Example() {
 	// 1 token minted
 	// users/app build passed
 	// spaces.messages.create 200
+}
+
+// The chat-broker emulator command runs the emulator as its own process;
+// tests in any language set it up through its control API.
+func Example_controlAPI() {
+	emu, err := emulator.New(emulator.Config{Spaces: []string{"spaces/AAAA"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	defer srv.Close()
+
+	for _, c := range []struct{ path, body string }{
+		{"/emulator/approvals", `{"scope":"chat.app.spaces.create","approved":true}`},
+		{"/emulator/delegation", `{"user":"alice@example.com","enabled":true}`},
+		{"/emulator/faults", `{"method":"spaces.messages.create","status":503,"times":2}`},
+	} {
+		resp, err := http.Post(srv.URL+c.path, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			log.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Print(resp.StatusCode, " ", string(b))
+	}
+	// Output:
+	// 200 {"approved":["chat.app.spaces.create"]}
+	// 200 {"allUsers":false,"users":["alice@example.com"]}
+	// 200 {"faults":[{"method":"spaces.messages.create","status":503,"retryAfterSeconds":0,"times":2,"left":2}]}
 }

@@ -212,3 +212,46 @@ func reason(e *chatapi.Error) string {
 	d, _ := e.Info()
 	return d.Reason
 }
+
+// admin calls the control API and decodes its JSON answer.
+func (v *env) admin(t *testing.T, verb, path, body string) (int, map[string]any) {
+	t.Helper()
+	ct := ""
+	if body != "" {
+		ct = "application/json"
+	}
+	status, _, b := v.do(t, verb, path, "", ct, body)
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%s %s: answer is not JSON: %s", verb, path, b)
+	}
+	return status, out
+}
+
+// wantAPIError checks that err is a Google error with this code and message.
+func wantAPIError(t *testing.T, what string, err error, code int, msg string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: succeeded, want %d %q", what, code, msg)
+		return
+	}
+	g, e := apiError(t, err)
+	if g.Code != code || e.Message != msg {
+		t.Errorf("%s: got %d %q, want %d %q", what, g.Code, e.Message, code, msg)
+	}
+}
+
+// mintError mints for subject and returns the token endpoint's refusal.
+func (v *env) mintError(t *testing.T, subject string, scopes ...chatapi.Scope) (int, map[string]any) {
+	t.Helper()
+	_, err := v.tokenSource(t, subject, scopes...).Token()
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		t.Fatalf("mint for %q: got %v, want a RetrieveError", subject, err)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(re.Body, &body); err != nil {
+		t.Fatalf("token error body is not JSON: %s", re.Body)
+	}
+	return re.Response.StatusCode, body
+}

@@ -32,6 +32,7 @@ type message struct {
 	created   time.Time
 	updated   time.Time
 	extras    map[string]json.RawMessage // body fields echoed back as given
+	reactions []*reaction                // oldest first
 }
 
 func (m *message) name() string { return m.space + "/messages/" + m.id }
@@ -66,6 +67,9 @@ func (m *message) wire() map[string]any {
 	}
 	if m.reply {
 		out["threadReply"] = true
+	}
+	if len(m.reactions) > 0 {
+		out["emojiReactionSummaries"] = m.reactionSummaries()
 	}
 	return out
 }
@@ -214,7 +218,9 @@ func (c *call) createMessage() (any, *chatapi.Error) {
 	if reqKey != "" {
 		sp.byRequest[reqKey] = m
 	}
-	return m.wire(), nil
+	out := m.wire()
+	c.e.addEventLocked(sp, evMessageCreated, out)
+	return out, nil
 }
 
 // addMessageLocked stores a new message from the caller, in thread or, if
@@ -401,7 +407,9 @@ func (c *call) updateMessage() (any, *chatapi.Error) {
 		m = c.addMessageLocked(sp, in, "")
 		m.clientID = id
 		sp.byClient[id] = m
-		return m.wire(), nil
+		out := m.wire()
+		c.e.addEventLocked(sp, evMessageCreated, out)
+		return out, nil
 	}
 	if m.sender != c.identity() {
 		return nil, chatapi.NewError(http.StatusForbidden, msgNoPermission)
@@ -418,7 +426,9 @@ func (c *call) updateMessage() (any, *chatapi.Error) {
 		}
 	}
 	m.updated = c.e.now()
-	return m.wire(), nil
+	out := m.wire()
+	c.e.addEventLocked(sp, evMessageUpdated, out)
+	return out, nil
 }
 
 // deleteMessage deletes a message the caller created and answers {}.
@@ -444,5 +454,16 @@ func (c *call) deleteMessage() (any, *chatapi.Error) {
 	if m.reqKey != "" {
 		delete(sp.byRequest, m.reqKey)
 	}
+	// Chat fills only these fields of a deleted message's event. A user
+	// deleting through an app (domain-wide delegation) is CREATOR_VIA_APP.
+	deletion := "CREATOR"
+	if c.tok.subject != "" {
+		deletion = "CREATOR_VIA_APP"
+	}
+	c.e.addEventLocked(sp, evMessageDeleted, map[string]any{
+		"name":             m.name(),
+		"createTime":       timestamp(m.created),
+		"deletionMetadata": map[string]string{"deletionType": deletion},
+	})
 	return struct{}{}, nil
 }

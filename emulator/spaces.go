@@ -2,8 +2,10 @@ package emulator
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -40,6 +42,8 @@ type space struct {
 	appJoined   time.Time
 	humans      []member
 	extras      map[string]json.RawMessage // body fields echoed back as given
+	// events are the space's spaceEvents, oldest first.
+	events []*event
 
 	msgs       []*message          // creation order
 	byID       map[string]*message // by server-assigned id
@@ -347,4 +351,160 @@ func (c *call) listMembers() (any, *chatapi.Error) {
 		Memberships   []any  `json:"memberships,omitempty"`
 		NextPageToken string `json:"nextPageToken,omitempty"`
 	}{page, next}, nil
+}
+
+var setupFields = fieldSet("memberships", "requestId", "space")
+
+// maxSetupMembers is how many people spaces.setup may invite besides the
+// caller.
+const maxSetupMembers = 49
+
+// setupSpace serves spaces.setup (user authentication only): it creates a
+// space, group chat or direct message with the calling user and the
+// invited humans as members. A repeated requestId returns the space it
+// created; a direct message that exists already is returned as it is.
+func (c *call) setupSpace() (any, *chatapi.Error) {
+	fields, err := c.readBody("request", setupFields)
+	if err != nil {
+		return nil, err
+	}
+	requestID, err := stringField(fields, "request", "requestId")
+	if err != nil {
+		return nil, err
+	}
+	raw, ok := fields["space"]
+	if !ok {
+		return nil, invalidArgument("The space is required: set space.spaceType (SPACE, GROUP_CHAT or DIRECT_MESSAGE).")
+	}
+	var spaceBody map[string]json.RawMessage
+	if json.Unmarshal(raw, &spaceBody) != nil {
+		return nil, invalidArgument(fmt.Sprintf("Invalid value at 'request.space' (type.googleapis.com/google.chat.v1.Space), %s", raw))
+	}
+	spaceIn := map[string]json.RawMessage{}
+	for k, v := range spaceBody {
+		name := camelCase(k)
+		if !spaceFields[name] {
+			return nil, invalidArgument(fmt.Sprintf("Invalid JSON payload received. Unknown name %q at 'request.space': Cannot find field.", k))
+		}
+		spaceIn[name] = v
+	}
+	var displayName, spaceType string
+	if displayName, err = stringField(spaceIn, "request.space", "displayName"); err != nil {
+		return nil, err
+	}
+	if spaceType, err = stringField(spaceIn, "request.space", "spaceType"); err != nil {
+		return nil, err
+	}
+	botDM := false
+	if v, ok := spaceIn["singleUserBotDm"]; ok && json.Unmarshal(v, &botDM) != nil {
+		return nil, invalidArgument(fmt.Sprintf("Invalid value at 'request.space.single_user_bot_dm' (TYPE_BOOL), %s", v))
+	}
+	var invites []string
+	if v, ok := fields["memberships"]; ok {
+		var ms []struct {
+			Member *struct {
+				Name string `json:"name"`
+				Type string `json:"type"`
+			} `json:"member"`
+			GroupMember json.RawMessage `json:"groupMember"`
+		}
+		if json.Unmarshal(v, &ms) != nil {
+			return nil, invalidArgument(fmt.Sprintf("Invalid value at 'request.memberships' (type.googleapis.com/google.chat.v1.Membership), %s", v))
+		}
+		if len(ms) > maxSetupMembers {
+			return nil, invalidArgument(fmt.Sprintf("A space can be set up with at most %d memberships besides the caller; got %d.", maxSetupMembers, len(ms)))
+		}
+		for _, m := range ms {
+			switch {
+			case len(m.GroupMember) > 0 && string(m.GroupMember) != "null":
+				return nil, chatapi.NewError(http.StatusNotImplemented, "chat-broker emulator: Google Group memberships are not implemented")
+			case m.Member == nil || !userNameRE.MatchString(m.Member.Name):
+				return nil, invalidArgument("Each membership needs member.name users/{user} (or users/{email}) and member.type HUMAN.")
+			case m.Member.Type == "BOT" || m.Member.Name == appUser:
+				return nil, invalidArgument("Chat apps can be added only when setting up a direct message with the calling app (space.singleUserBotDm).")
+			case m.Member.Type != "" && m.Member.Type != "HUMAN":
+				return nil, invalidArgument(fmt.Sprintf("Invalid value at 'request.memberships.member.type', %q", m.Member.Type))
+			case strings.EqualFold(m.Member.Name, c.identity()) || slices.ContainsFunc(invites, func(u string) bool { return strings.EqualFold(u, m.Member.Name) }):
+				// The caller is added anyway; duplicates add nothing.
+			default:
+				invites = append(invites, m.Member.Name)
+			}
+		}
+	}
+	if botDM && spaceType != "DIRECT_MESSAGE" {
+		return nil, invalidArgument("space.singleUserBotDm is only for a space of type DIRECT_MESSAGE.")
+	}
+	switch spaceType {
+	case "SPACE":
+		if strings.TrimSpace(displayName) == "" {
+			return nil, invalidArgument("A space of type SPACE needs a display name (space.display_name).")
+		}
+	case "GROUP_CHAT":
+		if displayName != "" || len(invites) < 2 {
+			return nil, invalidArgument("A group chat has no display name and needs at least two memberships besides the caller.")
+		}
+	case "DIRECT_MESSAGE":
+		if displayName != "" || (botDM && len(invites) != 0) || (!botDM && len(invites) != 1) {
+			return nil, invalidArgument("A direct message has no display name and needs exactly one human membership, or none with space.singleUserBotDm.")
+		}
+	case "":
+		return nil, invalidArgument("space.spaceType is required: SPACE, GROUP_CHAT or DIRECT_MESSAGE.")
+	default:
+		return nil, invalidArgument(fmt.Sprintf("Invalid value at 'request.space.space_type' (type.googleapis.com/google.chat.v1.Space.SpaceType), %q", spaceType))
+	}
+
+	reqKey := c.identity() + "\x00setup\x00" + requestID
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
+	if requestID != "" {
+		if sp := c.e.spaces[c.e.spaceReqs[reqKey]]; sp != nil {
+			return sp.wire(), nil
+		}
+	}
+	members := append([]string{c.identity()}, invites...)
+	for _, sp := range c.e.sortedSpacesLocked() {
+		switch {
+		case spaceType == "SPACE" && sp.spaceType == "SPACE" && strings.EqualFold(sp.displayName, displayName):
+			return nil, chatapi.NewError(http.StatusConflict, "A space with the same display name already exists in this organization. Try a different display name.")
+		case spaceType == "DIRECT_MESSAGE" && sp.spaceType == "DIRECT_MESSAGE" && sp.appMember == botDM && sp.sameHumansLocked(members):
+			return sp.wire(), nil
+		}
+	}
+	name := "spaces/AAQA" + randomID(7)
+	for c.e.spaces[name] != nil {
+		name = "spaces/AAQA" + randomID(7)
+	}
+	sp := c.e.addSpaceLocked(name, botDM)
+	sp.displayName, sp.spaceType, sp.humans = displayName, spaceType, nil
+	sp.extras = map[string]json.RawMessage{}
+	for _, k := range append(slices.Clone(spaceEcho), "singleUserBotDm") {
+		if v, ok := spaceIn[k]; ok {
+			sp.extras[k] = v
+		}
+	}
+	for i, u := range members {
+		role := "ROLE_MEMBER"
+		if i == 0 && spaceType == "SPACE" {
+			role = "ROLE_MANAGER"
+		}
+		sp.humans = append(sp.humans, member{user: u, role: role, created: sp.created})
+	}
+	if requestID != "" {
+		c.e.spaceReqs[reqKey] = name
+	}
+	return sp.wire(), nil
+}
+
+// sameHumansLocked reports whether the space's human members are exactly
+// users, ignoring order and case.
+func (sp *space) sameHumansLocked(users []string) bool {
+	if len(sp.humans) != len(users) {
+		return false
+	}
+	for _, u := range users {
+		if !sp.hasHumanLocked(u) {
+			return false
+		}
+	}
+	return true
 }

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -159,14 +160,120 @@ type clause struct {
 	time  time.Time
 }
 
-// filter is a list filter in Chat's syntax, limited to what the emulator
-// supports: comparisons joined all by AND or all by OR, no parentheses.
+// filter is a list filter in Chat's syntax (AIP-160), limited to what the
+// emulator supports: comparisons joined by AND and OR, where OR binds
+// tighter than AND, and parentheses only around a group of ORs. It is a
+// conjunction of disjunctions.
 type filter struct {
-	clauses []clause
-	or      bool
+	groups [][]clause
 }
 
-var clauseRE = regexp.MustCompile(`^\s*([A-Za-z_.]+)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$`)
+var clauseRE = regexp.MustCompile(`^\s*([A-Za-z_.]+)\s*(>=|<=|!=|=|>|<|:)\s*(.*?)\s*$`)
+
+// splitFilter splits a filter into a conjunction of disjunctions of raw
+// comparisons: "a AND (b OR c)" is [[a] [b c]]. Quoted values may hold
+// anything, including AND, OR and parentheses.
+func splitFilter(s string) ([][]string, error) {
+	s = stripParens(strings.TrimSpace(s))
+	var out [][]string
+	for _, and := range splitOutside(s, " AND ") {
+		and = stripParens(strings.TrimSpace(and))
+		var or []string
+		for _, atom := range splitOutside(and, " OR ") {
+			atom = strings.TrimSpace(atom)
+			if atom == "" {
+				return nil, fmt.Errorf("an AND or OR is missing an operand")
+			}
+			if depth, _ := parenDepth(atom); depth != 0 || hasParenOutside(atom) {
+				return nil, fmt.Errorf("parentheses are supported only around a group of ORs")
+			}
+			or = append(or, atom)
+		}
+		out = append(out, or)
+	}
+	return out, nil
+}
+
+// splitOutside splits s at every sep that is outside quotes and
+// parentheses.
+func splitOutside(s, sep string) []string {
+	var parts []string
+	depth, quote, start := 0, byte(0), 0
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case quote != 0:
+			if ch == quote {
+				quote = 0
+			}
+		case ch == '"' || ch == '\'':
+			quote = ch
+		case ch == '(':
+			depth++
+		case ch == ')':
+			depth--
+		case depth == 0 && strings.HasPrefix(s[i:], sep):
+			parts = append(parts, s[start:i])
+			start = i + len(sep)
+			i += len(sep) - 1
+		}
+	}
+	return append(parts, s[start:])
+}
+
+// parenDepth returns the parenthesis depth at the end of s, counting only
+// parentheses outside quotes, and the lowest depth reached before the end.
+func parenDepth(s string) (end, low int) {
+	depth, quote := 0, byte(0)
+	low = 0
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case quote != 0:
+			if ch == quote {
+				quote = 0
+			}
+		case ch == '"' || ch == '\'':
+			quote = ch
+		case ch == '(':
+			depth++
+		case ch == ')':
+			depth--
+			if depth < low {
+				low = depth
+			}
+		}
+	}
+	return depth, low
+}
+
+func hasParenOutside(s string) bool {
+	quote := byte(0)
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case quote != 0:
+			if ch == quote {
+				quote = 0
+			}
+		case ch == '"' || ch == '\'':
+			quote = ch
+		case ch == '(' || ch == ')':
+			return true
+		}
+	}
+	return false
+}
+
+// stripParens removes parentheses that enclose all of s: "(a OR b)"
+// becomes "a OR b", "(a) OR (b)" stays.
+func stripParens(s string) string {
+	for len(s) >= 2 && s[0] == '(' && s[len(s)-1] == ')' {
+		inner := s[1 : len(s)-1]
+		if end, low := parenDepth(inner); end != 0 || low < 0 {
+			return s
+		}
+		s = strings.TrimSpace(inner)
+	}
+	return s
+}
 
 // parseFilter parses the filter parameter. fields maps every accepted
 // spelling of a field name to the field. No filter matches everything.
@@ -178,40 +285,41 @@ func (c *call) parseFilter(fields map[string]filterField) (*filter, *chatapi.Err
 	unsupported := func(why string) *chatapi.Error {
 		return invalidArgument(fmt.Sprintf("chat-broker emulator: filter %q: %s", s, why))
 	}
-	if strings.ContainsAny(s, "()") {
-		return nil, unsupported("parentheses are not supported")
+	groups, err := splitFilter(s)
+	if err != nil {
+		return nil, unsupported(err.Error())
 	}
 	f := &filter{}
-	parts := strings.Split(s, " AND ")
-	if len(parts) == 1 {
-		parts = strings.Split(s, " OR ")
-		f.or = len(parts) > 1
-	} else if strings.Contains(s, " OR ") {
-		return nil, unsupported("AND and OR together are not supported")
-	}
-	for _, p := range parts {
-		m := clauseRE.FindStringSubmatch(p)
-		if m == nil {
-			return nil, unsupported(fmt.Sprintf("cannot read %q as FIELD OPERATOR VALUE", p))
-		}
-		field, ok := fields[m[1]]
-		if !ok {
-			return nil, unsupported(fmt.Sprintf("cannot filter on %q", m[1]))
-		}
-		cl := clause{field: field, op: m[2], value: unquote(m[3])}
-		switch field.kind {
-		case kindString:
-			if cl.op != "=" && cl.op != "!=" {
-				return nil, unsupported(fmt.Sprintf("%s takes only = and !=", m[1]))
+	for _, group := range groups {
+		var or []clause
+		for _, p := range group {
+			m := clauseRE.FindStringSubmatch(p)
+			if m == nil {
+				return nil, unsupported(fmt.Sprintf("cannot read %q as FIELD OPERATOR VALUE", p))
 			}
-		case kindTime:
-			t, err := time.Parse(time.RFC3339Nano, cl.value)
-			if err != nil {
-				return nil, unsupported(fmt.Sprintf("%s needs an RFC 3339 time, got %q", m[1], cl.value))
+			field, ok := fields[m[1]]
+			if !ok {
+				return nil, unsupported(fmt.Sprintf("cannot filter on %q", m[1]))
 			}
-			cl.time = t
+			cl := clause{field: field, op: m[2], value: unquote(m[3])}
+			switch field.kind {
+			case kindString:
+				if cl.op != "=" && cl.op != "!=" {
+					return nil, unsupported(fmt.Sprintf("%s takes only = and !=", m[1]))
+				}
+			case kindTime:
+				if cl.op == ":" {
+					return nil, unsupported(fmt.Sprintf("%s takes a comparison, not :", m[1]))
+				}
+				t, err := time.Parse(time.RFC3339Nano, cl.value)
+				if err != nil {
+					return nil, unsupported(fmt.Sprintf("%s needs an RFC 3339 time, got %q", m[1], cl.value))
+				}
+				cl.time = t
+			}
+			or = append(or, cl)
 		}
-		f.clauses = append(f.clauses, cl)
+		f.groups = append(f.groups, or)
 	}
 	return f, nil
 }
@@ -226,34 +334,32 @@ func unquote(v string) string {
 // match reports whether a resource passes the filter. get returns the
 // value of a field by canonical name.
 func (f *filter) match(get func(field string) (string, time.Time)) bool {
-	if len(f.clauses) == 0 {
-		return true
-	}
-	for _, cl := range f.clauses {
-		s, t := get(cl.field.name)
-		var ok bool
-		switch cl.field.kind {
-		case kindString:
-			ok = (s == cl.value) == (cl.op == "=")
-		case kindTime:
-			switch cl.op {
-			case "=":
-				ok = t.Equal(cl.time)
-			case "!=":
-				ok = !t.Equal(cl.time)
-			case ">":
-				ok = t.After(cl.time)
-			case ">=":
-				ok = !t.Before(cl.time)
-			case "<":
-				ok = t.Before(cl.time)
-			case "<=":
-				ok = !t.After(cl.time)
-			}
-		}
-		if ok == f.or { // a true clause decides an OR, a false one an AND
-			return ok
+	for _, or := range f.groups {
+		if !slices.ContainsFunc(or, func(cl clause) bool { return cl.match(get) }) {
+			return false
 		}
 	}
-	return !f.or
+	return true
+}
+
+func (cl clause) match(get func(field string) (string, time.Time)) bool {
+	s, t := get(cl.field.name)
+	if cl.field.kind == kindString {
+		return (s == cl.value) == (cl.op == "=")
+	}
+	switch cl.op {
+	case "=":
+		return t.Equal(cl.time)
+	case "!=":
+		return !t.Equal(cl.time)
+	case ">":
+		return t.After(cl.time)
+	case ">=":
+		return !t.Before(cl.time)
+	case "<":
+		return t.Before(cl.time)
+	case "<=":
+		return !t.After(cl.time)
+	}
+	return false
 }

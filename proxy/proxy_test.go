@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 	chat "google.golang.org/api/chat/v1"
@@ -55,14 +56,46 @@ callers:
 
 // syncBuffer collects log output written from many goroutines.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{} // closed and replaced on each Write
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.written != nil {
+		close(s.written)
+		s.written = nil
+	}
 	return s.b.Write(p)
+}
+
+// waitFor blocks until the output contains want. The audit record of a
+// call is written when the handler returns, which may be just after the
+// client has read the whole response.
+func (s *syncBuffer) waitFor(t *testing.T, want string) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		got := s.b.String()
+		if strings.Contains(got, want) {
+			s.mu.Unlock()
+			return got
+		}
+		if s.written == nil {
+			s.written = make(chan struct{})
+		}
+		ch := s.written
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("logs never contained %q: %s", want, got)
+			return ""
+		}
+	}
 }
 
 func (s *syncBuffer) String() string {
@@ -77,6 +110,7 @@ type env struct {
 	emu    *emulator.Emulator
 	broker *broker.Broker
 	proxy  *proxy.Proxy
+	policy *policy.Policy
 	url    string // the broker's proxy listener
 	logs   *syncBuffer
 }
@@ -127,7 +161,7 @@ func newEnvWith(t *testing.T, cfg emulator.Config, policyText string) *env {
 	}
 	srv := httptest.NewServer(px)
 	t.Cleanup(srv.Close)
-	return &env{emu: emu, broker: b, proxy: px, url: srv.URL, logs: logs}
+	return &env{emu: emu, broker: b, proxy: px, policy: pol, url: srv.URL, logs: logs}
 }
 
 func (e *env) chatService(t *testing.T, secret string) *chat.Service {
@@ -413,10 +447,10 @@ func TestSecretsStaySecret(t *testing.T) {
 	if len(tokens) == 0 {
 		t.Fatal("no request reached the emulator; nothing to check")
 	}
-	logs := e.logs.String()
-	if !strings.Contains(logs, `"caller":"notifier"`) {
-		t.Fatalf("audit log has no record of the calls: %s", logs)
-	}
+	// Wait for all three audit records before scanning.
+	e.logs.waitFor(t, `"decision":"allow"`)
+	e.logs.waitFor(t, `"reason":"SPACE_NOT_ALLOWED"`)
+	logs := e.logs.waitFor(t, `"reason":"CALLER_UNKNOWN"`)
 	for _, s := range append(tokens, notifierSecret, unknownSecret) {
 		if strings.Contains(logs, s) {
 			t.Errorf("a secret appears in the logs")

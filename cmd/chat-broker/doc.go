@@ -6,10 +6,11 @@
 // run.go dispatches the subcommands, each with its own flag set, validated
 // before anything listens:
 //
-//	serve     the broker: proxy listener, admin listener (/healthz, /readyz)
+//	serve     the broker: proxy listener, admin listener (/healthz, /readyz,
+//	          /approvals, /metrics)
 //	demo      emulator + broker in one process with a generated key and policy
 //	emulator  the emulator alone, writing a key file that points at it
-//	policy    check policy files
+//	policy    check policy files; explain what the broker would do with a request
 //	hash-secret, version
 //
 // Errors name the flag or file and the fix; exit code 2 is a usage error,
