@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
@@ -22,6 +23,7 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	writeKey := fs.String("write-key", "", "write a service-account key `file` whose token_uri points at the emulator; required")
 	spaces := fs.String("spaces", "spaces/AAAA", "comma-separated `spaces` where the app is a member")
 	approve := fs.String("approve", "", "comma-separated chat.app.* `scopes` an admin has approved (default none, like a new app)")
+	delegate := fs.String("delegate", "", "comma-separated `users` the service account may act as (domain-wide delegation), or * for every user (default none)")
 	lifetime := fs.Duration("token-lifetime", time.Hour, "lifetime of issued access tokens (a broker never hands out a token with under a minute left, so keep it well above 1m)")
 	unsafeListen := fs.Bool("unsafe-listen", false, "allow a non-loopback --listen")
 	if help, err := parseFlags(fs, args, stderr); help || err != nil {
@@ -53,6 +55,16 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return usageError("--spaces: %q: want space names such as spaces/AAAA", s)
 		}
 	}
+	for _, u := range splitList(*delegate) {
+		if u == "*" {
+			cfg.Delegation = true
+			continue
+		}
+		if !strings.Contains(u, "@") {
+			return usageError("--delegate: %q: want users' emails, or *", u)
+		}
+		cfg.DelegatedUsers = append(cfg.DelegatedUsers, u)
+	}
 	for _, s := range splitList(*approve) {
 		sc, ok := chatapi.ParseScope(s)
 		if !ok || !sc.IsApp() {
@@ -76,8 +88,8 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	fmt.Fprintf(stdout, "chat-broker emulator: serving %s; key for it in %s\nrun the broker: chat-broker serve --key %s --policy policy.yaml --upstream %s\n",
-		url, *writeKey, *writeKey, url)
+	fmt.Fprintf(stdout, "chat-broker emulator: serving %s; key for it in %s\nrun the broker: chat-broker serve --key %s --policy policy.yaml --upstream %s\ncontrol it: curl -d '{\"scope\":\"chat.app.spaces.create\",\"approved\":true}' %s/emulator/approvals\n",
+		url, *writeKey, *writeKey, url, url)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
