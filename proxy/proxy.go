@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -372,14 +373,30 @@ func (p *Proxy) explain403(resp *http.Response, c *call, scope chatapi.Scope) {
 	if err != nil || len(head) > maxPeek {
 		return
 	}
+	// Google compresses error bodies for callers that accept gzip; the
+	// caller gets the bytes as sent, the broker reads them decompressed.
+	text := head
+	switch strings.ToLower(resp.Header.Get("Content-Encoding")) {
+	case "":
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(head))
+		if err != nil {
+			return
+		}
+		if text, err = io.ReadAll(io.LimitReader(zr, maxPeek)); err != nil {
+			return
+		}
+	default:
+		return
+	}
 	switch {
-	case bytes.Contains(head, []byte(chatapi.MsgAdminApproval)):
+	case bytes.Contains(text, []byte(chatapi.MsgAdminApproval)):
 		c.hint = approvalHint(scope)
 		if p.approvals.observe(scope, false, p.now()) {
 			p.log.Warn("chat.app scope not approved by the Workspace admin; calls that need it fail until an admin approves it",
 				"scope", scope, "caller", c.caller, "method", c.method)
 		}
-	case bytes.Contains(head, []byte(chatapi.MsgNotPermitted)):
+	case bytes.Contains(text, []byte(chatapi.MsgNotPermitted)):
 		c.hint = notMemberHint(c.space)
 	}
 	if c.hint != "" {

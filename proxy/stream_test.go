@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"io"
 	"net/http"
@@ -124,3 +126,49 @@ func TestRequestStreams(t *testing.T) {
 		t.Errorf("upstream echoed %d %q, want 200 %q", resp.StatusCode, body, want)
 	}
 }
+
+// Google gzips error bodies for callers that accept gzip. The broker
+// still recognizes Chat's approval 403 and the caller still gets the
+// body as Google sent it.
+func TestHintOnGzippedError(t *testing.T) {
+	var zbody bytes.Buffer
+	zw := gzip.NewWriter(&zbody)
+	chatapi.NewError(403, chatapi.MsgAdminApproval).Write(&gzipBodyRecorder{w: zw})
+	zw.Close()
+	base := newStreamProxy(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+		w.Header().Set("Content-Encoding", "gzip")
+		w.WriteHeader(403)
+		w.Write(zbody.Bytes())
+	}))
+	req, _ := http.NewRequest("GET", base+"/v1/spaces/AAAA/messages", nil)
+	req.Header.Set("Authorization", "Bearer "+notifierSecret)
+	req.Header.Set("Accept-Encoding", "gzip") // as a client library does; Go then leaves the body compressed
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, zbody.Bytes()) {
+		t.Errorf("the body changed on its way through")
+	}
+	if hint := resp.Header.Get(proxy.HintHeader); !strings.Contains(hint, "chat.app.messages.readonly") {
+		t.Errorf("hint = %q, want one naming chat.app.messages.readonly", hint)
+	}
+}
+
+// gzipBodyRecorder lets chatapi.Error.Write write into a gzip stream.
+type gzipBodyRecorder struct {
+	w io.Writer
+	h http.Header
+}
+
+func (g *gzipBodyRecorder) Header() http.Header {
+	if g.h == nil {
+		g.h = http.Header{}
+	}
+	return g.h
+}
+func (g *gzipBodyRecorder) Write(b []byte) (int, error) { return g.w.Write(b) }
+func (g *gzipBodyRecorder) WriteHeader(int)             {}
