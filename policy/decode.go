@@ -34,7 +34,9 @@ type callerDoc struct {
 
 type identifyDoc struct {
 	SecretSHA256   *string `json:"secretSHA256"`
+	SecretFile     *string `json:"secretFile"`
 	UnixUID        *int    `json:"unixUID"`
+	UnixGID        *int    `json:"unixGID"`
 	ServiceAccount *string `json:"serviceAccount"`
 }
 

@@ -241,7 +241,7 @@ callers:
     "odd key\n": 1
     limit: {perMinute: 1}
 `,
-			want: "policy.yaml: callers[0].identify: names no way to identify the caller; set secretSHA256 to the output of \"chat-broker hash-secret\"\n" +
+			want: "policy.yaml: callers[0].identify: names no way to identify the caller; set secretSHA256 to the output of \"chat-broker hash-secret\" (or secretFile, unixUID, serviceAccount)\n" +
 				"policy.yaml: callers[0].identify.secretSha256: unknown field; did you mean \"secretSHA256\"?\n" +
 				"policy.yaml: callers[0].allow[0].space: unknown field; did you mean \"spaces\"?\n" +
 				"policy.yaml: callers[0].extra: unknown field; the fields here are name, identify, allow, scopes, subjects, limits\n" +
@@ -337,11 +337,11 @@ callers:
     allow: [{methods: [spaces.messages.create], spaces: [spaces/A]}]
     scopes: [chat.bot]
   - name: c
-    identify: {unixUID: 1001}
+    identify: {unixUID: -1}
     allow: [{methods: [spaces.messages.create], spaces: [spaces/A]}]
     scopes: [chat.bot]
   - name: d
-    identify: {serviceAccount: prod/d}
+    identify: {serviceAccount: Prod/d}
     allow: [{methods: [spaces.messages.create], spaces: [spaces/A]}]
     scopes: [chat.bot]
   - name: e
@@ -370,14 +370,14 @@ callers:
     scopes: [chat.bot]
 `,
 			want: "policy.yaml: callers[0].identify: missing; set identify.secretSHA256 to the output of \"chat-broker hash-secret\"\n" +
-				"policy.yaml: callers[1].identify: sets secretSHA256 and unixUID; set exactly one (this version supports secretSHA256)\n" +
-				"policy.yaml: callers[2].identify.unixUID: not supported yet by this version; use secretSHA256\n" +
-				"policy.yaml: callers[3].identify.serviceAccount: not supported yet by this version; use secretSHA256\n" +
+				"policy.yaml: callers[1].identify: sets secretSHA256 and unixUID/unixGID; set exactly one way to identify the caller\n" +
+				"policy.yaml: callers[2].identify.unixUID: -1 is not a Unix id; want 0 to 4294967294\n" +
+				"policy.yaml: callers[3].identify.serviceAccount: \"Prod/d\": want namespace/name of a Kubernetes service account, e.g. prod/notifier\n" +
 				"policy.yaml: callers[4].identify.secretSHA256: want 64 lower-case hex characters, got 25 characters; put the output of \"chat-broker hash-secret\" here, never the secret itself\n" +
 				"policy.yaml: callers[5].identify.secretSHA256: must be lower-case hex; write it in lower case\n" +
 				"policy.yaml: callers[6].identify.secretSHA256: is the hash of an empty secret; choose a secret and put the output of \"chat-broker hash-secret\" here\n" +
-				"policy.yaml: callers[7].identify.secretSHA256: the same hash is used twice (also callers[8].identify.secretSHA256); give each caller its own secret, or a request's caller would be ambiguous\n" +
-				`policy.yaml: callers[9].identify: names no way to identify the caller; set secretSHA256 to the output of "chat-broker hash-secret"`,
+				"policy.yaml: callers[7].identify.secretSHA256: the same hash is used twice (also callers[8].identify.secretSHA256 or .secretFile); give each caller its own secret, or a request's caller would be ambiguous\n" +
+				`policy.yaml: callers[9].identify: names no way to identify the caller; set secretSHA256 to the output of "chat-broker hash-secret" (or secretFile, unixUID, serviceAccount)`,
 		},
 		{
 			desc: "allow problems",

@@ -15,11 +15,23 @@ import (
 // Policy is a parsed and validated policy file. It is immutable after
 // Parse and safe for concurrent use.
 type Policy struct {
-	file     string
-	callers  []*Caller
-	byName   map[string]*Caller
-	bySecret map[[sha256.Size]byte]*Caller
+	file      string
+	callers   []*Caller
+	byName    map[string]*Caller
+	bySecret  map[[sha256.Size]byte]*Caller
+	byPeer    map[[2]int64]*Caller // (uid, gid); -1 where the file sets none
+	byAccount map[string]*Caller   // "namespace/name"
 }
+
+// identifyMode is how a caller proves who it is.
+type identifyMode int
+
+const (
+	modeNone identifyMode = iota
+	modeSecret
+	modeUnix
+	modeServiceAccount
+)
 
 // Caller is one entry of callers in the policy file. Its exported fields
 // describe what the file grants; decisions use compiled copies, so
@@ -40,7 +52,10 @@ type Caller struct {
 	policy   *Policy
 	index    int    // position in callers
 	path     string // "callers[3]"
+	mode     identifyMode
 	secret   [sha256.Size]byte
+	peer     [2]int64           // unixUID, unixGID; -1 where unset
+	account  string             // Kubernetes "namespace/name"
 	byMethod map[string][]*rule // method id → the rules that list it, in file order
 	granted  map[chatapi.Scope]bool
 	users    map[string]bool // exact subjects, lower case
@@ -174,10 +189,64 @@ func (p *Policy) CallerBySecret(secret string) (*Caller, bool) {
 	}
 	h := sha256.Sum256([]byte(secret))
 	c, ok := p.bySecret[h]
+	if ok && c.mode != modeSecret {
+		return nil, false
+	}
 	if !ok || subtle.ConstantTimeCompare(c.secret[:], h[:]) != 1 {
 		return nil, false
 	}
 	return c, true
+}
+
+// CallerByPeer returns the caller identified by the kernel-reported
+// credentials of a Unix-socket peer. The most specific identity wins: a
+// caller with both unixUID and unixGID matching, then one with unixUID
+// only, then one with unixGID only.
+func (p *Policy) CallerByPeer(uid, gid uint32) (*Caller, bool) {
+	for _, k := range [][2]int64{{int64(uid), int64(gid)}, {int64(uid), -1}, {-1, int64(gid)}} {
+		if c, ok := p.byPeer[k]; ok {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+// CallerByServiceAccount returns the caller identified by a verified
+// Kubernetes service account, "namespace/name".
+func (p *Policy) CallerByServiceAccount(account string) (*Caller, bool) {
+	c, ok := p.byAccount[account]
+	return c, ok
+}
+
+// HasUnixCallers and HasServiceAccountCallers report whether any caller
+// is identified that way, so the broker can say what it needs to serve
+// them (a Unix socket; a Kubernetes issuer).
+func (p *Policy) HasUnixCallers() bool { return len(p.byPeer) > 0 }
+
+// HasServiceAccountCallers: see HasUnixCallers.
+func (p *Policy) HasServiceAccountCallers() bool { return len(p.byAccount) > 0 }
+
+// Identity describes how the caller is identified, for logs and
+// explanations: "secret", "unix uid 1001", "unix uid 1001 gid 2000",
+// "service account prod/notifier". It never includes the secret or its
+// hash.
+func (c *Caller) Identity() string {
+	switch c.mode {
+	case modeSecret:
+		return "secret"
+	case modeUnix:
+		s := "unix"
+		if c.peer[0] >= 0 {
+			s += fmt.Sprintf(" uid %d", c.peer[0])
+		}
+		if c.peer[1] >= 0 {
+			s += fmt.Sprintf(" gid %d", c.peer[1])
+		}
+		return s
+	case modeServiceAccount:
+		return "service account " + c.account
+	}
+	return "none"
 }
 
 // Path returns where the caller is in the policy file, as in

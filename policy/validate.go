@@ -4,6 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -81,18 +84,39 @@ func validate(doc *fileDoc, p *Policy, ps *problems) {
 	// Names and secrets must be unique. Count them first so that each
 	// duplicate is reported once, at its first use, naming the others.
 	names := map[string][]int{}
-	secrets := map[string][]int{}
+	ids := &identities{secrets: map[string][]int{}, peers: map[[2]int64][]int{}, accounts: map[string][]int{}, fileHash: map[int]string{}, fileErr: map[int]error{}}
 	for i, cd := range doc.Callers {
 		if cd.Name != "" {
 			names[cd.Name] = append(names[cd.Name], i)
 		}
-		if cd.Identify != nil && cd.Identify.SecretSHA256 != nil {
-			secrets[*cd.Identify.SecretSHA256] = append(secrets[*cd.Identify.SecretSHA256], i)
+		id := cd.Identify
+		if id == nil {
+			continue
+		}
+		if id.SecretFile != nil {
+			if h, err := readSecretFile(p.file, *id.SecretFile); err != nil {
+				ids.fileErr[i] = err
+			} else {
+				ids.fileHash[i] = h
+				ids.secrets[h] = append(ids.secrets[h], i)
+			}
+		}
+		if id.SecretSHA256 != nil {
+			ids.secrets[*id.SecretSHA256] = append(ids.secrets[*id.SecretSHA256], i)
+		}
+		if id.UnixUID != nil || id.UnixGID != nil {
+			k := peerKey(id.UnixUID, id.UnixGID)
+			ids.peers[k] = append(ids.peers[k], i)
+		}
+		if id.ServiceAccount != nil {
+			ids.accounts[*id.ServiceAccount] = append(ids.accounts[*id.ServiceAccount], i)
 		}
 	}
 
 	p.byName = make(map[string]*Caller, len(doc.Callers))
 	p.bySecret = make(map[[sha256.Size]byte]*Caller, len(doc.Callers))
+	p.byPeer = map[[2]int64]*Caller{}
+	p.byAccount = map[string]*Caller{}
 	for i := range doc.Callers {
 		path := fmt.Sprintf("callers[%d]", i)
 		if ps.bad[path] {
@@ -101,7 +125,7 @@ func validate(doc *fileDoc, p *Policy, ps *problems) {
 		cd := &doc.Callers[i]
 		c := &Caller{policy: p, index: i, path: path}
 		validateName(cd, c, names, ps)
-		validateIdentify(cd, c, secrets, ps)
+		validateIdentify(cd, c, ids, ps)
 		explicit := validateAllow(cd, c, ps)
 		scopesOK := validateScopes(cd, c, ps)
 		validateSubjects(cd, c, ps)
@@ -111,7 +135,14 @@ func validate(doc *fileDoc, p *Policy, ps *problems) {
 		}
 		p.callers = append(p.callers, c)
 		p.byName[c.Name] = c
-		p.bySecret[c.secret] = c
+		switch c.mode {
+		case modeSecret:
+			p.bySecret[c.secret] = c
+		case modeUnix:
+			p.byPeer[c.peer] = c
+		case modeServiceAccount:
+			p.byAccount[c.account] = c
+		}
 	}
 }
 
@@ -167,10 +198,72 @@ func suggestName(name string) string {
 	return s
 }
 
-func validateIdentify(cd *callerDoc, c *Caller, secrets map[string][]int, ps *problems) {
+// identities counts each identity across callers, so that a duplicate is
+// reported once, at its first use, naming the others.
+type identities struct {
+	secrets  map[string][]int   // lower-case hex hash → callers
+	peers    map[[2]int64][]int // (uid, gid), -1 for unset → callers
+	accounts map[string][]int   // "namespace/name" → callers
+	fileHash map[int]string     // caller → hash of its secretFile
+	fileErr  map[int]error      // caller → why its secretFile is unusable
+}
+
+func peerKey(uid, gid *int) [2]int64 {
+	k := [2]int64{-1, -1}
+	if uid != nil {
+		k[0] = int64(*uid)
+	}
+	if gid != nil {
+		k[1] = int64(*gid)
+	}
+	return k
+}
+
+// minSecretLen is the shortest caller secret a secretFile may hold.
+const minSecretLen = 16
+
+// readSecretFile hashes the caller secret in a file mounted from a
+// Kubernetes Secret: one line, a trailing newline is not part of it. A
+// relative name is relative to the policy file's folder. The secret is
+// never echoed.
+func readSecretFile(policyFile, name string) (string, error) {
+	if !filepath.IsAbs(name) && policyFile != "" {
+		name = filepath.Join(filepath.Dir(policyFile), name)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 4097))
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	switch {
+	case len(data) > 4096:
+		return "", fmt.Errorf("%s is larger than 4 KiB; it should hold one secret", name)
+	case len(s) < minSecretLen:
+		return "", fmt.Errorf("%s holds a secret of %d bytes; use at least %d random bytes (openssl rand -base64 32)", name, len(s), minSecretLen)
+	case strings.ContainsAny(s, " \t\r\n"):
+		return "", fmt.Errorf("%s holds white space, which an 'Authorization: Bearer' header cannot carry; use base64 or hex", name)
+	}
+	return HashSecret(s), nil
+}
+
+// k8sName is a DNS-1123 label: what Kubernetes allows as a namespace, and
+// (with dots) as a service account name.
+var (
+	k8sNamespace = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	k8sName      = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+)
+
+func validateIdentify(cd *callerDoc, c *Caller, ids *identities, ps *problems) {
 	ip := c.path + ".identify"
-	if ps.bad[ip] || ps.bad[ip+".secretSHA256"] || ps.bad[ip+".unixUID"] || ps.bad[ip+".serviceAccount"] {
-		return
+	for _, f := range []string{"", ".secretSHA256", ".secretFile", ".unixUID", ".unixGID", ".serviceAccount"} {
+		if ps.bad[ip+f] {
+			return
+		}
 	}
 	id := cd.Identify
 	if id == nil {
@@ -181,39 +274,95 @@ func validateIdentify(cd *callerDoc, c *Caller, secrets map[string][]int, ps *pr
 	if id.SecretSHA256 != nil {
 		modes = append(modes, "secretSHA256")
 	}
-	if id.UnixUID != nil {
-		modes = append(modes, "unixUID")
+	if id.SecretFile != nil {
+		modes = append(modes, "secretFile")
+	}
+	if id.UnixUID != nil || id.UnixGID != nil {
+		modes = append(modes, "unixUID/unixGID")
 	}
 	if id.ServiceAccount != nil {
 		modes = append(modes, "serviceAccount")
 	}
 	switch {
 	case len(modes) == 0:
-		ps.add(ip, `names no way to identify the caller; set secretSHA256 to the output of "chat-broker hash-secret"`)
+		ps.add(ip, `names no way to identify the caller; set secretSHA256 to the output of "chat-broker hash-secret" (or secretFile, unixUID, serviceAccount)`)
 		return
 	case len(modes) > 1:
-		ps.add(ip, "sets %s; set exactly one (this version supports secretSHA256)", strings.Join(modes, " and "))
-		return
-	case modes[0] != "secretSHA256":
-		ps.add(ip+"."+modes[0], "not supported yet by this version; use secretSHA256")
+		ps.add(ip, "sets %s; set exactly one way to identify the caller", strings.Join(modes, " and "))
 		return
 	}
 
-	sp := ip + ".secretSHA256"
-	s := *id.SecretSHA256
-	// The value is never echoed: someone may have pasted the secret
-	// itself, and error text ends up in logs.
-	switch idx := secrets[s]; {
-	case hexRE.MatchString(strings.ToLower(s)) && !hexRE.MatchString(s):
-		ps.add(sp, "must be lower-case hex; write it in lower case")
-	case !hexRE.MatchString(s):
-		ps.add(sp, "want 64 lower-case hex characters, got %d characters; %s", len(s), hashHint)
-	case s == hex.EncodeToString(emptySecret[:]):
-		ps.add(sp, `is the hash of an empty secret; choose a secret and put the output of "chat-broker hash-secret" here`)
-	case len(idx) > 1 && idx[0] == c.index:
-		ps.add(sp, "%s; give each caller its own secret, or a request's caller would be ambiguous", dupNote("the same hash", idx, "callers[%d].identify.secretSHA256"))
-	default:
-		hex.Decode(c.secret[:], []byte(s)) // cannot fail: hexRE matched
+	switch modes[0] {
+	case "secretSHA256":
+		sp := ip + ".secretSHA256"
+		s := *id.SecretSHA256
+		// The value is never echoed: someone may have pasted the secret
+		// itself, and error text ends up in logs.
+		switch idx := ids.secrets[s]; {
+		case hexRE.MatchString(strings.ToLower(s)) && !hexRE.MatchString(s):
+			ps.add(sp, "must be lower-case hex; write it in lower case")
+		case !hexRE.MatchString(s):
+			ps.add(sp, "want 64 lower-case hex characters, got %d characters; %s", len(s), hashHint)
+		case s == hex.EncodeToString(emptySecret[:]):
+			ps.add(sp, `is the hash of an empty secret; choose a secret and put the output of "chat-broker hash-secret" here`)
+		case len(idx) > 1 && idx[0] == c.index:
+			ps.add(sp, "%s; give each caller its own secret, or a request's caller would be ambiguous", dupNote("the same hash", idx, "callers[%d].identify.secretSHA256 or .secretFile"))
+		case len(idx) > 1:
+		default:
+			hex.Decode(c.secret[:], []byte(s)) // cannot fail: hexRE matched
+			c.mode = modeSecret
+		}
+	case "secretFile":
+		sp := ip + ".secretFile"
+		if err, bad := ids.fileErr[c.index]; bad {
+			ps.add(sp, "%v; mount the caller's Secret there, or use secretSHA256", err)
+			return
+		}
+		h := ids.fileHash[c.index]
+		switch idx := ids.secrets[h]; {
+		case len(idx) > 1 && idx[0] == c.index:
+			ps.add(sp, "%s; give each caller its own secret, or a request's caller would be ambiguous", dupNote("the same secret", idx, "callers[%d].identify.secretSHA256 or .secretFile"))
+		case len(idx) > 1:
+		default:
+			hex.Decode(c.secret[:], []byte(h))
+			c.mode = modeSecret
+		}
+	case "unixUID/unixGID":
+		ok := true
+		for _, f := range []struct {
+			name string
+			v    *int
+		}{{"unixUID", id.UnixUID}, {"unixGID", id.UnixGID}} {
+			if f.v != nil && (*f.v < 0 || *f.v > 1<<32-2) {
+				ps.add(ip+"."+f.name, "%d is not a Unix id; want 0 to 4294967294", *f.v)
+				ok = false
+			}
+		}
+		if !ok {
+			return
+		}
+		k := peerKey(id.UnixUID, id.UnixGID)
+		if idx := ids.peers[k]; len(idx) > 1 {
+			if idx[0] == c.index {
+				ps.add(ip, "%s; give each caller its own uid (or uid and gid), or a connection's caller would be ambiguous", dupNote("the same unixUID/unixGID", idx, "callers[%d].identify"))
+			}
+			return
+		}
+		c.peer, c.mode = k, modeUnix
+	case "serviceAccount":
+		sp := ip + ".serviceAccount"
+		ns, name, found := strings.Cut(*id.ServiceAccount, "/")
+		if !found || !k8sNamespace.MatchString(ns) || !k8sName.MatchString(name) {
+			ps.add(sp, "%q: want namespace/name of a Kubernetes service account, e.g. prod/notifier", *id.ServiceAccount)
+			return
+		}
+		if idx := ids.accounts[*id.ServiceAccount]; len(idx) > 1 {
+			if idx[0] == c.index {
+				ps.add(sp, "%s; give each caller its own service account", dupNote(strconv.Quote(*id.ServiceAccount), idx, "callers[%d].identify.serviceAccount"))
+			}
+			return
+		}
+		c.account, c.mode = *id.ServiceAccount, modeServiceAccount
 	}
 }
 

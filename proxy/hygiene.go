@@ -83,31 +83,36 @@ func checkTarget(r *http.Request) (string, error) {
 }
 
 // checkHeaders refuses headers that could change the verb, the identity or
-// the encoding of a call, and returns the caller secret from the one
-// Authorization header.
-func checkHeaders(h http.Header) (secret string, err error) {
+// the encoding of a call.
+func checkHeaders(h http.Header) error {
 	for _, name := range overrideHeaders {
 		if _, ok := h[name]; ok {
-			return "", refuse(http.StatusBadRequest, "METHOD_OVERRIDE_NOT_ALLOWED", name+" is not allowed: send the request with the HTTP verb you mean")
+			return refuse(http.StatusBadRequest, "METHOD_OVERRIDE_NOT_ALLOWED", name+" is not allowed: send the request with the HTTP verb you mean")
 		}
 	}
 	for _, name := range credentialHeaders {
 		if _, ok := h[name]; ok {
-			return "", refuse(http.StatusBadRequest, "CREDENTIAL_NOT_ALLOWED", name+" is not allowed: chat-broker supplies Google credentials itself; send only the caller secret as 'Authorization: Bearer <secret>'")
+			return refuse(http.StatusBadRequest, "CREDENTIAL_NOT_ALLOWED", name+" is not allowed: chat-broker supplies Google credentials itself; send only the caller secret as 'Authorization: Bearer <secret>'")
 		}
 	}
 	for _, name := range forwardingHeaders {
 		if _, ok := h[name]; ok {
-			return "", refuse(http.StatusBadRequest, "FORWARDING_HEADER_NOT_ALLOWED", name+" is not allowed: call chat-broker directly, not through another proxy")
+			return refuse(http.StatusBadRequest, "FORWARDING_HEADER_NOT_ALLOWED", name+" is not allowed: call chat-broker directly, not through another proxy")
 		}
 	}
 	if ct := strings.ToLower(h.Get("Content-Type")); strings.HasPrefix(ct, "application/grpc") || strings.Contains(ct, "protobuf") {
-		return "", refuse(http.StatusUnsupportedMediaType, "CONTENT_TYPE_NOT_ALLOWED", "gRPC and protobuf bodies are not allowed: use the Chat REST API with JSON")
+		return refuse(http.StatusUnsupportedMediaType, "CONTENT_TYPE_NOT_ALLOWED", "gRPC and protobuf bodies are not allowed: use the Chat REST API with JSON")
 	}
+	return nil
+}
+
+// bearerOf returns the credential of the one Authorization header, or ""
+// when there is none.
+func bearerOf(h http.Header) (string, error) {
 	auth := h.Values("Authorization")
 	switch {
 	case len(auth) == 0:
-		return "", refuse(http.StatusUnauthorized, "CALLER_CREDENTIAL_MISSING", "no caller secret: send it as 'Authorization: Bearer <secret>' (in a Google client library, as the access token)")
+		return "", nil
 	case len(auth) > 1:
 		return "", refuse(http.StatusBadRequest, "CREDENTIAL_NOT_ALLOWED", "more than one Authorization header: send exactly one, 'Authorization: Bearer <secret>'")
 	}

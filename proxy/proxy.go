@@ -12,8 +12,11 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
@@ -58,6 +61,22 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for latency figures; nil means time.Now.
 	Now func() time.Time
+	// Hosts are the Host header values accepted on TCP connections: the
+	// listener's own address and its loopback names. A request for any
+	// other host (DNS rebinding, a confused proxy) is refused. Empty
+	// means any. Unix-socket requests are not checked.
+	Hosts []string
+	// ServiceAccounts verifies Kubernetes projected service-account
+	// tokens for callers identified by identify.serviceAccount; nil means
+	// such callers cannot be identified. *ServiceAccountVerifier
+	// implements it.
+	ServiceAccounts TokenVerifier
+}
+
+// TokenVerifier verifies a bearer token and returns the Kubernetes
+// service account ("namespace/name") it was issued to.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (string, error)
 }
 
 // Headers of the broker's own.
@@ -81,6 +100,9 @@ type Proxy struct {
 	router    *chatapi.Router
 	rp        *httputil.ReverseProxy
 	approvals approvals
+	hosts     map[string]bool
+	accounts  TokenVerifier
+	failures  *rate.Limiter
 	audit     *slog.Logger
 	log       *slog.Logger
 	now       func() time.Time
@@ -104,12 +126,20 @@ func New(cfg Config) (*Proxy, error) {
 		tokens:    cfg.Tokens,
 		router:    chatapi.NewRouter(),
 		approvals: newApprovals(),
+		accounts:  cfg.ServiceAccounts,
+		failures:  rate.NewLimiter(failedAttemptsPerSecond, failedAttemptsBurst),
 		audit:     orDiscard(cfg.Audit),
 		log:       orDiscard(cfg.Logger),
 		now:       cfg.Now,
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	if len(cfg.Hosts) > 0 {
+		p.hosts = map[string]bool{}
+		for _, h := range cfg.Hosts {
+			p.hosts[strings.ToLower(h)] = true
+		}
 	}
 	transport := cfg.Transport
 	if transport == nil {
@@ -184,18 +214,19 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
-	secret, err := checkHeaders(r.Header)
-	if err != nil {
+	if err := checkHeaders(r.Header); err != nil {
+		return err
+	}
+	if err := p.checkHost(r); err != nil {
 		return err
 	}
 
 	// Identify before routing, so an unknown caller learns nothing about
 	// what the broker would forward.
 	pol := p.policy.Load()
-	caller, ok := pol.CallerBySecret(secret)
-	if !ok {
-		p.log.Warn("unknown caller secret", "remote", r.RemoteAddr, "path", path)
-		return refuse(http.StatusUnauthorized, "CALLER_UNKNOWN", "the caller secret matches no caller in the policy: check the secret the app sends, and that its SHA-256 (chat-broker hash-secret) is a callers[].identify.secretSHA256")
+	caller, err := p.identify(r, pol)
+	if err != nil {
+		return p.identifyFailed(r, path, err)
 	}
 	c.caller = caller.Name
 
@@ -220,6 +251,96 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	c.token = tok
 
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	return nil
+}
+
+// Failed identifications are limited across all callers: enough for a
+// misconfigured app to show up in the log, not enough for a flood to fill
+// it or burn CPU on hashing. Past the limit, failures get 429 and are not
+// logged one by one.
+const (
+	failedAttemptsPerSecond = 10
+	failedAttemptsBurst     = 100
+)
+
+// identify finds the caller from facts it cannot forge: the kernel's
+// peer credentials on the Unix socket, a verified Kubernetes service
+// account token, or the secret whose SHA-256 the policy holds. Never an
+// IP address or a free-form header.
+func (p *Proxy) identify(r *http.Request, pol *policy.Policy) (*policy.Caller, error) {
+	bearer, err := bearerOf(r.Header)
+	if err != nil {
+		return nil, err
+	}
+	var byPeer, byBearer *policy.Caller
+	if peer, ok := peerFrom(r.Context()); ok {
+		byPeer, _ = pol.CallerByPeer(peer.UID, peer.GID)
+	}
+	if bearer != "" {
+		if p.accounts != nil && looksLikeJWT(bearer) {
+			account, err := p.accounts.Verify(r.Context(), bearer)
+			switch {
+			case err != nil && byPeer == nil:
+				return nil, refuse(http.StatusUnauthorized, "SERVICE_ACCOUNT_TOKEN_INVALID", "the Kubernetes service account token did not verify: "+err.Error())
+			case err == nil:
+				var ok bool
+				if byBearer, ok = pol.CallerByServiceAccount(account); !ok && byPeer == nil {
+					return nil, refuse(http.StatusUnauthorized, "CALLER_UNKNOWN", "service account "+account+" is no caller in the policy: add a caller with identify.serviceAccount: "+account)
+				}
+			}
+		} else {
+			byBearer, _ = pol.CallerBySecret(bearer)
+		}
+	}
+	switch {
+	case byPeer != nil && byBearer != nil && byPeer != byBearer:
+		return nil, refuse(http.StatusUnauthorized, "CALLER_AMBIGUOUS", fmt.Sprintf("the connection's Unix user is caller %q but the bearer credential is caller %q: send one identity", byPeer.Name, byBearer.Name))
+	case byPeer != nil:
+		return byPeer, nil
+	case byBearer != nil:
+		return byBearer, nil
+	case bearer == "":
+		return nil, refuse(http.StatusUnauthorized, "CALLER_CREDENTIAL_MISSING", "no caller credential: send the caller secret as 'Authorization: Bearer <secret>' (in a Google client library, as the access token)")
+	}
+	return nil, refuse(http.StatusUnauthorized, "CALLER_UNKNOWN", "the caller secret matches no caller in the policy: check the secret the app sends, and that its SHA-256 (chat-broker hash-secret) is a callers[].identify.secretSHA256")
+}
+
+// looksLikeJWT tells a projected token (three base64url parts) from a
+// caller secret without trying both.
+func looksLikeJWT(s string) bool {
+	return strings.Count(s, ".") == 2 && strings.HasPrefix(s, "eyJ")
+}
+
+// identifyFailed logs a failed identification (never the credential) and
+// answers it, with 429 once failures come faster than the limit.
+func (p *Proxy) identifyFailed(r *http.Request, path string, err error) error {
+	if !p.failures.Allow() {
+		ref := refuse(http.StatusTooManyRequests, "TOO_MANY_FAILED_ATTEMPTS", "too many requests failed identification; check the app's credential and retry later")
+		ref.retryAfter = time.Second
+		return ref
+	}
+	var ref *refusal
+	reason := "INVALID"
+	if errors.As(err, &ref) {
+		reason = ref.reason
+	}
+	_, unix := peerFrom(r.Context())
+	p.log.Warn("caller identification failed", "reason", reason, "remote", r.RemoteAddr, "unix_socket", unix, "method", r.Method, "path", path)
+	return err
+}
+
+// checkHost refuses TCP requests addressed to a host other than the
+// broker's own listener.
+func (p *Proxy) checkHost(r *http.Request) error {
+	if p.hosts == nil {
+		return nil
+	}
+	if _, unix := peerFrom(r.Context()); unix {
+		return nil
+	}
+	if !p.hosts[strings.ToLower(r.Host)] {
+		return refuse(http.StatusBadRequest, "HOST_NOT_ALLOWED", "Host "+strconv.Quote(r.Host)+" is not this broker's address: call it by the address it listens on")
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,9 @@ import (
 type serveConfig struct {
 	keyFile, policyFile string
 	listen, admin       string
+	socket              string
+	socketMode          uint
+	allowedHosts        string
 	upstream            string
 	unsafeListen        bool
 	drain               time.Duration
@@ -36,7 +40,10 @@ type serveConfig struct {
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` of the proxy listener (loopback unless --unsafe-listen)")
-	fs.StringVar(&c.admin, "admin", "127.0.0.1:9090", "`address` of the admin listener: /healthz, /readyz")
+	fs.StringVar(&c.admin, "admin", "127.0.0.1:9090", "`address` of the admin listener: /healthz, /readyz, /approvals, /metrics")
+	fs.StringVar(&c.socket, "socket", "", "also serve the proxy on a Unix socket at `path`; callers there may be identified by uid/gid (identify.unixUID)")
+	fs.UintVar(&c.socketMode, "socket-mode", 0o660, "permission `bits` of the --socket file")
+	fs.StringVar(&c.allowedHosts, "allowed-hosts", "", "comma-separated extra Host header `values` the TCP listener accepts (its own loopback names always are)")
 	fs.BoolVar(&c.unsafeListen, "unsafe-listen", false, "allow --listen and --admin on non-loopback addresses")
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "how long in-flight calls may take to finish on shutdown")
 	fs.StringVar(&c.logLevel, "log-level", "info", "operational log level: debug, info, warn or error")
@@ -44,7 +51,16 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 
 // check validates the listener flags shared by serve and demo.
 func (c *serveConfig) check() error {
+	if c.listen == "" && c.socket == "" {
+		return usageError("--listen: empty; give an address, or --socket for a Unix socket only")
+	}
+	if c.socketMode > 0o777 {
+		return usageError("--socket-mode %o: want permission bits such as 0660", c.socketMode)
+	}
 	for _, f := range []struct{ name, addr string }{{"--listen", c.listen}, {"--admin", c.admin}} {
+		if f.addr == "" && f.name == "--listen" {
+			continue
+		}
 		host, _, err := net.SplitHostPort(f.addr)
 		if err != nil {
 			return usageError("%s %q: want host:port, e.g. 127.0.0.1:8080", f.name, f.addr)
@@ -167,59 +183,93 @@ func (in *instance) run(ctx context.Context) error {
 		return err
 	}
 	defer b.Close()
-	px, err := proxy.New(proxy.Config{
+	pxCfg := proxy.Config{
 		Upstream: in.upstream,
 		Policy:   policy.NewStore(in.policy),
 		Tokens:   b,
 		Audit:    in.audit,
 		Logger:   in.log,
-	})
-	if err != nil {
-		return err
 	}
 
-	pl, err := net.Listen("tcp", in.cfg.listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}()
+	var pl net.Listener
+	if in.cfg.listen != "" {
+		if pl, err = net.Listen("tcp", in.cfg.listen); err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+		listeners = append(listeners, pl)
+	}
+	if in.cfg.socket != "" {
+		sl, err := listenSocket(in.cfg.socket, os.FileMode(in.cfg.socketMode))
+		if err != nil {
+			return fmt.Errorf("--socket: %w", err)
+		}
+		listeners = append(listeners, sl)
+	} else if in.policy.HasUnixCallers() {
+		in.log.Warn("the policy identifies callers by unixUID/unixGID, but there is no --socket: they cannot call")
 	}
 	al, err := net.Listen("tcp", in.cfg.admin)
 	if err != nil {
-		pl.Close()
 		return fmt.Errorf("--admin: %w", err)
 	}
+	listeners = append(listeners, al)
 
 	// ReadHeaderTimeout and IdleTimeout bound what a slow or idle client can
 	// hold. There is no ReadTimeout or WriteTimeout: a 200 MB media upload
 	// or download on a slow link legitimately takes minutes, and the
 	// upstream transport bounds how long Google may stall.
 	proxySrv := &http.Server{
-		Handler:           px,
+		// ConnContext reads the kernel's peer credentials of Unix-socket
+		// connections, which identify unixUID callers.
+		ConnContext:       proxy.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelWarn),
 	}
 	adminSrv := &http.Server{
-		Handler:           in.adminHandler(b, px),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- proxySrv.Serve(pl) }()
+	if pl != nil {
+		pxCfg.Hosts = hostsFor(pl.Addr().String(), in.cfg.allowedHosts)
+		if pxCfg.Hosts == nil {
+			in.log.Warn("the proxy listens beyond loopback and --allowed-hosts is empty: any Host header is accepted")
+		}
+	}
+	px, err := proxy.New(pxCfg)
+	if err != nil {
+		return err
+	}
+	proxySrv.Handler = px
+	adminSrv.Handler = in.adminHandler(b, px)
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners[:len(listeners)-1] {
+		go func() { errc <- proxySrv.Serve(l) }()
+	}
 	go func() { errc <- adminSrv.Serve(al) }()
 
 	selfTestCtx, stopSelfTest := context.WithCancel(ctx)
 	defer stopSelfTest()
 	go in.selfTestMint(selfTestCtx, b)
 
-	in.log.Info("serving", "listen", pl.Addr().String(), "admin", al.Addr().String(),
+	listenAddr := ""
+	if pl != nil {
+		listenAddr = pl.Addr().String()
+	}
+	in.log.Info("serving", "listen", listenAddr, "admin", al.Addr().String(), "socket", in.cfg.socket,
 		"upstream", in.upstream.String(), "key", in.key.ClientEmail, "key_fingerprint", in.key.Fingerprint(),
 		"callers", len(in.policy.Callers()))
 	if in.onListening != nil {
-		in.onListening(pl.Addr().String(), al.Addr().String())
+		in.onListening(listenAddr, al.Addr().String())
 	}
 
 	var serveErr error
@@ -236,6 +286,7 @@ func (in *instance) run(ctx context.Context) error {
 	defer cancel()
 	err = proxySrv.Shutdown(drainCtx)
 	adminSrv.Close()
+	listeners = nil // Shutdown closed them; the socket file is unlinked
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr
 	}
@@ -319,4 +370,46 @@ func (in *instance) adminHandler(b *broker.Broker, px *proxy.Proxy) http.Handler
 		}
 	})
 	return mux
+}
+
+// hostsFor returns the Host values a loopback listener at addr answers
+// to, plus extra; nil (any Host) when addr is not loopback and extra is
+// empty.
+func hostsFor(addr, extra string) []string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	var hosts []string
+	if isLoopback(host) {
+		hosts = []string{addr, "localhost:" + port, "127.0.0.1:" + port, "[::1]:" + port}
+	}
+	hosts = append(hosts, splitList(extra)...)
+	if len(hosts) == 0 {
+		return nil
+	}
+	return hosts
+}
+
+// listenSocket listens on a Unix socket at path with the given mode. A
+// stale socket from an earlier run is removed; any other file there is
+// left alone and is an error.
+func listenSocket(path string, mode os.FileMode) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket; remove it or choose another path", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }

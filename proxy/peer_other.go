@@ -1,0 +1,12 @@
+//go:build !linux
+
+package proxy
+
+import (
+	"errors"
+	"net"
+)
+
+func peerCredentials(*net.UnixConn) (Peer, error) {
+	return Peer{}, errors.New("proxy: peer credentials are read only on Linux")
+}
