@@ -22,6 +22,7 @@ type lines struct {
 	mu  sync.Mutex
 	ch  chan string
 	buf []byte
+	all strings.Builder // everything written, for scans
 }
 
 func newLines() *lines { return &lines{ch: make(chan string, 1000)} }
@@ -29,6 +30,7 @@ func newLines() *lines { return &lines{ch: make(chan string, 1000)} }
 func (l *lines) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.all.Write(p)
 	l.buf = append(l.buf, p...)
 	for {
 		i := strings.IndexByte(string(l.buf), '\n')
