@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -34,6 +35,8 @@ Usage:
   chat-broker demo [--listen ADDR] [--admin ADDR]                 broker + emulator, ready to try
   chat-broker emulator --listen ADDR --write-key FILE [flags]     the emulator alone, for tests
   chat-broker policy check FILE...                                validate policy files
+  chat-broker policy explain FILE --caller C --request "VERB /path"  what the broker would do
+  chat-broker wait [--admin ADDR] [--timeout D]                   block until the broker is ready
   chat-broker hash-secret < secret                                print a secret's secretSHA256
   chat-broker version                                             print the version
 
@@ -56,6 +59,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runEmulator(ctx, rest, stdout, stderr)
 	case "policy":
 		return runPolicy(rest, stdout, stderr)
+	case "wait":
+		return runWait(ctx, rest, stdout, stderr)
 	case "hash-secret":
 		return runHashSecret(rest, stdin, stdout, stderr)
 	case "version", "--version":
@@ -69,16 +74,47 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return usageError("unknown command %q", cmd)
 }
 
-// parseFlags parses a subcommand's flags; -h prints them and succeeds.
+// parseFlags parses a subcommand's flags, then fills each flag not given
+// on the command line from its environment variable (envName); -h prints
+// the flags with their variables and succeeds.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (help bool, err error) {
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage of chat-broker %s (every flag can also be set by the environment variable shown):\n", fs.Name())
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(stderr, "  --%s %s\t[%s]\n    \t%s", f.Name, name, envName(f.Name), usage)
+			if f.DefValue != "" && f.DefValue != "false" {
+				fmt.Fprintf(stderr, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(stderr)
+		})
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return true, nil
 		}
 		return false, &exitError{code: 2, err: fmt.Errorf("%s: %w", fs.Name(), err)}
 	}
-	return false, nil
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		v, ok := os.LookupEnv(envName(f.Name))
+		if !ok || given[f.Name] || envErr != nil {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = usageError("%s=%q (for --%s): %v", envName(f.Name), v, f.Name, err)
+		}
+	})
+	return false, envErr
+}
+
+// envName is the environment variable of a flag: --socket-mode is
+// CHAT_BROKER_SOCKET_MODE. A flag on the command line wins over it.
+func envName(flagName string) string {
+	return "CHAT_BROKER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // listFlag is a comma-separated flag value.

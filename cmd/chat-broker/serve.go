@@ -12,8 +12,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,11 +34,12 @@ type serveConfig struct {
 	keyFile, policyFile string
 	listen, admin       string
 	socket              string
-	socketMode          uint
+	socketMode          fileMode
 	allowedHosts        string
 	upstream            string
 	unsafeListen        bool
 	drain               time.Duration
+	shutdownDelay       time.Duration
 	logLevel            string
 }
 
@@ -42,10 +47,12 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` of the proxy listener (loopback unless --unsafe-listen)")
 	fs.StringVar(&c.admin, "admin", "127.0.0.1:9090", "`address` of the admin listener: /healthz, /readyz, /approvals, /metrics")
 	fs.StringVar(&c.socket, "socket", "", "also serve the proxy on a Unix socket at `path`; callers there may be identified by uid/gid (identify.unixUID)")
-	fs.UintVar(&c.socketMode, "socket-mode", 0o660, "permission `bits` of the --socket file")
+	c.socketMode = 0o660
+	fs.Var(&c.socketMode, "socket-mode", "permission `bits` of the --socket file, in octal")
 	fs.StringVar(&c.allowedHosts, "allowed-hosts", "", "comma-separated extra Host header `values` the TCP listener accepts (its own loopback names always are)")
 	fs.BoolVar(&c.unsafeListen, "unsafe-listen", false, "allow --listen and --admin on non-loopback addresses")
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "how long in-flight calls may take to finish on shutdown")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on shutdown, how long to stay up while not ready (so load balancers and endpoints notice) before refusing new calls")
 	fs.StringVar(&c.logLevel, "log-level", "info", "operational log level: debug, info, warn or error")
 }
 
@@ -53,9 +60,6 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 func (c *serveConfig) check() error {
 	if c.listen == "" && c.socket == "" {
 		return usageError("--listen: empty; give an address, or --socket for a Unix socket only")
-	}
-	if c.socketMode > 0o777 {
-		return usageError("--socket-mode %o: want permission bits such as 0660", c.socketMode)
 	}
 	for _, f := range []struct{ name, addr string }{{"--listen", c.listen}, {"--admin", c.admin}} {
 		if f.addr == "" && f.name == "--listen" {
@@ -71,6 +75,9 @@ func (c *serveConfig) check() error {
 	}
 	if c.drain < 0 {
 		return usageError("--drain %v: want a duration >= 0", c.drain)
+	}
+	if c.shutdownDelay < 0 {
+		return usageError("--shutdown-delay %v: want a duration >= 0", c.shutdownDelay)
 	}
 	if _, err := parseLevel(c.logLevel); err != nil {
 		return err
@@ -150,6 +157,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--policy: %w", err)
 	}
 	level, _ := parseLevel(c.logLevel)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	in := &instance{
 		cfg:      c,
 		key:      key,
@@ -157,6 +167,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		upstream: up,
 		log:      slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
 		audit:    slog.New(slog.NewJSONHandler(stdout, nil)),
+		hup:      hup,
 	}
 	return in.run(ctx)
 }
@@ -172,9 +183,17 @@ type instance struct {
 	// onListening, if set, is called once both listeners are bound.
 	onListening func(proxyAddr, adminAddr string)
 
+	// hup delivers SIGHUP (serve only): reload the key and the policy.
+	hup <-chan os.Signal
+	// onReload, if set, is called after each reload attempt (tests).
+	onReload func(what string, err error)
+
 	draining  atomic.Bool
 	selfTest  atomic.Bool
-	lastError atomic.Value // string: why the self-test mint failed
+	lastError atomic.Value  // string: why the self-test mint failed
+	quit      chan struct{} // closed by POST /quitquitquit
+	quitOnce  sync.Once
+	reloader  *reloader
 }
 
 func (in *instance) run(ctx context.Context) error {
@@ -183,9 +202,18 @@ func (in *instance) run(ctx context.Context) error {
 		return err
 	}
 	defer b.Close()
+	in.quit = make(chan struct{})
+	store := policy.NewStore(in.policy)
+	if in.cfg.keyFile != "" && in.cfg.policyFile != "" {
+		in.reloader = newReloader(in.cfg.keyFile, in.cfg.policyFile, store, b, in.log)
+		in.reloader.done = in.onReload
+		reloadCtx, stopReload := context.WithCancel(ctx)
+		defer stopReload()
+		go in.reloader.run(reloadCtx, in.hup)
+	}
 	pxCfg := proxy.Config{
 		Upstream: in.upstream,
-		Policy:   policy.NewStore(in.policy),
+		Policy:   store,
 		Tokens:   b,
 		Audit:    in.audit,
 		Logger:   in.log,
@@ -275,12 +303,19 @@ func (in *instance) run(ctx context.Context) error {
 	var serveErr error
 	select {
 	case <-ctx.Done():
+	case <-in.quit:
+		in.log.Info("POST /quitquitquit: shutting down")
 	case serveErr = <-errc:
 	}
 
-	// Go not-ready, stop accepting, and let in-flight calls finish within
-	// a fresh deadline: ctx is already cancelled and would drain nothing.
+	// Go not-ready, stay up for --shutdown-delay so endpoints notice, stop
+	// accepting, and let in-flight calls finish within a fresh deadline:
+	// ctx is already cancelled and would drain nothing.
 	in.draining.Store(true)
+	if in.cfg.shutdownDelay > 0 && serveErr == nil {
+		in.log.Info("not ready; waiting before shutdown", "shutdown_delay", in.cfg.shutdownDelay.String())
+		time.Sleep(in.cfg.shutdownDelay)
+	}
 	in.log.Info("shutting down", "drain", in.cfg.drain.String())
 	drainCtx, cancel := context.WithTimeout(context.Background(), in.cfg.drain)
 	defer cancel()
@@ -355,6 +390,21 @@ func (in *instance) adminHandler(b *broker.Broker, px *proxy.Proxy) http.Handler
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	// /startupz turns ready once, when the first token is minted, and stays
+	// so: a startup probe that must not flap while the broker drains.
+	mux.HandleFunc("GET /startupz", func(w http.ResponseWriter, r *http.Request) {
+		if !in.selfTest.Load() && !b.Ready() {
+			http.Error(w, "starting: no token minted yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	// /quitquitquit lets a Job's main container end the sidecar when it is
+	// done. The admin listener is loopback-only unless --unsafe-listen.
+	mux.HandleFunc("POST /quitquitquit", func(w http.ResponseWriter, r *http.Request) {
+		in.quitOnce.Do(func() { close(in.quit) })
+		fmt.Fprintln(w, "shutting down")
+	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case in.draining.Load():
@@ -370,6 +420,20 @@ func (in *instance) adminHandler(b *broker.Broker, px *proxy.Proxy) http.Handler
 		}
 	})
 	return mux
+}
+
+// fileMode is a flag.Value of permission bits written in octal (0660).
+type fileMode os.FileMode
+
+func (m *fileMode) String() string { return fmt.Sprintf("%#o", uint32(*m)) }
+
+func (m *fileMode) Set(s string) error {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o777 {
+		return fmt.Errorf("%q: want octal permission bits such as 0660", s)
+	}
+	*m = fileMode(v)
+	return nil
 }
 
 // hostsFor returns the Host values a loopback listener at addr answers

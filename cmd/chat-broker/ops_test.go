@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/chat-broker/chat-broker/policy"
+)
+
+const opsSecret = "ops-secret-0123456789abcdefghijk"
+
+func opsPolicy(spaces string) string {
+	return `version: 1
+callers:
+  - name: app
+    identify: {secretSHA256: "` + policy.HashSecret(opsSecret) + `"}
+    allow:
+      - methods: [spaces.messages.create]
+        spaces: [` + spaces + `]
+    scopes: [chat.bot]
+`
+}
+
+// startServe runs the emulator command and serve with policyFile (which
+// may be a symlink), returning the proxy and admin addresses and serve's
+// log lines.
+func startServe(t *testing.T, dir, policyFile string, extra ...string) (listen, admin string, logs *lines, stop func() error) {
+	t.Helper()
+	keyFile := filepath.Join(dir, "sa.json")
+	emuOut, _, _ := start(t, "emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile, "--spaces", "spaces/AAAA,spaces/BBBB")
+	emuURL := emuOut.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+	args := append([]string{"serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, extra...)
+	_, logs, stop = start(t, args...)
+	m := logs.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)","admin":"([^"]+)"`))
+	return m[1], m[2], logs, stop
+}
+
+func create(listen, space string) (int, error) {
+	req, _ := http.NewRequest("POST", "http://"+listen+"/v1/"+space+"/messages", strings.NewReader(`{"text":"hi"}`))
+	req.Header.Set("Authorization", "Bearer "+opsSecret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// A good policy takes effect and a broken one is rejected, while 16
+// goroutines call the broker: no call fails. The policy is mounted the
+// way Kubernetes mounts a ConfigMap, through a ..data symlink that is
+// swapped, so only a watch on the folder sees the change.
+func TestReloadUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	cm := filepath.Join(dir, "config")
+	os.MkdirAll(filepath.Join(cm, "..v1"), 0o755)
+	writeFile(t, filepath.Join(cm, "..v1", "policy.yaml"), opsPolicy("spaces/AAAA"))
+	os.Symlink("..v1", filepath.Join(cm, "..data"))
+	os.Symlink(filepath.Join("..data", "policy.yaml"), filepath.Join(cm, "policy.yaml"))
+	swap := func(version, content string) {
+		t.Helper()
+		os.MkdirAll(filepath.Join(cm, version), 0o755)
+		writeFile(t, filepath.Join(cm, version, "policy.yaml"), content)
+		tmp := filepath.Join(cm, "..data_tmp")
+		os.Symlink(version, tmp)
+		if err := os.Rename(tmp, filepath.Join(cm, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listen, _, logs, _ := startServe(t, dir, filepath.Join(cm, "policy.yaml"))
+
+	var calls, failures atomic.Int64
+	stopLoad := make(chan struct{})
+	var wg, started sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		started.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ { // bounded, whatever happens
+				if i == 1 {
+					started.Done() // every goroutine is calling before the first swap
+				}
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				code, err := create(listen, "spaces/AAAA")
+				calls.Add(1)
+				if err != nil || code != 200 {
+					failures.Add(1)
+				}
+			}
+		}()
+	}
+
+	started.Wait()
+	if code, _ := create(listen, "spaces/BBBB"); code != 403 {
+		t.Fatalf("spaces/BBBB before reload: %d, want 403", code)
+	}
+	swap("..v2", opsPolicy("spaces/AAAA, spaces/BBBB"))
+	logs.waitFor(t, regexp.MustCompile(`"msg":"policy reloaded"`))
+	if code, _ := create(listen, "spaces/BBBB"); code != 200 {
+		t.Errorf("spaces/BBBB after the good reload: %d, want 200", code)
+	}
+
+	swap("..v3", "version: 1\ncallers: [{name: app, scopes: [chat.bott]}]\n")
+	logs.waitFor(t, regexp.MustCompile(`"msg":"policy: reload rejected, keeping the previous one"`))
+	if code, _ := create(listen, "spaces/BBBB"); code != 200 {
+		t.Errorf("spaces/BBBB after the broken reload: %d, want 200 (the previous policy stays)", code)
+	}
+	close(stopLoad)
+	wg.Wait()
+	if calls.Load() == 0 || failures.Load() != 0 {
+		t.Errorf("%d of %d calls failed during reloads, want 0 of >0", failures.Load(), calls.Load())
+	}
+	t.Logf("%d calls during the reloads, %d failed", calls.Load(), failures.Load())
+}
+
+// A rewritten key file is reloaded; a broken one is rejected and the old
+// key keeps minting.
+func TestKeyReload(t *testing.T) {
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "policy.yaml")
+	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
+	listen, _, logs, _ := startServe(t, dir, policyFile)
+	keyFile := filepath.Join(dir, "sa.json")
+	good, _ := os.ReadFile(keyFile)
+
+	writeFile(t, keyFile, string(good)+"\n")
+	logs.waitFor(t, regexp.MustCompile(`"msg":"key reloaded"`))
+	writeFile(t, keyFile, `{"type":"service_account","client_email":"x@y"}`)
+	logs.waitFor(t, regexp.MustCompile(`"msg":"key: reload rejected, keeping the previous one"`))
+	if code, err := create(listen, "spaces/AAAA"); err != nil || code != 200 {
+		t.Errorf("create after a broken key: %d %v, want 200", code, err)
+	}
+}
+
+// /startupz and /readyz say ready once a token is minted; POST
+// /quitquitquit shuts the broker down cleanly (exit 0).
+func TestProbesAndQuit(t *testing.T) {
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "policy.yaml")
+	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
+	listen, admin, _, stop := startServe(t, dir, policyFile)
+	if code, _ := create(listen, "spaces/AAAA"); code != 200 {
+		t.Fatalf("create: %d", code)
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/startupz"} {
+		resp, err := http.Get("http://" + admin + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s = %d after a mint, want 200", p, resp.StatusCode)
+		}
+	}
+	if resp, err := http.Get("http://" + admin + "/quitquitquit"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("GET /quitquitquit = %d, want 405 (POST only)", resp.StatusCode)
+		}
+	}
+	resp, err := http.Post("http://"+admin+"/quitquitquit", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := stop(); err != nil {
+		t.Errorf("after /quitquitquit serve returned %v, want nil", err)
+	}
+}
+
+func TestWait(t *testing.T) {
+	// Nothing listens: wait gives up with the reason.
+	err := run(context.Background(), []string{"wait", "--admin", "127.0.0.1:1", "--timeout", "300ms", "--interval", "50ms"}, nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "not ready after 300ms") {
+		t.Errorf("wait on nothing: %v", err)
+	}
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "policy.yaml")
+	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
+	_, admin, _, _ := startServe(t, dir, policyFile)
+	var out strings.Builder
+	if err := run(context.Background(), []string{"wait", "--admin", admin, "--timeout", "30s", "--interval", "20ms"}, nil, &out, io.Discard); err != nil {
+		t.Fatalf("wait on a running broker: %v", err)
+	}
+	if !strings.Contains(out.String(), "ready") {
+		t.Errorf("wait printed %q", out.String())
+	}
+}
+
+// Flags come from CHAT_BROKER_* variables; the command line wins.
+func TestEnvFlags(t *testing.T) {
+	t.Setenv("CHAT_BROKER_LISTEN", "0.0.0.0:8080")
+	err := run(context.Background(), []string{"serve", "--key", "k", "--policy", "p"}, nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `--listen "0.0.0.0:8080": non-loopback`) {
+		t.Errorf("CHAT_BROKER_LISTEN was not applied: %v", err)
+	}
+	t.Setenv("CHAT_BROKER_DRAIN", "soon")
+	err = run(context.Background(), []string{"serve", "--key", "k", "--policy", "p", "--listen", "127.0.0.1:0"}, nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `CHAT_BROKER_DRAIN="soon" (for --drain)`) {
+		t.Errorf("a bad variable: %v", err)
+	}
+	var help strings.Builder
+	run(context.Background(), []string{"serve", "-h"}, nil, io.Discard, &help)
+	if !strings.Contains(help.String(), "[CHAT_BROKER_SOCKET_MODE]") {
+		t.Errorf("--help does not name the variables:\n%s", help.String())
+	}
+}
