@@ -277,7 +277,7 @@ func (p *Proxy) identify(r *http.Request, pol *policy.Policy) (*policy.Caller, e
 		byPeer, _ = pol.CallerByPeer(peer.UID, peer.GID)
 	}
 	if bearer != "" {
-		if p.accounts != nil && looksLikeJWT(bearer) {
+		if p.accounts != nil && LooksLikeJWT(bearer) {
 			account, err := p.accounts.Verify(r.Context(), bearer)
 			switch {
 			case err != nil && byPeer == nil:
@@ -303,12 +303,6 @@ func (p *Proxy) identify(r *http.Request, pol *policy.Policy) (*policy.Caller, e
 		return nil, refuse(http.StatusUnauthorized, "CALLER_CREDENTIAL_MISSING", "no caller credential: send the caller secret as 'Authorization: Bearer <secret>' (in a Google client library, as the access token)")
 	}
 	return nil, refuse(http.StatusUnauthorized, "CALLER_UNKNOWN", "the caller secret matches no caller in the policy: check the secret the app sends, and that its SHA-256 (chat-broker hash-secret) is a callers[].identify.secretSHA256")
-}
-
-// looksLikeJWT tells a projected token (three base64url parts) from a
-// caller secret without trying both.
-func looksLikeJWT(s string) bool {
-	return strings.Count(s, ".") == 2 && strings.HasPrefix(s, "eyJ")
 }
 
 // identifyFailed logs a failed identification (never the credential) and

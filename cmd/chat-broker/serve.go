@@ -41,6 +41,7 @@ type serveConfig struct {
 	drain               time.Duration
 	shutdownDelay       time.Duration
 	logLevel            string
+	k8s                 k8sConfig
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -129,6 +130,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.keyFile, "key", "", "service-account key `file` (JSON, type service_account); required")
 	fs.StringVar(&c.policyFile, "policy", "", "policy `file` (YAML); required")
 	fs.StringVar(&c.upstream, "upstream", "https://chat.googleapis.com", "Chat API `origin`; http only on a loopback host")
+	fs.StringVar(&c.k8s.issuer, "k8s-issuer", "", "Kubernetes service-account issuer `URL`; turns on identify.serviceAccount (projected tokens as the bearer)")
+	fs.StringVar(&c.k8s.audience, "k8s-audience", "chat-broker", "`audience` the projected tokens must be bound to")
+	fs.StringVar(&c.k8s.caFile, "k8s-ca-file", "", "CA `file` for an in-cluster issuer (e.g. /var/run/secrets/kubernetes.io/serviceaccount/ca.crt); empty: system roots")
+	fs.StringVar(&c.k8s.tokenFile, "k8s-token-file", "", "token `file` sent to an in-cluster issuer (e.g. /var/run/secrets/kubernetes.io/serviceaccount/token)")
 	if help, err := parseFlags(fs, args, stderr); help || err != nil {
 		return err
 	}
@@ -266,6 +271,15 @@ func (in *instance) run(ctx context.Context) error {
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelWarn),
+	}
+	if in.cfg.k8s.issuer != "" {
+		lv := &lazyVerifier{}
+		if err := lv.start(ctx, in.cfg.k8s, in.log); err != nil {
+			return fmt.Errorf("--k8s-ca-file/--k8s-token-file: %w", err)
+		}
+		pxCfg.ServiceAccounts = lv
+	} else if in.policy.HasServiceAccountCallers() {
+		in.log.Warn("the policy identifies callers by serviceAccount, but --k8s-issuer is not set: they cannot call")
 	}
 	if pl != nil {
 		pxCfg.Hosts = hostsFor(pl.Addr().String(), in.cfg.allowedHosts)
