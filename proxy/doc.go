@@ -12,8 +12,14 @@
 //     query parameters, or system parameters that change the wire format,
 //     identity or billing ($ct, callback, alt other than json, quotaUser,
 //     userProject).
-//  2. Identify the caller by the secret it sends as its bearer token
-//     (policy.Policy.CallerBySecret). Unknown: 401.
+//  2. Identify the caller from facts it cannot forge: the kernel's peer
+//     credentials on a Unix socket (ConnContext, policy unixUID/unixGID),
+//     a Kubernetes projected service-account token verified against the
+//     cluster issuer (ServiceAccountVerifier), or the secret it sends as
+//     its bearer token, whose SHA-256 the policy holds. Never an IP
+//     address or a header. Unknown: 401; failed identifications are
+//     logged without the credential and limited (then 429). The Host of
+//     a TCP request must be the broker's own (Config.Hosts).
 //  3. Route verb and path to a catalog method (chatapi.Router). Unknown:
 //     404; known path with another verb: 405.
 //  4. Decide with the policy (default deny), as the app or, when the
