@@ -25,11 +25,6 @@ import (
 // ErrClosed is the cause of mints attempted after Close.
 var ErrClosed = errors.New("broker: closed")
 
-// refreshRetry is the least time between two background refresh attempts
-// for one cache entry: a failing token endpoint is tried again on a later
-// call, but not hammered by every call.
-const refreshRetry = 5 * time.Second
-
 // Config configures a Broker. Only Key is required.
 type Config struct {
 	// Key is the service-account key tokens are minted with. Required.
@@ -57,17 +52,30 @@ type Config struct {
 	// broker's own context, not a caller's, so one caller giving up does
 	// not fail the others waiting on the same mint.
 	MintTimeout time.Duration
-	// Logger receives mint successes (debug) and failures (warn). Nil:
+	// Logger receives mint successes (debug), recoveries (info),
+	// transient failures (warn, with the back-off) and permanent failures
+	// (error, once per cache entry and error; repeats at debug). Nil:
 	// discard. Nothing secret is ever logged.
 	Logger *slog.Logger
+	// After returns a channel that receives once d has passed on the
+	// clock Now reads. The background refresher waits on it for the next
+	// refresh that is due. Nil: time.After. Tests pair it with a fake Now,
+	// so they drive the refresher without sleeping.
+	After func(d time.Duration) <-chan time.Time
 }
 
-// Stats counts what a Broker did since New.
+// Stats counts what a Broker did since New. A mint is one exchange with
+// the token endpoint; callers that share a mint count it once.
 type Stats struct {
 	Mints       int64 // successful mints
-	MintErrors  int64 // failed mints, background refreshes included
+	MintErrors  int64 // failed mints: TransientErrors + PermanentErrors + mints cut short by Close
 	CacheHits   int64 // Token calls answered from the cache
 	CacheMisses int64 // Token calls that had to wait for a mint
+
+	TransientErrors    int64 // failed mints worth retrying (MintError.Temporary)
+	PermanentErrors    int64 // failed mints that need a fix: invalid_grant, invalid_scope, unauthorized_client, …
+	BackgroundAttempts int64 // mints by the background refresh, whatever their outcome
+	SyncAttempts       int64 // mints a caller waited for, whatever their outcome
 }
 
 // Broker mints and caches access tokens. It is safe for concurrent use.
@@ -89,34 +97,52 @@ type Broker struct {
 	cancel context.CancelFunc
 	mu     sync.Mutex // guards closed and wg.Add
 	closed bool
-	wg     sync.WaitGroup // mints in flight
+	wg     sync.WaitGroup // mints and background refreshes in flight
 	once   sync.Once
+
+	inflight atomic.Int64 // tracked goroutines (mints, background refreshes); tests wait for 0
+
+	// The background refresher (refresh.go): one goroutine, started by
+	// New and ended by Close, asleep until the earliest due refresh.
+	after       func(time.Duration) <-chan time.Time
+	wake        chan struct{}      // buffered 1: the schedule changed, look again
+	probe       chan chan struct{} // tests only: a round trip through the refresher's loop
+	refreshDone chan struct{}      // closed when the refresher has returned
 
 	ready                           atomic.Bool
 	mints, mintErrors, hits, misses atomic.Int64
+	transient, permanent            atomic.Int64
+	bgAttempts, syncAttempts        atomic.Int64
+	health                          health
 	afterMint                       func(cacheKey string, err error) // test hook; nil in production
 }
 
-// entry is one cached token. Everything but nextRefresh is immutable.
+// entry is one cached token. tok, account, cacheKey and refreshAt are
+// immutable; a successful refresh replaces the whole entry, which is what
+// resets its back-off.
 type entry struct {
 	tok       Token
 	account   string    // Key.account() of the key that minted it
+	cacheKey  string    // subject NUL scope key
 	refreshAt time.Time // when a background refresh becomes due
-	// nextRefresh (unix nanoseconds, by Config.Now) is when the next
-	// background refresh may start. It starts at refreshAt; whoever
-	// starts a refresh moves it refreshRetry ahead with a
-	// compare-and-swap, which both deduplicates concurrent triggers and
-	// spaces out retries after a failure.
-	nextRefresh atomic.Int64
+	// next (unix nanoseconds, by Config.Now) is when the next background
+	// refresh may start. It starts at refreshAt. Whoever starts a refresh
+	// moves it one MintTimeout ahead (a lease, so concurrent triggers
+	// start one refresh, and a refresh that never reports back is tried
+	// again); a failure moves it one back-off step ahead of the failure.
+	// It is read without mu on every cache hit, so hits stay lock-free
+	// here; mu orders the writes.
+	next atomic.Int64
+
+	mu        sync.Mutex // guards next's writes and the fields below
+	failures  int        // failed mints since this token was minted
+	lastErr   string     // the last one's safe text
+	permanent bool       // the last one is permanent
 }
 
-// usable reports whether e may be handed out at now.
-func (e *entry) usable(now time.Time, minRemaining time.Duration) bool {
-	return e.tok.Expiry.Sub(now) >= minRemaining
-}
-
-// New returns a Broker that mints with cfg.Key. It does not contact the
-// token endpoint; the first Token call does.
+// New returns a Broker that mints with cfg.Key, and starts its background
+// refresher. It does not contact the token endpoint; the first Token call
+// does. Close the Broker to stop the refresher.
 func New(cfg Config) (*Broker, error) {
 	if cfg.Key == nil || cfg.Key.privatePEM == nil {
 		return nil, errors.New("broker: Config.Key is required: load it with LoadKey or ParseKey")
@@ -134,6 +160,7 @@ func New(cfg Config) (*Broker, error) {
 		minRemaining: cfg.MinRemaining,
 		mintTimeout:  cfg.MintTimeout,
 		log:          cfg.Logger,
+		after:        cfg.After,
 	}
 	if b.client == nil {
 		b.client = defaultHTTPClient()
@@ -154,6 +181,9 @@ func New(cfg Config) (*Broker, error) {
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
+	if b.after == nil {
+		b.after = time.After
+	}
 	size := cfg.CacheSize
 	if size == 0 {
 		size = 1024
@@ -165,6 +195,10 @@ func New(cfg Config) (*Broker, error) {
 	b.cache = cache
 	b.key.Store(cfg.Key)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.wake = make(chan struct{}, 1)
+	b.probe = make(chan chan struct{})
+	b.refreshDone = make(chan struct{})
+	go b.refresher()
 	return b, nil
 }
 
@@ -204,10 +238,12 @@ func (b *Broker) SetKey(k *Key) error {
 // itself) and scopes (order and duplicates do not matter).
 //
 // A cached token is returned if it has at least Config.MinRemaining left;
-// if it is also past its refresh point, one background refresh starts.
+// if its next refresh is also due (its refresh point, or the end of its
+// back-off after a failed refresh), one background refresh starts.
 // Otherwise Token mints synchronously, sharing the mint with concurrent
 // callers for the same (subject, scopes), and returns its error if it
-// fails: never an expired or nearly expired token. If ctx ends first,
+// fails: never an expired or nearly expired token. RetryAfter tells
+// whether such an error is worth retrying, and when. If ctx ends first,
 // Token returns ctx's error; the mint carries on for the others.
 func (b *Broker) Token(ctx context.Context, subject string, scopes []chatapi.Scope) (Token, error) {
 	if err := checkRequest(subject, scopes); err != nil {
@@ -222,7 +258,9 @@ func (b *Broker) Token(ctx context.Context, subject string, scopes []chatapi.Sco
 	e, ok := b.cache.Get(cacheKey)
 	if ok && e.account == account && e.usable(now, b.minRemaining) {
 		b.hits.Add(1)
-		b.maybeRefresh(k, e, now, cacheKey, flightKey, subject)
+		if e.claim(now, b.mintTimeout) {
+			b.startRefresh(k, e)
+		}
 		return e.tok.clone(), nil
 	}
 	b.misses.Add(1)
@@ -276,26 +314,11 @@ func scopesOf(cacheKey string) []chatapi.Scope {
 	return out
 }
 
-// maybeRefresh starts one background refresh of e if it is due and none
-// was started in the last refreshRetry. The result channel is dropped:
-// DoChan's channel is buffered, and mint stores the token itself.
-func (b *Broker) maybeRefresh(k *Key, e *entry, now time.Time, cacheKey, flightKey, subject string) {
-	next := e.nextRefresh.Load()
-	if now.UnixNano() < next {
-		return
-	}
-	if !e.nextRefresh.CompareAndSwap(next, now.Add(refreshRetry).UnixNano()) {
-		return // another caller just started it
-	}
-	b.sf.DoChan(flightKey, func() (any, error) {
-		return b.mint(k, e, cacheKey, flightKey, subject, true)
-	})
-}
-
 // mint runs inside singleflight, on the broker's context. stale is the
-// entry the caller saw and wants replaced (nil if none). If the cache
-// already holds a different usable entry (another mint finished between
-// the caller's look-up and now), mint returns it instead of minting.
+// entry the caller saw and wants replaced (nil if none): a failure is
+// recorded on it, which sets its back-off. If the cache already holds a
+// different usable entry (another mint finished between the caller's
+// look-up and now), mint returns it instead of minting.
 func (b *Broker) mint(k *Key, stale *entry, cacheKey, flightKey, subject string, background bool) (e *entry, err error) {
 	now := b.now()
 	if cur, ok := b.cache.Peek(cacheKey); ok && cur != stale && cur.account == k.account() && cur.usable(now, b.minRemaining) {
@@ -304,43 +327,100 @@ func (b *Broker) mint(k *Key, stale *entry, cacheKey, flightKey, subject string,
 	if !b.track() {
 		return nil, &MintError{Scopes: scopesOf(cacheKey), Subject: subject, Err: ErrClosed}
 	}
-	defer b.wg.Done()
 	// Once the result is in the cache (or the attempt has failed), later
-	// callers start afresh instead of joining this finished flight. The
-	// test hook thus fires only when a new Token call can mint again.
+	// callers start afresh instead of joining this finished flight, and
+	// the refresher looks at the schedule again. The test hook thus fires
+	// only when a new Token call can mint again and the refresher has
+	// been told; untrack comes last, so a test that sees nothing in
+	// flight also sees the wake-up.
 	defer func() {
 		b.sf.Forget(flightKey)
+		b.poke()
 		if b.afterMint != nil {
 			b.afterMint(cacheKey, err)
 		}
+		b.untrack()
 	}()
 
+	if background {
+		b.bgAttempts.Add(1)
+	} else {
+		b.syncAttempts.Add(1)
+	}
 	scopes := scopesOf(cacheKey)
 	e, err = b.exchange(k, subject, scopes)
 	if err != nil {
-		b.mintErrors.Add(1)
-		attrs := []any{"subject", subject, "scopes", scopes, "background", background, "key_fingerprint", k.Fingerprint(), "err", err}
-		var me *MintError
-		if errors.As(err, &me) {
-			attrs = append(attrs, "status", me.StatusCode, "code", me.Code, "temporary", me.Temporary())
-		}
-		if background {
-			attrs = append(attrs, "note", "still serving the cached token")
-		}
-		b.log.Warn("token mint failed", attrs...)
+		b.failed(k, stale, cacheKey, subject, scopes, background, err)
 		return nil, err
 	}
+	e.cacheKey = cacheKey
 	b.mints.Add(1)
 	b.ready.Store(true)
 	b.cache.Add(cacheKey, e)
-	b.log.Debug("token minted", "subject", subject, "scopes", scopes, "background", background,
-		"expiry", e.tok.Expiry, "refresh_at", e.refreshAt, "key_fingerprint", k.Fingerprint())
+	after := b.health.succeeded(cacheKey, subject, b.now())
+	attrs := []any{"subject", subject, "scopes", scopes, "background", background,
+		"expiry", e.tok.Expiry, "refresh_at", e.refreshAt, "key_fingerprint", k.Fingerprint()}
+	if after > 0 {
+		b.log.Info("token mint succeeded again", append(attrs, "after_failures", after)...)
+	} else {
+		b.log.Debug("token minted", attrs...)
+	}
 	return e, nil
 }
 
-// track registers a mint so that Close waits for it; false after Close.
-// wg.Add happens under mu while not closed, so it never races with the
-// Wait in Close.
+// failed counts, records and logs a failed mint. On a MintError it sets
+// the delay RetryAfter reports: the back-off of stale's refresh, or with
+// no cached token, the back-off ceiling for the broker's run of failures.
+func (b *Broker) failed(k *Key, stale *entry, cacheKey, subject string, scopes []chatapi.Scope, background bool, err error) {
+	b.mintErrors.Add(1)
+	attrs := []any{"subject", subject, "scopes", scopes, "background", background, "key_fingerprint", k.Fingerprint(), "err", err}
+	if errors.Is(err, ErrClosed) {
+		b.log.Debug("token mint cut short by Close", attrs...)
+		return
+	}
+	var me *MintError
+	isMint := errors.As(err, &me)
+	temporary := isMint && me.Temporary()
+	if temporary {
+		b.transient.Add(1)
+	} else {
+		b.permanent.Add(1)
+	}
+	if isMint {
+		attrs = append(attrs, "status", me.StatusCode, "code", me.Code, "temporary", temporary)
+	}
+
+	now := b.now()
+	msg := err.Error()
+	runLen, firstTime := b.health.failed(cacheKey, subject, k.Fingerprint()+"\x00"+msg, msg, temporary, now)
+	var retryIn time.Duration
+	if stale != nil {
+		var failures int
+		retryIn, failures = stale.fail(now, msg, temporary, b.minRemaining)
+		attrs = append(attrs, "retry_in", retryIn.String(), "failures", failures)
+		if stale.usable(now, b.minRemaining) {
+			attrs = append(attrs, "note", "still serving the cached token")
+		}
+	} else {
+		retryIn = backoffCeiling(runLen)
+	}
+	if isMint {
+		me.retryAfter = retryIn
+	}
+
+	switch {
+	case temporary:
+		b.log.Warn("token mint failed; will retry", attrs...)
+	case firstTime:
+		b.log.Error("token mint failed permanently: fix the key, its domain-wide delegation grant or the scopes", attrs...)
+	default:
+		b.log.Debug("token mint failed permanently, again", attrs...)
+	}
+}
+
+// track registers a goroutine (a mint, a background refresh) so that
+// Close waits for it; false after Close. wg.Add happens under mu while
+// not closed, so it never races with the Wait in Close.
 func (b *Broker) track() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -348,7 +428,14 @@ func (b *Broker) track() bool {
 		return false
 	}
 	b.wg.Add(1)
+	b.inflight.Add(1)
 	return true
+}
+
+// untrack ends what track began.
+func (b *Broker) untrack() {
+	b.inflight.Add(-1)
+	b.wg.Done()
 }
 
 // exchange signs an assertion with k and trades it for a token.
@@ -441,7 +528,7 @@ func (b *Broker) exchange(k *Key, subject string, scopes []chatapi.Scope) (*entr
 		account:   k.account(),
 		refreshAt: refreshAt,
 	}
-	e.nextRefresh.Store(refreshAt.UnixNano())
+	e.next.Store(refreshAt.UnixNano())
 	return e, nil
 }
 
@@ -527,27 +614,33 @@ func (b *Broker) InvalidateToken(t Token) {
 // Stats returns the counters so far.
 func (b *Broker) Stats() Stats {
 	return Stats{
-		Mints:       b.mints.Load(),
-		MintErrors:  b.mintErrors.Load(),
-		CacheHits:   b.hits.Load(),
-		CacheMisses: b.misses.Load(),
+		Mints:              b.mints.Load(),
+		MintErrors:         b.mintErrors.Load(),
+		CacheHits:          b.hits.Load(),
+		CacheMisses:        b.misses.Load(),
+		TransientErrors:    b.transient.Load(),
+		PermanentErrors:    b.permanent.Load(),
+		BackgroundAttempts: b.bgAttempts.Load(),
+		SyncAttempts:       b.syncAttempts.Load(),
 	}
 }
 
 // Ready reports whether at least one token has been minted successfully.
 func (b *Broker) Ready() bool { return b.ready.Load() }
 
-// Close stops the broker: mints in flight, background refreshes included,
-// are cancelled, and Close waits for them to return; the default HTTP
-// client's idle connections are closed. Afterwards Token
-// still returns valid cached tokens but mints nothing (it fails with a
-// MintError wrapping ErrClosed). Close may be called more than once.
+// Close stops the broker: the background refresher ends, mints in
+// flight, background refreshes included, are cancelled, and Close waits
+// for all of them to return; the default HTTP client's idle connections
+// are closed. Afterwards Token still returns valid cached tokens but mints
+// nothing (it fails with a MintError wrapping ErrClosed). Close may be
+// called more than once.
 func (b *Broker) Close() {
 	b.once.Do(func() {
 		b.mu.Lock()
 		b.closed = true
 		b.mu.Unlock()
 		b.cancel()
+		<-b.refreshDone
 		b.wg.Wait()
 		if b.ownClient {
 			b.client.CloseIdleConnections()

@@ -132,7 +132,7 @@ func TestRefreshAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep.next()
-	waitMint(t, done)
+	waitMint(t, b, done)
 
 	// RefreshAfter 0.5 jittered ±10%: the refresh point lies between 45%
 	// and 55% of the hour.
@@ -161,7 +161,7 @@ func TestRefreshAhead(t *testing.T) {
 	wg.Wait() // all answered while the refresh is held: none waited for it
 	ep.next()
 	ep.release()
-	if err := waitMint(t, done); err != nil {
+	if err := waitMint(t, b, done); err != nil {
 		t.Fatalf("background refresh: %v", err)
 	}
 
@@ -188,7 +188,7 @@ func TestRefreshAhead(t *testing.T) {
 	}
 }
 
-func TestRefreshFailureKeepsServingAndRetriesLater(t *testing.T) {
+func TestRefreshFailureKeepsServingAndBacksOff(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	b, clock, done := newTestBroker(t, ep, nil)
 	ctx := context.Background()
@@ -197,7 +197,7 @@ func TestRefreshFailureKeepsServingAndRetriesLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitMint(t, done)
+	waitMint(t, b, done)
 	ep.answer(http.StatusServiceUnavailable, "")
 	clock.Advance(time.Hour * 56 / 100)
 
@@ -209,37 +209,46 @@ func TestRefreshFailureKeepsServingAndRetriesLater(t *testing.T) {
 		}
 	}
 	tokenIs("refresh due", first)
-	if err := waitMint(t, done); err == nil {
-		t.Fatal("background refresh succeeded against a failing endpoint")
+	for failures := 1; failures <= 3; failures++ {
+		failedAt := clock.Now()
+		if err := waitMint(t, b, done); err == nil {
+			t.Fatalf("refresh %d succeeded against a failing endpoint", failures)
+		}
+		h := b.Health().Tokens[0]
+		// Equal jitter: the step after the n-th failure lies in [c/2, c],
+		// c = 1s·2ⁿ⁻¹.
+		c := time.Second << (failures - 1)
+		if step := h.NextAttempt.Sub(failedAt); h.Failures != failures || step < c/2 || step > c {
+			t.Fatalf("after failure %d: Failures %d, next attempt in %v; want %d, in [%v, %v]", failures, h.Failures, step, failures, c/2, c)
+		}
+		clock.Advance(h.NextAttempt.Sub(clock.Now()) - time.Nanosecond)
+		tokenIs("retry not yet due", first)
+		if got := ep.count.Load(); got != int64(1+failures) {
+			t.Fatalf("mints = %d, want %d: no retry before the back-off ends", got, 1+failures)
+		}
+		clock.Advance(time.Nanosecond)
+		if failures == 3 {
+			ep.answer(0, "")
+		}
+		tokenIs("retry due", first)
 	}
-	tokenIs("refresh failed", first)
-	clock.Advance(refreshRetry - time.Second)
-	tokenIs("retry not yet due", first)
-	if got := ep.count.Load(); got != 2 {
-		t.Fatalf("mints = %d, want 2: no retry within %v", got, refreshRetry)
-	}
-
-	clock.Advance(time.Second)
-	tokenIs("retry due", first)
-	if err := waitMint(t, done); err == nil {
-		t.Fatal("second background refresh succeeded against a failing endpoint")
-	}
-
-	ep.answer(0, "")
-	clock.Advance(refreshRetry)
-	tokenIs("endpoint back", first)
-	if err := waitMint(t, done); err != nil {
-		t.Fatalf("third background refresh: %v", err)
+	if err := waitMint(t, b, done); err != nil {
+		t.Fatalf("refresh once the endpoint is back: %v", err)
 	}
 	tok, _ := b.Token(ctx, "", bot)
 	if header(tok) == header(first) {
 		t.Error("after a successful refresh: still the old token")
 	}
-	if got := ep.count.Load(); got != 4 {
-		t.Errorf("mints = %d, want 4", got)
+	if got := ep.count.Load(); got != 5 {
+		t.Errorf("mints = %d, want 5", got)
 	}
-	if got := b.Stats(); got.MintErrors != 2 || got.Mints != 2 {
-		t.Errorf("Stats = %+v, want 2 mints, 2 mint errors", got)
+	want := Stats{Mints: 2, MintErrors: 3, CacheHits: 8, CacheMisses: 1, TransientErrors: 3, BackgroundAttempts: 4, SyncAttempts: 1}
+	if got := b.Stats(); got != want {
+		t.Errorf("Stats = %+v\nwant    %+v", got, want)
+	}
+	h := b.Health()
+	if h.ConsecutiveFailures != 0 || h.Permanent || !strings.Contains(h.LastError, "503") || len(h.Tokens) != 1 || h.Tokens[0].Failures != 0 {
+		t.Errorf("Health after recovery = %+v, want no failures in a row, the 503 kept as LastError, a fresh token", h)
 	}
 }
 
@@ -252,14 +261,14 @@ func TestNeverHandsOutExpiringToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitMint(t, done)
+	waitMint(t, b, done)
 	ep.answer(http.StatusServiceUnavailable, "")
 
 	clock.Advance(time.Hour - time.Minute) // exactly MinRemaining left: still good
 	if tok, err := b.Token(ctx, "", bot); err != nil || header(tok) != header(first) {
 		t.Fatalf("with MinRemaining left: got another token or %v, want the cached one", err)
 	}
-	waitMint(t, done) // the background refresh it started, failing
+	waitMint(t, b, done) // the background refresh it started, failing
 
 	for _, step := range []struct {
 		desc    string
@@ -282,7 +291,7 @@ func TestNeverHandsOutExpiringToken(t *testing.T) {
 		if !errors.As(err, &me) || me.StatusCode != http.StatusServiceUnavailable || !me.Temporary() {
 			t.Errorf("%s: err = %v, want a temporary MintError with status 503", step.desc, err)
 		}
-		waitMint(t, done)
+		waitMint(t, b, done)
 	}
 
 	// Once the endpoint is back, the next call mints synchronously.

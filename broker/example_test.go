@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -29,13 +28,15 @@ func Example() {
 
 	ctx := context.Background()
 	tok, err := b.Token(ctx, "", []chatapi.Scope{chatapi.ScopeBot})
-	var me *broker.MintError
-	switch {
-	case errors.As(err, &me) && me.Temporary():
-		fmt.Println("token endpoint unavailable, answer 503 with Retry-After:", err)
-		return
-	case err != nil:
+	if err != nil {
+		if d, ok := broker.RetryAfter(err); ok {
+			fmt.Printf("token endpoint unavailable, answer 503 with Retry-After: %.0f: %v\n", d.Seconds(), err)
+			return
+		}
 		fmt.Println("cannot mint; fix the key or the grant:", err)
+		if h := b.Health(); h.Failing {
+			fmt.Println("/readyz: not ready:", h.LastError)
+		}
 		return
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://chat.googleapis.com/v1/spaces", nil)

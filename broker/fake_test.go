@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -10,8 +11,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,10 +91,18 @@ func testKey(t testing.TB, tokenURI string) *Key {
 	return k
 }
 
-// fakeClock is a settable clock for Config.Now.
+// fakeClock is a settable clock for Config.Now, with timers for
+// Config.After that fire only when a test calls Fire.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	t      time.Time
+	timers []fakeTimer // not yet fired
+	asked  []time.Time // every deadline After was asked for, in order
+}
+
+type fakeTimer struct {
+	at time.Time
+	ch chan time.Time
 }
 
 func newFakeClock() *fakeClock {
@@ -107,6 +119,43 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+}
+
+// After is Config.After on the fake clock: the channel receives when Fire
+// is called at or after now+d.
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	at := c.t.Add(d)
+	c.timers = append(c.timers, fakeTimer{at, ch})
+	c.asked = append(c.asked, at)
+	return ch
+}
+
+// Fire fires every timer that is due by the clock, as the runtime would
+// as time passes, and returns how many. Timers the refresher has given up
+// on fire into their buffer, unread, as real ones would.
+func (c *fakeClock) Fire() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	c.timers = slices.DeleteFunc(c.timers, func(ft fakeTimer) bool {
+		if ft.at.After(c.t) {
+			return false
+		}
+		ft.ch <- c.t
+		n++
+		return true
+	})
+	return n
+}
+
+// Asked returns the deadlines After was asked for so far.
+func (c *fakeClock) Asked() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.asked)
 }
 
 // minted is what the fake endpoint saw in one token request.
@@ -330,7 +379,7 @@ func randomBytes(n int) []byte {
 func newTestBroker(t *testing.T, ep *fakeEndpoint, edit func(*Config)) (*Broker, *fakeClock, chan error) {
 	t.Helper()
 	clock := newFakeClock()
-	cfg := Config{Key: testKey(t, ep.URL()), Now: clock.Now}
+	cfg := Config{Key: testKey(t, ep.URL()), Now: clock.Now, After: clock.After}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -345,15 +394,101 @@ func newTestBroker(t *testing.T, ep *fakeEndpoint, edit func(*Config)) (*Broker,
 }
 
 // waitMint waits for the broker to finish a mint and returns its error.
-func waitMint(t *testing.T, done chan error) error {
+// By then the refresher has acted on the mint's outcome (it may have
+// started a refresh that is due), so the test can move the clock on.
+func waitMint(t *testing.T, b *Broker, done chan error) error {
 	t.Helper()
 	select {
 	case err := <-done:
+		if b != nil { // nil: the broker is closed
+			settle(t, b)
+		}
 		return err
 	case <-time.After(10 * time.Second): // a deadline for a hung test, not a wait
 		t.Fatal("no mint finished")
 		return nil
 	}
+}
+
+// settle waits until the refresher has acted on every wake-up and timer
+// so far: whatever it was going to start, it has started.
+func settle(t *testing.T, b *Broker) {
+	t.Helper()
+	r := make(chan struct{})
+	deadline := time.After(10 * time.Second) // a deadline for a hung test, not a wait
+	select {
+	case b.probe <- r:
+	case <-deadline:
+		t.Fatal("the refresher does not answer")
+	}
+	select {
+	case <-r:
+	case <-deadline:
+		t.Fatal("the refresher does not answer")
+	}
+}
+
+// quiesce waits until the broker is idle: no mint or refresh in flight,
+// and the refresher asleep with nothing left to act on.
+func quiesce(t *testing.T, b *Broker) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second) // for a hung test
+	for {
+		// Nothing in flight means every mint has told the refresher; once
+		// it has answered the probe it has acted on that, and if it
+		// started nothing, the broker is idle.
+		if b.inflight.Load() == 0 {
+			settle(t, b)
+			if b.inflight.Load() == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("the broker does not settle: %d in flight\n%s", b.inflight.Load(), buf[:runtime.Stack(buf, true)])
+		}
+		runtime.Gosched()
+	}
+}
+
+// logSink collects a JSON slog handler's output.
+type logSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *logSink) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// records returns the records logged at level, decoded.
+func (s *logSink) records(t *testing.T, level slog.Level) []map[string]any {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for line := range strings.Lines(s.buf.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["level"] == level.String() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
 
 // header returns the Authorization header tok sets: the only way to see

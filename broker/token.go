@@ -101,6 +101,10 @@ type MintError struct {
 	Code, Description string
 	// Err is the cause when there was no usable answer; nil otherwise.
 	Err error
+
+	// retryAfter is the broker's back-off for the token when the mint
+	// failed, for RetryAfter; set before the error reaches any caller.
+	retryAfter time.Duration
 }
 
 func (e *MintError) Error() string {

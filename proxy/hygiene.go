@@ -1,19 +1,104 @@
 package proxy
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The request hygiene rules of DESIGN.md step 2 and chat-api.md §D. Each
 // rule refuses rather than repairs: a request the broker cannot read one
 // way only is not guessed at.
+//
+// Go's HTTP/1 server answers some malformed shapes itself, before the
+// handler runs, with a plain-text status and no Google-shaped body
+// (bypass_test.go proves each one):
+//
+//   - 400: control characters, spaces or tabs in the request target; a
+//     missing, repeated or malformed Host; header names with spaces; header
+//     values with control characters; a Content-Length that is not a
+//     number ("+12", "12, 12") or two Content-Lengths that differ;
+//   - 501: a Transfer-Encoding other than one "chunked" (gzip, "gzip,
+//     chunked", two Transfer-Encoding fields);
+//   - 417: an Expect other than 100-continue;
+//   - 431: a request line and headers over the server's MaxHeaderBytes;
+//   - 505: HTTP/0.9 and HTTP/2.0 request lines (other than the h2 preface);
+//   - 200: OPTIONS *, answered by the server and never forwarded.
+//
+// Two more it repairs silently, so the handler cannot see them: it drops
+// a Content-Length sent together with Transfer-Encoding: chunked (RFC
+// 9112 §6.3: the chunked framing wins) and merges repeated identical
+// Content-Lengths into one. Neither is ambiguous once Go has read it, and
+// the broker re-frames every request it forwards, so Google never sees
+// the caller's framing. What is left to guard is a front end in the pod
+// that read the same bytes by their Content-Length: checkFraming makes a
+// chunked request the last one read from its connection.
+
+// Reasons of the hygiene refusals, the ErrorInfo reason callers get.
+const (
+	reasonConnectNotAllowed          = "CONNECT_NOT_ALLOWED"
+	reasonTargetNotOriginForm        = "TARGET_NOT_ORIGIN_FORM"
+	reasonPathNotCanonical           = "PATH_NOT_CANONICAL"
+	reasonPathCharacterNotAllowed    = "PATH_CHARACTER_NOT_ALLOWED"
+	reasonURITooLong                 = "URI_TOO_LONG"
+	reasonHTTPVersionNotSupported    = "HTTP_VERSION_NOT_SUPPORTED"
+	reasonFramingAmbiguous           = "REQUEST_FRAMING_AMBIGUOUS"
+	reasonTrailerNotAllowed          = "TRAILER_NOT_ALLOWED"
+	reasonExpectationNotSupported    = "EXPECTATION_NOT_SUPPORTED"
+	reasonUpgradeNotAllowed          = "UPGRADE_NOT_ALLOWED"
+	reasonConnectionOptionNotAllowed = "CONNECTION_OPTION_NOT_ALLOWED"
+	reasonHeaderNameNotAllowed       = "HEADER_NAME_NOT_ALLOWED"
+	reasonMethodOverrideNotAllowed   = "METHOD_OVERRIDE_NOT_ALLOWED"
+	reasonCredentialNotAllowed       = "CREDENTIAL_NOT_ALLOWED"
+	reasonHeaderNotAllowed           = "HEADER_NOT_ALLOWED"
+	reasonForwardingHeaderNotAllowed = "FORWARDING_HEADER_NOT_ALLOWED"
+	reasonContentTypeNotAllowed      = "CONTENT_TYPE_NOT_ALLOWED"
+	reasonContentEncodingNotAllowed  = "CONTENT_ENCODING_NOT_ALLOWED"
+	reasonCallerCredentialMalformed  = "CALLER_CREDENTIAL_MALFORMED"
+	reasonQueryMalformed             = "QUERY_MALFORMED"
+	reasonParameterNotAllowed        = "PARAMETER_NOT_ALLOWED"
+	reasonParameterRepeated          = "PARAMETER_REPEATED"
+	reasonBodyNotAllowed             = "BODY_NOT_ALLOWED"
+	reasonBodyTooLarge               = "BODY_TOO_LARGE"
+)
+
+// Limits on the request target. Chat's longest path (a thread read state
+// with two user and space ids) is well under 300 bytes; its longest query
+// is a filter. Google's front end refuses URLs past about 16 KiB.
+const (
+	maxPathBytes  = 2048
+	maxQueryBytes = 8 << 10
+)
 
 // overrideHeaders can make Google run another verb than the one the
 // policy saw.
 var overrideHeaders = []string{
 	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
+}
+
+// applyPatchOverride turns the one override shape Google's Java client
+// sends into the verb it means. Java's HttpURLConnection cannot send
+// PATCH, so google-http-client's default transport sends POST with
+// "X-HTTP-Method-Override: PATCH". Exactly that shape becomes a real
+// PATCH before routing: the policy decides on PATCH and Google receives a
+// PATCH with no override header, so nothing is left for the two to read
+// differently. Any other override is refused by checkHeaders.
+func applyPatchOverride(r *http.Request) {
+	v := r.Header.Values("X-Http-Method-Override")
+	if r.Method != http.MethodPost || len(v) != 1 || v[0] != http.MethodPatch {
+		return
+	}
+	for _, name := range overrideHeaders[1:] {
+		if _, ok := r.Header[name]; ok {
+			return
+		}
+	}
+	r.Method = http.MethodPatch
+	r.Header.Del("X-Http-Method-Override")
 }
 
 // credentialHeaders carry a credential or identity other than the caller
@@ -29,20 +114,54 @@ var billingHeaders = []string{
 	"X-Goog-Api-Version", "X-Goog-Authenticated-User-Email",
 }
 
-// Forwarding headers say where a request came from. The broker never
-// trusts them and a caller on loopback has no reason to send them.
-var forwardingHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip"}
+// Forwarding headers say where a request came from, or (X-Original-Url and
+// kin, honoured by some front ends) which path it "really" asked for. The
+// broker never trusts them and a caller on loopback has no reason to send
+// them. Every X-Forwarded-* header is refused too.
+var forwardingHeaders = []string{
+	"Forwarded", "Via", "X-Real-Ip", "X-Original-Url", "X-Rewrite-Url",
+	"X-Original-Host", "X-Host", "X-Http-Host-Override",
+}
+
+// passGoogHeaders are the X-Goog-* request headers forwarded as sent:
+// client telemetry and a response field mask, neither of which can change
+// what Google does or who pays (chat-api.md §D). Identity, billing and
+// quota headers (credentialHeaders, billingHeaders) are refused. Every
+// other X-Goog-* header is dropped before forwarding: Google gives them
+// meanings the broker cannot check (X-Goog-Request-Params routes a call
+// by resource name, which must come from the path the policy saw; upload
+// and extension headers change how a body is read). Dropping rather than
+// refusing keeps Google's client libraries working, since some send such
+// headers on every call, while nothing unchecked reaches Google.
+var passGoogHeaders = map[string]bool{"X-Goog-Api-Client": true, "X-Goog-Fieldmask": true}
 
 // refusedParams are system parameters (chat-api.md §D) that carry a
-// credential, change identity or billing, or change the wire format.
+// credential, change identity or billing, or change the wire format, by
+// their name in lower case: Google's parameter names are case-sensitive
+// as far as anyone has documented, but a case variant is refused rather
+// than bet on.
 var refusedParams = map[string]string{
 	"access_token": "a credential in the URL", "oauth_token": "a credential in the URL",
-	"key": "an API key", "$key": "an API key",
+	"bearer_token": "a credential in the URL",
+	"key":          "an API key", "$key": "an API key",
 	"$ct": "a content-type override", "callback": "a JSONP wrapper", "$callback": "a JSONP wrapper",
 	"passwd": "a reserved parameter", "password": "a reserved parameter",
-	"quotaUser": "a quota identity", "$quotaUser": "a quota identity",
-	"userProject": "a billing project", "$userProject": "a billing project",
-	"$apiVersion": "an API version override",
+	"quotauser": "a quota identity", "$quotauser": "a quota identity",
+	"userproject": "a billing project", "$userproject": "a billing project",
+	"$apiversion": "an API version override",
+	// A resumable upload goes on with requests to a session URL that
+	// carries upload_id; the broker does not route them (they are PUTs),
+	// and a POST carrying one would append to a session the policy never
+	// saw.
+	"upload_id": "a resumable upload session",
+}
+
+// systemParams are the system parameters the broker forwards, by their
+// name in lower case, mapped to their one accepted spelling.
+var systemParams = map[string]string{
+	"alt": "alt", "$alt": "$alt", "fields": "fields", "$fields": "$fields",
+	"prettyprint": "prettyPrint", "$prettyprint": "$prettyPrint", "$.xgafv": "$.xgafv",
+	"uploadtype": "uploadType", "upload_protocol": "upload_protocol",
 }
 
 // repeatable are query parameters Chat defines as repeated. Any other
@@ -50,60 +169,251 @@ var refusedParams = map[string]string{
 // different values.
 var repeatable = map[string]bool{"users": true}
 
+// checkFraming refuses requests whose HTTP framing or connection handling
+// the broker and a front end could read differently, or that would turn
+// the connection into something other than requests and responses. Over
+// HTTP/1 Go's server has refused most such shapes already (see above); the
+// checks that it makes unreachable stay for HTTP/2 and for whatever
+// front end the broker is ever put behind.
+func checkFraming(w http.ResponseWriter, r *http.Request) (err error) {
+	if len(r.TransferEncoding) > 0 {
+		// Go dropped any Content-Length sent with this chunked body (see
+		// above), so the handler cannot tell whether there was one. A
+		// front end that went by it would take the bytes after the last
+		// chunk for the start of another request: never read one.
+		w.Header().Set("Connection", "close")
+	}
+	defer func() {
+		if err != nil {
+			// After a framing refusal the rest of the connection cannot
+			// be trusted to start at a request boundary.
+			w.Header().Set("Connection", "close")
+		}
+	}()
+	if !(r.ProtoMajor == 1 && r.ProtoMinor == 1) && r.ProtoMajor != 2 {
+		return refuse(http.StatusBadRequest, reasonHTTPVersionNotSupported, r.Proto+" is not supported: send the request as HTTP/1.1")
+	}
+	if len(r.TransferEncoding) > 1 || len(r.TransferEncoding) == 1 && r.TransferEncoding[0] != "chunked" {
+		return refuse(http.StatusBadRequest, reasonFramingAmbiguous, fmt.Sprintf("Transfer-Encoding %q is not supported: send the body with a Content-Length, or chunked", strings.Join(r.TransferEncoding, ", ")))
+	}
+	cl := r.Header.Values("Content-Length")
+	switch {
+	case len(cl) > 1:
+		return refuse(http.StatusBadRequest, reasonFramingAmbiguous, "more than one Content-Length header: send exactly one")
+	case len(cl) == 1 && len(r.TransferEncoding) > 0:
+		return refuse(http.StatusBadRequest, reasonFramingAmbiguous, "both Content-Length and Transfer-Encoding: send one of them")
+	case len(cl) == 1 && cl[0] != strconv.FormatInt(r.ContentLength, 10):
+		return refuse(http.StatusBadRequest, reasonFramingAmbiguous, fmt.Sprintf("Content-Length %q is not a plain decimal number: send the byte count without sign, spaces or leading zeros", cl[0]))
+	}
+	if r.Trailer != nil {
+		// Declared trailers (the Trailer header) would arrive after the
+		// checks below have let the headers through.
+		return refuse(http.StatusBadRequest, reasonTrailerNotAllowed, "trailer fields are not allowed: send every field as a header, before the body")
+	}
+	if ex := r.Header.Values("Expect"); len(ex) > 1 || len(ex) == 1 && !strings.EqualFold(ex[0], "100-continue") {
+		return refuse(http.StatusExpectationFailed, reasonExpectationNotSupported, fmt.Sprintf("Expect %q is not supported: send no Expect header, or Expect: 100-continue", strings.Join(ex, ", ")))
+	}
+	// An upgrade (h2c, WebSocket) would turn the connection into a tunnel
+	// to Google that no later check sees; ReverseProxy would splice it.
+	_, upgrade := r.Header["Upgrade"]
+	_, settings := r.Header["Http2-Settings"]
+	if upgrade || settings || connectionHas(r.Header, "upgrade") {
+		return refuse(http.StatusBadRequest, reasonUpgradeNotAllowed, "protocol upgrades (Upgrade: h2c, websocket) are not allowed: send plain HTTP/1.1 requests to the Chat REST API")
+	}
+	// Connection may name headers to drop on the way (RFC 9110 §7.6.1),
+	// and ReverseProxy obeys: "Connection: Content-Type" would forward a
+	// body without the content type the broker checked.
+	for _, v := range r.Header.Values("Connection") {
+		for _, opt := range strings.Split(v, ",") {
+			if opt = strings.ToLower(strings.TrimSpace(opt)); opt != "close" && opt != "keep-alive" && opt != "" {
+				return refuse(http.StatusBadRequest, reasonConnectionOptionNotAllowed, fmt.Sprintf("Connection %q is not allowed: send no Connection header, or Connection: close or keep-alive", opt))
+			}
+		}
+	}
+	return nil
+}
+
+// connectionHas reports whether a Connection header lists opt.
+func connectionHas(h http.Header, opt string) bool {
+	for _, v := range h.Values("Connection") {
+		for _, o := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(o), opt) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // checkTarget refuses request targets that are not plain origin-form
 // paths in canonical form, and returns the decoded path to route on. The
 // path forwarded upstream is re-encoded from this value, so Google sees
-// exactly the path the policy decided on.
+// exactly the path the policy decided on: every byte it accepts is one
+// that url.URL.EscapedPath leaves as it is, so decoding is the identity
+// and re-encoding gives back the bytes the caller sent.
 func checkTarget(r *http.Request) (string, error) {
 	if r.Method == http.MethodConnect {
-		return "", refuse(http.StatusMethodNotAllowed, "CONNECT_NOT_ALLOWED", "CONNECT is not allowed: chat-broker is not a forward proxy; send Chat API requests to it directly")
+		return "", refuse(http.StatusMethodNotAllowed, reasonConnectNotAllowed, "CONNECT is not allowed: chat-broker is not a forward proxy; send Chat API requests to it directly")
 	}
 	if !strings.HasPrefix(r.RequestURI, "/") {
-		return "", refuse(http.StatusBadRequest, "TARGET_NOT_ORIGIN_FORM", "the request target must be a path such as /v1/spaces/AAAA/messages, not an absolute URL: chat-broker always forwards to its configured upstream")
+		return "", refuse(http.StatusBadRequest, reasonTargetNotOriginForm, "the request target must be a path such as /v1/spaces/AAAA/messages, not an absolute URL: chat-broker always forwards to its configured upstream")
 	}
-	raw := r.RequestURI
-	if i := strings.IndexByte(raw, '?'); i >= 0 {
-		raw = raw[:i]
+	raw, rawQuery, _ := strings.Cut(r.RequestURI, "?")
+	if len(raw) > maxPathBytes {
+		return "", refuse(http.StatusRequestURITooLong, reasonURITooLong, fmt.Sprintf("the path is %d bytes long: Chat API paths are at most %d bytes; check how the resource name was built", len(raw), maxPathBytes))
+	}
+	if len(rawQuery) > maxQueryBytes {
+		return "", refuse(http.StatusRequestURITooLong, reasonURITooLong, fmt.Sprintf("the query string is %d bytes long: send at most %d bytes of query (long filters belong in a shorter form)", len(rawQuery), maxQueryBytes))
 	}
 	if i := strings.IndexByte(raw, '%'); i >= 0 {
-		return "", refuse(http.StatusBadRequest, "PATH_NOT_CANONICAL", "percent-encoded characters are not allowed in the path; send resource names unescaped (spaces/AAAA/messages/BBBB)")
+		return "", refuse(http.StatusBadRequest, reasonPathNotCanonical, "percent-encoded characters are not allowed in the path; send resource names unescaped (spaces/AAAA/messages/BBBB)")
 	}
 	if strings.ContainsAny(raw, "\\;") {
-		return "", refuse(http.StatusBadRequest, "PATH_NOT_CANONICAL", `"\" and ";" are not allowed in the path`)
+		return "", refuse(http.StatusBadRequest, reasonPathNotCanonical, `"\" and ";" are not allowed in the path: send the resource name as Chat returned it`)
+	}
+	for i := 0; i < len(raw); i++ {
+		if !pathByte(raw[i]) {
+			return "", refuse(http.StatusBadRequest, reasonPathCharacterNotAllowed, fmt.Sprintf("the path holds %q at byte %d: Chat API paths use only letters, digits, \"/\" and \"-._~:@+=\"; send the resource name as Chat returned it", raw[i:i+1], i))
+		}
 	}
 	for _, seg := range strings.Split(raw[1:], "/") {
 		switch {
 		case seg == "":
-			return "", refuse(http.StatusBadRequest, "PATH_NOT_CANONICAL", "empty path segments (// or a trailing /) are not allowed")
+			return "", refuse(http.StatusBadRequest, reasonPathNotCanonical, "empty path segments (// or a trailing /) are not allowed: remove the extra slash")
 		case seg == "." || seg == "..":
-			return "", refuse(http.StatusBadRequest, "PATH_NOT_CANONICAL", `dot segments ("." and "..") are not allowed in the path`)
+			return "", refuse(http.StatusBadRequest, reasonPathNotCanonical, `dot segments ("." and "..") are not allowed in the path: send the resolved path`)
+		case strings.HasSuffix(seg, "."):
+			// Some servers drop trailing dots ("AAAA." is "AAAA"), others
+			// do not: the broker cannot know which space Google would see.
+			return "", refuse(http.StatusBadRequest, reasonPathNotCanonical, fmt.Sprintf("path segment %q ends in a dot: remove the trailing dot", seg))
 		}
 	}
+	if err := checkTargetQuery(raw, rawQuery); err != nil {
+		return "", err
+	}
 	return raw, nil
+}
+
+// pathByte reports whether c may appear in a path as sent: letters,
+// digits, "/" and "-._~:@+=", which is what resource names need (":verb"
+// suffixes, emails, base64 media names) and what Go forwards unescaped.
+// Anything else (controls, spaces, non-ASCII, quotes, "#", "*", "!",
+// "(", ")", "'", "$", "&", ",") is refused rather than escaped.
+func pathByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("/-._~:@+=", c) >= 0
+}
+
+// uploadPath reports whether path is one of the media upload paths,
+// where uploadType and upload_protocol mean something.
+func uploadPath(path string) bool {
+	return strings.HasPrefix(path, "/upload/") || strings.HasPrefix(path, "/resumable/")
+}
+
+// checkTargetQuery refuses query parameters whose meaning depends on the
+// path: upload parameters off the upload paths, and parameters that name
+// the resource again, which Google's transcoding could bind in place of
+// the path the policy decided on. The rest of the query is checked once
+// the request is routed (checkQuery).
+func checkTargetQuery(path, rawQuery string) error {
+	if rawQuery == "" {
+		return nil
+	}
+	for i := 0; i < len(rawQuery); i++ {
+		if c := rawQuery[i]; c <= ' ' || c >= 0x7f {
+			return refuse(http.StatusBadRequest, reasonQueryMalformed, fmt.Sprintf("the query string holds %q: percent-encode spaces, control characters and non-ASCII bytes", rawQuery[i:i+1]))
+		}
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return refuse(http.StatusBadRequest, reasonQueryMalformed, "the query string is malformed: percent-encode parameter values (a bare ';' or a bad escape is not allowed)")
+	}
+	for _, name := range sortedKeys(q) {
+		switch strings.ToLower(name) {
+		case "uploadtype", "upload_protocol":
+			if !uploadPath(path) {
+				return refuse(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is allowed only on the upload paths (/upload/v1/…): remove it")
+			}
+		case "parent", "resourcename":
+			return refuse(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" names a resource: name it in the path only")
+		case "name":
+			// spaces.findDirectMessage takes the user to look for as
+			// ?name=users/…; everywhere else name is the path's.
+			if path != "/v1/spaces:findDirectMessage" {
+				return refuse(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" names a resource: name it in the path only")
+			}
+		}
+	}
+	return nil
 }
 
 // checkHeaders refuses headers that could change the verb, the identity or
 // the encoding of a call.
 func checkHeaders(h http.Header) error {
+	for name := range h {
+		// Some servers (CGI, and anything that maps headers to
+		// environment variables) read "_" as "-":
+		// X_HTTP_Method_Override would slip past the checks below.
+		if strings.IndexByte(name, '_') >= 0 {
+			return refuse(http.StatusBadRequest, reasonHeaderNameNotAllowed, fmt.Sprintf("header %q is not allowed: header names with \"_\" are read differently by different servers; use \"-\"", name))
+		}
+	}
 	for _, name := range overrideHeaders {
 		if _, ok := h[name]; ok {
-			return refuse(http.StatusBadRequest, "METHOD_OVERRIDE_NOT_ALLOWED", name+" is not allowed: send the request with the HTTP verb you mean")
+			return refuse(http.StatusBadRequest, reasonMethodOverrideNotAllowed, name+" is not allowed: send the request with the HTTP verb you mean")
 		}
 	}
 	for _, name := range credentialHeaders {
 		if _, ok := h[name]; ok {
-			return refuse(http.StatusBadRequest, "CREDENTIAL_NOT_ALLOWED", name+" is not allowed: chat-broker supplies Google credentials itself; send only the caller secret as 'Authorization: Bearer <secret>'")
+			return refuse(http.StatusBadRequest, reasonCredentialNotAllowed, name+" is not allowed: chat-broker supplies Google credentials itself; send only the caller secret as 'Authorization: Bearer <secret>'")
+		}
+	}
+	for _, name := range billingHeaders {
+		if _, ok := h[name]; ok {
+			return refuse(http.StatusBadRequest, reasonHeaderNotAllowed, name+" is not allowed: it moves the call's quota, billing or identity, which chat-broker sets itself; remove the header")
+		}
+	}
+	for name := range h {
+		if hasPrefixFold(name, "X-Forwarded-") {
+			return refuse(http.StatusBadRequest, reasonForwardingHeaderNotAllowed, name+" is not allowed: call chat-broker directly, not through another proxy")
 		}
 	}
 	for _, name := range forwardingHeaders {
 		if _, ok := h[name]; ok {
-			return refuse(http.StatusBadRequest, "FORWARDING_HEADER_NOT_ALLOWED", name+" is not allowed: call chat-broker directly, not through another proxy")
+			return refuse(http.StatusBadRequest, reasonForwardingHeaderNotAllowed, name+" is not allowed: call chat-broker directly, not through another proxy")
 		}
 	}
+	cts := h.Values("Content-Type")
+	if len(cts) > 1 {
+		// The broker checks the first; Google might read another.
+		return refuse(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, "more than one Content-Type header: send exactly one, Content-Type: application/json")
+	}
 	if ct := strings.ToLower(h.Get("Content-Type")); strings.HasPrefix(ct, "application/grpc") || strings.Contains(ct, "protobuf") {
-		return refuse(http.StatusUnsupportedMediaType, "CONTENT_TYPE_NOT_ALLOWED", "gRPC and protobuf bodies are not allowed: use the Chat REST API with JSON")
+		return refuse(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, "gRPC and protobuf bodies are not allowed: use the Chat REST API with JSON")
+	}
+	// gzip is what Google's Java client sends by default. Anything else
+	// (or gzip twice) is a body the broker could not read if it had to.
+	if ce := h.Values("Content-Encoding"); len(ce) > 1 || len(ce) == 1 && !strings.EqualFold(strings.TrimSpace(ce[0]), "gzip") && !strings.EqualFold(strings.TrimSpace(ce[0]), "identity") {
+		return refuse(http.StatusUnsupportedMediaType, reasonContentEncodingNotAllowed, fmt.Sprintf("Content-Encoding %q is not allowed: send the body uncompressed or gzip-compressed", strings.Join(ce, ", ")))
 	}
 	return nil
+}
+
+// dropGoogHeaders removes the X-Goog-* headers not in passGoogHeaders.
+// checkHeaders has refused the identity and billing ones already.
+func dropGoogHeaders(h http.Header) {
+	for name := range h {
+		if hasPrefixFold(name, "X-Goog-") && !passGoogHeaders[http.CanonicalHeaderKey(name)] {
+			delete(h, name)
+		}
+	}
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // bearerOf returns the credential of the one Authorization header, or ""
@@ -114,11 +424,11 @@ func bearerOf(h http.Header) (string, error) {
 	case len(auth) == 0:
 		return "", nil
 	case len(auth) > 1:
-		return "", refuse(http.StatusBadRequest, "CREDENTIAL_NOT_ALLOWED", "more than one Authorization header: send exactly one, 'Authorization: Bearer <secret>'")
+		return "", refuse(http.StatusBadRequest, reasonCredentialNotAllowed, "more than one Authorization header: send exactly one, 'Authorization: Bearer <secret>'")
 	}
 	scheme, secret, ok := strings.Cut(auth[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" || strings.ContainsAny(secret, " \t") {
-		return "", refuse(http.StatusUnauthorized, "CALLER_CREDENTIAL_MALFORMED", "the Authorization header must be 'Bearer <secret>' with the caller secret from the policy")
+		return "", refuse(http.StatusUnauthorized, reasonCallerCredentialMalformed, "the Authorization header must be 'Bearer <secret>' with the caller secret from the policy")
 	}
 	return secret, nil
 }
@@ -132,25 +442,67 @@ func checkQuery(rawQuery string, mediaDownload bool) (string, error) {
 	}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return "", refuse(http.StatusBadRequest, "QUERY_MALFORMED", "the query string is malformed: percent-encode parameter values (a bare ';' or a bad escape is not allowed)")
+		return "", refuse(http.StatusBadRequest, reasonQueryMalformed, "the query string is malformed: percent-encode parameter values (a bare ';' or a bad escape is not allowed)")
 	}
-	for name, vals := range q {
-		if why, ok := refusedParams[name]; ok {
-			return "", refuse(http.StatusBadRequest, "PARAMETER_NOT_ALLOWED", "query parameter "+name+" is not allowed ("+why+"): chat-broker supplies identity and billing itself")
+	// In name order, so a query with two faults always gets the same
+	// answer.
+	for _, name := range sortedKeys(q) {
+		vals := q[name]
+		if !paramName(name) {
+			return "", refuse(http.StatusBadRequest, reasonQueryMalformed, fmt.Sprintf("query parameter name %q is malformed: names are letters, digits, \".\", \"_\" and \"$\"", name))
+		}
+		lower := strings.ToLower(name)
+		if why, ok := refusedParams[lower]; ok {
+			return "", refuse(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is not allowed ("+why+"): chat-broker supplies identity and billing itself; remove it")
+		}
+		if canon, ok := systemParams[lower]; ok && canon != name {
+			return "", refuse(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is not allowed: spell it "+canon)
 		}
 		if len(vals) > 1 && !repeatable[name] {
-			return "", refuse(http.StatusBadRequest, "PARAMETER_REPEATED", "query parameter "+name+" is given more than once: give it once")
+			return "", refuse(http.StatusBadRequest, reasonParameterRepeated, "query parameter "+name+" is given more than once: give it once")
+		}
+		for _, v := range vals {
+			if !utf8.ValidString(v) || strings.ContainsFunc(v, isControl) {
+				return "", refuse(http.StatusBadRequest, reasonQueryMalformed, "query parameter "+name+" holds control characters or invalid UTF-8: send printable UTF-8, percent-encoded")
+			}
 		}
 		switch name {
 		case "alt", "$alt":
 			if vals[0] != "json" && !(vals[0] == "media" && mediaDownload) {
-				return "", refuse(http.StatusBadRequest, "PARAMETER_NOT_ALLOWED", "alt="+vals[0]+" is not allowed: only alt=json, and alt=media on media downloads (/v1/media/…)")
+				return "", refuse(http.StatusBadRequest, reasonParameterNotAllowed, "alt="+vals[0]+" is not allowed: only alt=json, and alt=media on media downloads (/v1/media/…)")
 			}
 		default:
 			if strings.HasPrefix(name, "$") && name != "$.xgafv" && name != "$fields" && name != "$prettyPrint" {
-				return "", refuse(http.StatusBadRequest, "PARAMETER_NOT_ALLOWED", "system parameter "+name+" is not allowed")
+				return "", refuse(http.StatusBadRequest, reasonParameterNotAllowed, "system parameter "+name+" is not allowed: remove it")
 			}
 		}
 	}
 	return q.Encode(), nil
+}
+
+// paramName reports whether name looks like a Chat or system parameter
+// name ("pageSize", "$.xgafv", "upload_protocol", "message.text").
+func paramName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '$':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+
+func sortedKeys(q url.Values) []string {
+	names := make([]string, 0, len(q))
+	for name := range q {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }

@@ -210,13 +210,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
+	if err := checkFraming(w, r); err != nil {
+		return err
+	}
 	path, err := checkTarget(r)
 	if err != nil {
 		return err
 	}
+	applyPatchOverride(r)
 	if err := checkHeaders(r.Header); err != nil {
 		return err
 	}
+	dropGoogHeaders(r.Header)
 	if err := p.checkHost(r); err != nil {
 		return err
 	}
@@ -348,18 +353,14 @@ func (p *Proxy) tokenError(r *http.Request, c *call, err error) error {
 	}
 	p.log.Error("no token", "caller", c.caller, "method", c.method, "scopes", chatapi.ScopeKey(c.scopes), "subject", c.subject, "err", err)
 	var me *broker.MintError
-	temporary := true
-	if errors.As(err, &me) {
-		temporary = me.Temporary()
-		if me.Code == "unauthorized_client" && c.subject != "" {
-			return refuse(http.StatusForbidden, "DELEGATION_NOT_GRANTED", fmt.Sprintf(
-				"Google refused to let the Chat app act as %s with %s (unauthorized_client): a Workspace admin must grant the service account domain-wide delegation for this scope (Admin console: Security > API controls > Domain-wide delegation)",
-				c.subject, chatapi.ScopeKey(c.scopes)))
-		}
+	if errors.As(err, &me) && me.Code == "unauthorized_client" && c.subject != "" {
+		return refuse(http.StatusForbidden, "DELEGATION_NOT_GRANTED", fmt.Sprintf(
+			"Google refused to let the Chat app act as %s with %s (unauthorized_client): a Workspace admin must grant the service account domain-wide delegation for this scope (Admin console: Security > API controls > Domain-wide delegation)",
+			c.subject, chatapi.ScopeKey(c.scopes)))
 	}
 	ref := refuse(http.StatusServiceUnavailable, "TOKEN_UNAVAILABLE", fmt.Sprintf("could not get a Google token with %s: %v", chatapi.ScopeKey(c.scopes), err))
-	if temporary {
-		ref.retryAfter = 5 * time.Second
+	if d, ok := broker.RetryAfter(err); ok {
+		ref.retryAfter = d
 	}
 	return ref
 }
@@ -377,6 +378,12 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 		return nil, policy.Decision{}, refuse(http.StatusNotFound, "UNKNOWN_METHOD", r.Method+" "+path+" is not a Google Chat API method chat-broker knows; check the path (e.g. /v1/spaces/AAAA/messages)")
 	}
 	c.method, c.space, c.path = m.ID, m.Space(vars), path
+	// A resumable upload continues at a URL Google returns, outside the
+	// broker: the caller would send its bytes (and credential) straight
+	// to Google, or nowhere. Refuse it up front.
+	if m.ID == "media.upload" && (strings.HasPrefix(path, "/resumable/") || strings.EqualFold(r.URL.Query().Get("uploadType"), "resumable")) {
+		return m, policy.Decision{}, refuse(http.StatusBadRequest, "RESUMABLE_UPLOAD_NOT_SUPPORTED", "resumable uploads continue at a Google URL outside the broker; upload with uploadType=multipart or uploadType=media (up to 200 MB)")
+	}
 	if c.query, err = checkQuery(r.URL.RawQuery, m.ID == "media.download"); err != nil {
 		return m, policy.Decision{}, err
 	}
@@ -401,15 +408,15 @@ func checkBody(w http.ResponseWriter, r *http.Request, m *chatapi.Method) error 
 		return nil
 	}
 	if m.MaxBody == 0 {
-		return refuse(http.StatusBadRequest, "BODY_NOT_ALLOWED", m.ID+" takes no request body")
+		return refuse(http.StatusBadRequest, reasonBodyNotAllowed, m.ID+" takes no request body: send it without one")
 	}
 	if r.ContentLength > m.MaxBody {
-		return refuse(http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", fmt.Sprintf("%s takes at most %d bytes of body", m.ID, m.MaxBody))
+		return refuse(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, m.MaxBody))
 	}
 	if m.ID != "media.upload" {
 		ct := strings.ToLower(strings.TrimSpace(strings.SplitN(r.Header.Get("Content-Type"), ";", 2)[0]))
 		if ct != "application/json" {
-			return refuse(http.StatusUnsupportedMediaType, "CONTENT_TYPE_NOT_ALLOWED", m.ID+" takes a JSON body: send Content-Type: application/json")
+			return refuse(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, m.ID+" takes a JSON body: send Content-Type: application/json")
 		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, m.MaxBody)
@@ -451,6 +458,11 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	// client or point it elsewhere.
 	resp.Header.Del("Set-Cookie")
 	resp.Header.Del("Alt-Svc")
+	// Google URLs a client would follow past the broker (upload session
+	// continuations, redirects).
+	resp.Header.Del("Location")
+	resp.Header.Del("X-Goog-Upload-Url")
+	resp.Header.Del("X-Goog-Upload-Control-Url")
 	var scope chatapi.Scope
 	if len(c.scopes) == 1 {
 		scope = c.scopes[0]

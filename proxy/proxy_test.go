@@ -369,6 +369,39 @@ func doJSON(base, verb, path, secret, body string) (*http.Response, error) {
 	return resp, nil
 }
 
+// Google's Java client sends PATCH as POST with X-HTTP-Method-Override:
+// PATCH. The broker decides on PATCH and sends Google a real PATCH, with
+// no override header left.
+func TestJavaPatchOverride(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest("POST", e.url+"/v1/spaces/AAAA/messages/M1?updateMask=text", strings.NewReader(`{"text":"x"}`))
+	req.Header.Set("Authorization", "Bearer "+opsSecret)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-HTTP-Method-Override", "PATCH")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reqs := e.emu.Requests()
+	if len(reqs) != 1 || reqs[0].Verb != "PATCH" || reqs[0].MethodID != "spaces.messages.patch" {
+		t.Fatalf("emulator saw %+v, want one PATCH spaces.messages.patch", reqs)
+	}
+	// The same shape from a caller not allowed to patch is denied as a patch.
+	req, _ = http.NewRequest("POST", e.url+"/v1/spaces/AAAA/messages/M1?updateMask=text", strings.NewReader(`{"text":"x"}`))
+	req.Header.Set("Authorization", "Bearer "+notifierSecret)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-HTTP-Method-Override", "PATCH")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 || len(e.emu.Requests()) != 1 {
+		t.Errorf("patch by a caller without it: %d, want 403 and nothing forwarded", resp.StatusCode)
+	}
+}
+
 // With no token to be had, the caller gets 503 with Retry-After and
 // nothing reaches Chat.
 func TestNoTokenIs503(t *testing.T) {

@@ -48,38 +48,42 @@ func fileSum(name string) [sha256.Size]byte {
 	return sha256.Sum256(data)
 }
 
-// run watches until ctx ends. hup delivers SIGHUP.
-func (r *reloader) run(ctx context.Context, hup <-chan os.Signal) {
+// start watches the files' folders, then handles events and SIGHUP (hup)
+// in the background until ctx ends. The watches are in place when it
+// returns, so a change made after the broker says it is serving is seen.
+func (r *reloader) start(ctx context.Context, hup <-chan os.Signal) {
+	var events <-chan fsnotify.Event
+	var errs <-chan error
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		r.log.Warn("cannot watch the key and policy files; reload with SIGHUP", "err", err)
 	} else {
-		defer w.Close()
 		dirs := map[string]bool{filepath.Dir(r.keyFile): true, filepath.Dir(r.policyFile): true}
 		for d := range dirs {
 			if err := w.Add(d); err != nil {
 				r.log.Warn("cannot watch a folder; reload with SIGHUP", "dir", d, "err", err)
 			}
 		}
-	}
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	if w != nil {
 		events, errs = w.Events, w.Errors
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			r.log.Info("SIGHUP: reloading the key and the policy")
-			r.reload(true)
-		case <-events:
-			r.reload(false)
-		case err := <-errs:
-			r.log.Warn("file watch error", "err", err)
+	go func() {
+		if w != nil {
+			defer w.Close()
 		}
-	}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				r.log.Info("SIGHUP: reloading the key and the policy")
+				r.reload(true)
+			case <-events:
+				r.reload(false)
+			case err := <-errs:
+				r.log.Warn("file watch error", "err", err)
+			}
+		}
+	}()
 }
 
 // reload re-reads both files and swaps in what changed and validates.

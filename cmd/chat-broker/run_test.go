@@ -45,9 +45,18 @@ func (l *lines) Write(p []byte) (int, error) {
 	}
 }
 
-// waitFor reads lines until one matches re, and returns its submatches.
+// waitFor waits until a line matching re has been written (now or
+// earlier), and returns its submatches.
 func (l *lines) waitFor(t *testing.T, re *regexp.Regexp) []string {
 	t.Helper()
+	l.mu.Lock()
+	for _, line := range strings.Split(l.all.String(), "\n") {
+		if m := re.FindStringSubmatch(line); m != nil {
+			l.mu.Unlock()
+			return m
+		}
+	}
+	l.mu.Unlock()
 	timeout := time.After(30 * time.Second)
 	for {
 		select {
@@ -100,7 +109,7 @@ func TestDemo(t *testing.T) {
 	base := out.waitFor(t, exportURL)[1]
 	secret := out.waitFor(t, exportToken)[1]
 	curlLine := out.waitFor(t, regexp.MustCompile(`^curl .*\\$`))[0]
-	curlCont := <-out.ch
+	curlCont := out.waitFor(t, regexp.MustCompile(`^\s+-d .*/messages"$`))[0]
 
 	// Run the printed lines as a user pastes them, where bash and curl exist.
 	if _, err := exec.LookPath("curl"); err == nil {

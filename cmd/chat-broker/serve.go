@@ -214,7 +214,7 @@ func (in *instance) run(ctx context.Context) error {
 		in.reloader.done = in.onReload
 		reloadCtx, stopReload := context.WithCancel(ctx)
 		defer stopReload()
-		go in.reloader.run(reloadCtx, in.hup)
+		in.reloader.start(reloadCtx, in.hup)
 	}
 	pxCfg := proxy.Config{
 		Upstream: in.upstream,
@@ -259,11 +259,14 @@ func (in *instance) run(ctx context.Context) error {
 	proxySrv := &http.Server{
 		// ConnContext reads the kernel's peer credentials of Unix-socket
 		// connections, which identify unixUID callers.
-		ConnContext:       proxy.ConnContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelWarn),
+		ConnContext: proxy.ConnContext,
+		// "OPTIONS *" reaches the proxy (and is refused) instead of being
+		// answered by net/http.
+		DisableGeneralOptionsHandler: true,
+		ReadHeaderTimeout:            10 * time.Second,
+		IdleTimeout:                  2 * time.Minute,
+		MaxHeaderBytes:               64 << 10,
+		ErrorLog:                     slog.NewLogLogger(in.log.Handler(), slog.LevelWarn),
 	}
 	adminSrv := &http.Server{
 		ReadHeaderTimeout: 5 * time.Second,
@@ -423,6 +426,8 @@ func (in *instance) adminHandler(b *broker.Broker, px *proxy.Proxy) http.Handler
 		switch {
 		case in.draining.Load():
 			http.Error(w, "not ready: draining", http.StatusServiceUnavailable)
+		case b.Health().Failing:
+			http.Error(w, "not ready: Google refuses to mint the app's tokens: "+b.Health().LastError, http.StatusServiceUnavailable)
 		case !in.selfTest.Load() && !b.Ready():
 			why, _ := in.lastError.Load().(string)
 			if why == "" {
