@@ -66,6 +66,8 @@ type Config struct {
 	// other host (DNS rebinding, a confused proxy) is refused. Empty
 	// means any. Unix-socket requests are not checked.
 	Hosts []string
+	// Metrics receives the proxy's Prometheus series; nil records none.
+	Metrics *Metrics
 	// ServiceAccounts verifies Kubernetes projected service-account
 	// tokens for callers identified by identify.serviceAccount; nil means
 	// such callers cannot be identified. *ServiceAccountVerifier
@@ -103,6 +105,7 @@ type Proxy struct {
 	hosts     map[string]bool
 	accounts  TokenVerifier
 	failures  *rate.Limiter
+	metrics   *Metrics
 	audit     *slog.Logger
 	log       *slog.Logger
 	now       func() time.Time
@@ -127,6 +130,7 @@ func New(cfg Config) (*Proxy, error) {
 		router:    chatapi.NewRouter(),
 		approvals: newApprovals(),
 		accounts:  cfg.ServiceAccounts,
+		metrics:   cfg.Metrics,
 		failures:  rate.NewLimiter(failedAttemptsPerSecond, failedAttemptsBurst),
 		audit:     orDiscard(cfg.Audit),
 		log:       orDiscard(cfg.Logger),
@@ -194,6 +198,8 @@ type call struct {
 	upstreamStatus                               int
 	upstreamID                                   string
 	hint                                         string
+	upstreamStart                                time.Time
+	upstreamLatency                              time.Duration
 }
 
 type callKey struct{}
@@ -206,7 +212,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := p.serve(sw, r, c); err != nil {
 		_, c.reason = writeError(sw, err)
 	}
-	p.record(r, c, sw.status, p.now().Sub(start))
+	latency := p.now().Sub(start)
+	p.record(r, c, sw.status, latency)
+	p.metrics.observe(c, sw.status, latency)
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -255,6 +263,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	c.token = tok
 
+	c.upstreamStart = p.now()
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 	return nil
 }
@@ -453,6 +462,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	c := resp.Request.Context().Value(callKey{}).(*call)
 	c.upstreamStatus = resp.StatusCode
+	c.upstreamLatency = p.now().Sub(c.upstreamStart)
 	c.upstreamID = resp.Header.Get("X-Goog-Request-Id")
 	// Nothing from Google's front end that could set state in the caller's
 	// client or point it elsewhere.

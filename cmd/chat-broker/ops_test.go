@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/chat-broker/chat-broker/policy"
 )
 
@@ -218,5 +221,81 @@ func TestEnvFlags(t *testing.T) {
 	run(context.Background(), []string{"serve", "-h"}, nil, io.Discard, &help)
 	if !strings.Contains(help.String(), "[CHAT_BROKER_SOCKET_MODE]") {
 		t.Errorf("--help does not name the variables:\n%s", help.String())
+	}
+}
+
+// /metrics parses with Prometheus' own parser and has the series an
+// operator needs, with bounded labels.
+func TestMetrics(t *testing.T) {
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "policy.yaml")
+	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
+	listen, admin, _, _ := startServe(t, dir, policyFile)
+	for range 2 { // the second is a token cache hit
+		if code, _ := create(listen, "spaces/AAAA"); code != 200 {
+			t.Fatalf("create: %d", code)
+		}
+	}
+	if code, _ := create(listen, "spaces/BBBB"); code != 403 {
+		t.Fatalf("create in spaces/BBBB: %d", code)
+	}
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	value := func(name string, labels map[string]string) (float64, bool) {
+		fam, ok := families[name]
+		if !ok {
+			return 0, false
+		}
+	next:
+		for _, m := range fam.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.GetCounter().GetValue(), true
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue(), true
+			case m.Histogram != nil:
+				return float64(m.GetHistogram().GetSampleCount()), true
+			}
+		}
+		return 0, false
+	}
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		min    float64
+	}{
+		{"chat_broker_requests_total", map[string]string{"caller": "app", "method": "spaces.messages.create", "code": "2xx"}, 2},
+		{"chat_broker_requests_total", map[string]string{"caller": "app", "method": "spaces.messages.create", "code": "4xx"}, 1},
+		{"chat_broker_refusals_total", map[string]string{"reason": "SPACE_NOT_ALLOWED"}, 1},
+		{"chat_broker_upstream_latency_seconds", map[string]string{"method": "spaces.messages.create"}, 1},
+		{"chat_broker_request_duration_seconds", map[string]string{"method": "spaces.messages.create"}, 3},
+		{"chat_broker_token_mints_total", map[string]string{"outcome": "ok"}, 1},
+		{"chat_broker_token_cache_total", map[string]string{"result": "hit"}, 1},
+		{"chat_broker_token_expiry_seconds", nil, 60},
+		{"chat_broker_reloads_total", map[string]string{"result": "rejected"}, 0},
+		{"chat_broker_key_info", nil, 1},
+	} {
+		v, ok := value(tc.name, tc.labels)
+		if !ok || v < tc.min {
+			t.Errorf("%s%v = %v (present %v), want >= %v", tc.name, tc.labels, v, ok, tc.min)
+		}
 	}
 }

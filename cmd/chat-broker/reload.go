@@ -31,6 +31,8 @@ type reloader struct {
 	reloads, errors atomic.Int64
 	// done, if set, is called after each reload attempt (tests wait on it).
 	done func(what string, err error)
+	// onKey, if set, is called with each key swapped in.
+	onKey func(*broker.Key)
 }
 
 func newReloader(keyFile, policyFile string, store *policy.Store, b *broker.Broker, log *slog.Logger) *reloader {
@@ -112,6 +114,9 @@ func (r *reloader) reload(force bool) {
 			r.keyBad = sum
 		} else {
 			r.keySum = sum
+			if r.onKey != nil {
+				r.onKey(k)
+			}
 			r.log.Info("key reloaded", "file", r.keyFile, "key", k.ClientEmail, "key_fingerprint", k.Fingerprint())
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chat-broker/chat-broker/broker"
@@ -199,6 +200,8 @@ type instance struct {
 	quit      chan struct{} // closed by POST /quitquitquit
 	quitOnce  sync.Once
 	reloader  *reloader
+	// currentKey is the key in force, for the key_info metric.
+	currentKey atomic.Pointer[broker.Key]
 }
 
 func (in *instance) run(ctx context.Context) error {
@@ -212,11 +215,15 @@ func (in *instance) run(ctx context.Context) error {
 	if in.cfg.keyFile != "" && in.cfg.policyFile != "" {
 		in.reloader = newReloader(in.cfg.keyFile, in.cfg.policyFile, store, b, in.log)
 		in.reloader.done = in.onReload
+		in.reloader.onKey = func(k *broker.Key) { in.currentKey.Store(k) }
 		reloadCtx, stopReload := context.WithCancel(ctx)
 		defer stopReload()
 		in.reloader.start(reloadCtx, in.hup)
 	}
+	in.currentKey.Store(in.key)
+	reg, metrics := newRegistry()
 	pxCfg := proxy.Config{
+		Metrics:  metrics,
 		Upstream: in.upstream,
 		Policy:   store,
 		Tokens:   b,
@@ -295,7 +302,8 @@ func (in *instance) run(ctx context.Context) error {
 		return err
 	}
 	proxySrv.Handler = px
-	adminSrv.Handler = in.adminHandler(b, px)
+	reg.MustRegister(newApprovalCollector(px), newBrokerCollector(b, in))
+	adminSrv.Handler = in.adminHandler(b, px, reg)
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners[:len(listeners)-1] {
 		go func() { errc <- proxySrv.Serve(l) }()
@@ -395,9 +403,9 @@ func selfTestScopes(p *policy.Policy) []chatapi.Scope {
 	return []chatapi.Scope{first}
 }
 
-func (in *instance) adminHandler(b *broker.Broker, px *proxy.Proxy) http.Handler {
+func (in *instance) adminHandler(b *broker.Broker, px *proxy.Proxy, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(newRegistry(px), promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /approvals", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(struct {
