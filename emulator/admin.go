@@ -49,6 +49,18 @@ var adminRoutes = map[string]map[string]adminHandler{
 		http.MethodGet:  (*Emulator).adminGetTokenEndpoint,
 		http.MethodPost: (*Emulator).adminPostTokenEndpoint,
 	},
+	"/emulator/token-error": {
+		http.MethodGet:  (*Emulator).adminGetTokenError,
+		http.MethodPost: (*Emulator).adminPostTokenError,
+	},
+	"/emulator/counters": {
+		http.MethodGet:    (*Emulator).adminGetCounters,
+		http.MethodDelete: (*Emulator).adminDeleteCounters,
+	},
+	"/emulator/seed": {
+		http.MethodGet:  (*Emulator).adminGetSeed,
+		http.MethodPost: (*Emulator).adminPostSeed,
+	},
 	"/emulator/token-lifetime": {
 		http.MethodGet:  (*Emulator).adminGetTokenLifetime,
 		http.MethodPost: (*Emulator).adminPostTokenLifetime,
@@ -237,12 +249,17 @@ func (e *Emulator) adminPostSpace(r *http.Request) (any, *chatapi.Error) {
 // Faults.
 
 type faultJSON struct {
-	Method            string  `json:"method"`
-	Status            int     `json:"status"`
-	RetryAfterSeconds float64 `json:"retryAfterSeconds"`
-	Times             int     `json:"times"`
-	// Left is how many more requests the fault fails; 0 with Times 0
-	// means every one. Output only.
+	Method            string   `json:"method"`
+	Status            int      `json:"status"`
+	RetryAfterSeconds float64  `json:"retryAfterSeconds"`
+	Times             int      `json:"times"`
+	Fraction          float64  `json:"fraction,omitempty"`
+	Reset             bool     `json:"reset,omitempty"`
+	ResetAfterEffect  bool     `json:"resetAfterEffect,omitempty"`
+	LatencyMs         float64  `json:"latencyMs,omitempty"`
+	Spaces            []string `json:"spaces,omitempty"`
+	// Left is how many more times the fault applies; 0 with Times 0
+	// means every time. Output only.
 	Left int `json:"left,omitempty"`
 }
 
@@ -253,7 +270,18 @@ func (e *Emulator) adminGetFaults(*http.Request) (any, *chatapi.Error) {
 		Faults []faultJSON `json:"faults"`
 	}{Faults: []faultJSON{}}
 	for _, f := range e.faults {
-		out.Faults = append(out.Faults, faultJSON{f.Method, f.Status, f.RetryAfter.Seconds(), f.Times, f.left})
+		out.Faults = append(out.Faults, faultJSON{
+			Method:            f.Method,
+			Status:            f.Status,
+			RetryAfterSeconds: f.RetryAfter.Seconds(),
+			Times:             f.Times,
+			Fraction:          f.Fraction,
+			Reset:             f.Reset,
+			ResetAfterEffect:  f.ResetAfterEffect,
+			LatencyMs:         float64(f.Latency) / float64(time.Millisecond),
+			Spaces:            slices.Clone(f.Spaces),
+			Left:              f.left,
+		})
 	}
 	return out, nil
 }
@@ -263,25 +291,28 @@ func (e *Emulator) adminPostFault(r *http.Request) (any, *chatapi.Error) {
 	if err := decodeAdmin(r, &in); err != nil {
 		return nil, err
 	}
-	if in.Method != "" {
-		m, ok := chatapi.Lookup(in.Method)
-		if !ok {
-			return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: %q is no Chat method id (e.g. spaces.messages.create); omit method to fail every method", in.Method))
+	if in.RetryAfterSeconds < 0 || in.Times < 0 || in.LatencyMs < 0 || in.Left != 0 {
+		return nil, invalidArgument("chat-broker emulator: retryAfterSeconds, times and latencyMs must not be negative, and left is output only")
+	}
+	f, err := Fault{
+		Method:           in.Method,
+		Status:           in.Status,
+		RetryAfter:       time.Duration(in.RetryAfterSeconds * float64(time.Second)),
+		Times:            in.Times,
+		Fraction:         in.Fraction,
+		Reset:            in.Reset,
+		ResetAfterEffect: in.ResetAfterEffect,
+		Latency:          time.Duration(in.LatencyMs * float64(time.Millisecond)),
+		Spaces:           in.Spaces,
+	}.normalize()
+	if err != nil {
+		msg := "chat-broker emulator: " + err.Error()
+		if strings.Contains(msg, "is no Chat method id") {
+			msg += "; omit method to fail every method"
 		}
-		in.Method = m.ID
+		return nil, invalidArgument(msg)
 	}
-	if in.Status != http.StatusTooManyRequests && (in.Status < 500 || in.Status > 599) {
-		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: status %d is neither 429 nor 5xx", in.Status))
-	}
-	if in.RetryAfterSeconds < 0 || in.Times < 0 || in.Left != 0 {
-		return nil, invalidArgument("chat-broker emulator: retryAfterSeconds and times must not be negative, and left is output only")
-	}
-	e.InjectFault(Fault{
-		Method:     in.Method,
-		Status:     in.Status,
-		RetryAfter: time.Duration(in.RetryAfterSeconds * float64(time.Second)),
-		Times:      in.Times,
-	})
+	e.InjectFault(f)
 	return e.adminGetFaults(r)
 }
 
@@ -313,6 +344,32 @@ func (e *Emulator) adminPostTokenEndpoint(r *http.Request) (any, *chatapi.Error)
 	}
 	e.SetTokenEndpointDown(*in.Down)
 	return e.adminGetTokenEndpoint(r)
+}
+
+type tokenErrorJSON struct {
+	Status      *int   `json:"status"`
+	Error       string `json:"error"`
+	Description string `json:"description"`
+}
+
+func (e *Emulator) adminGetTokenError(*http.Request) (any, *chatapi.Error) {
+	status, code, desc := e.tokenError()
+	return tokenErrorJSON{&status, code, desc}, nil
+}
+
+func (e *Emulator) adminPostTokenError(r *http.Request) (any, *chatapi.Error) {
+	var in tokenErrorJSON
+	if err := decodeAdmin(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Status == nil {
+		return nil, missing("status")
+	}
+	if s := *in.Status; s != 0 && (s < 400 || s > 599) {
+		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: status %d is neither 0 (clear) nor 4xx or 5xx", s))
+	}
+	e.SetTokenError(*in.Status, in.Error, in.Description)
+	return e.adminGetTokenError(r)
 }
 
 type tokenLifetimeJSON struct {
@@ -423,4 +480,36 @@ func (e *Emulator) adminGetMints(*http.Request) (any, *chatapi.Error) {
 		out.Mints[i] = mintJSON{timestamp(m.Time), scopeStrings(m.Scopes), m.Subject, m.Audience}
 	}
 	return out, nil
+}
+
+// Counters and the random seed.
+
+func (e *Emulator) adminGetCounters(*http.Request) (any, *chatapi.Error) {
+	return e.Counters(), nil
+}
+
+func (e *Emulator) adminDeleteCounters(r *http.Request) (any, *chatapi.Error) {
+	e.ResetCounters()
+	return e.Counters(), nil
+}
+
+type seedJSON struct {
+	Seed *int64 `json:"seed"`
+}
+
+func (e *Emulator) adminGetSeed(*http.Request) (any, *chatapi.Error) {
+	seed := e.Seed()
+	return seedJSON{&seed}, nil
+}
+
+func (e *Emulator) adminPostSeed(r *http.Request) (any, *chatapi.Error) {
+	var in seedJSON
+	if err := decodeAdmin(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Seed == nil {
+		return nil, missing("seed")
+	}
+	e.SetSeed(*in.Seed)
+	return e.adminGetSeed(r)
 }

@@ -81,6 +81,9 @@ type recorder struct {
 	e    *Emulator
 	req  Request
 	done bool
+	// handled: handleChat has already dealt with the answer (sent it, or
+	// dropped the connection for a Reset fault); nothing more is written.
+	handled bool
 }
 
 func (w *recorder) WriteHeader(code int) {
@@ -109,6 +112,9 @@ func (e *Emulator) serveChat(w http.ResponseWriter, r *http.Request) {
 		Authorization: r.Header.Get("Authorization"),
 	}}
 	body, err := e.handleChat(rec, r)
+	if rec.handled {
+		return
+	}
 	if err != nil {
 		err.Write(rec)
 		return
@@ -140,10 +146,35 @@ func (e *Emulator) handleChat(w *recorder, r *http.Request) (any, *chatapi.Error
 	if err := c.checkSpace(); err != nil {
 		return nil, err
 	}
-	if err := e.takeFault(w, m); err != nil {
-		return nil, err
-	}
 	h := handlers[m.ID]
+	plan := e.planFaults(m, m.Space(vars))
+	if plan.latency > 0 || (plan.hit != nil && plan.hit.Reset) {
+		readAhead(r, m)
+	}
+	if plan.latency > 0 {
+		e.log.Info("emulator: injected latency", "method", m.ID, "latency", plan.latency)
+		if err := wait(r.Context(), plan.latency); err != nil {
+			// Logged (and counted) before the log line below, which
+			// tests wait for.
+			chatapi.NewError(499, msgCancelled).Write(w)
+			w.handled = true
+			e.log.Info("emulator: request abandoned during injected latency", "method", m.ID, "error", err)
+			return nil, nil
+		}
+	}
+	if f := plan.hit; f != nil {
+		if f.Reset {
+			if f.ResetAfterEffect && h != nil {
+				h(c) // the call takes effect; its answer is lost
+			}
+			e.dropConnection(w)
+			return nil, nil
+		}
+		e.mu.Lock()
+		e.counters.InjectedFaults++
+		e.mu.Unlock()
+		return nil, e.faultError(w, m, f)
+	}
 	if h == nil {
 		return nil, chatapi.NewError(http.StatusNotImplemented, "chat-broker emulator: "+m.ID+" is not implemented")
 	}

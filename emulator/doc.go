@@ -61,7 +61,53 @@
 //     requested.
 //
 // Every request is logged (Requests), every issued token recorded (Mints,
-// WaitForMints), and faults can be injected (InjectFault) to test retries.
+// WaitForMints), running totals are kept (Counters), and faults can be
+// injected (InjectFault, SetTokenError) to test retries.
+//
+// # Fault injection
+//
+// InjectFault adds a Fault that acts on Chat API calls after their
+// authentication, scope and space checks. A fault can:
+//
+//   - answer a Status, 429 or a 5xx, with Google's error body and change
+//     nothing. A 429 is chat-api.md §C.3's RESOURCE_EXHAUSTED with an
+//     ErrorInfo RATE_LIMIT_EXCEEDED (metadata consumer, service,
+//     quota_metric, quota_limit), a Help link, a RetryInfo detail and a
+//     Retry-After header (Fault.RetryAfter, 1 s when unset); a 5xx
+//     carries Retry-After and RetryInfo only when RetryAfter is set;
+//   - with Reset, read the request and drop the connection without an
+//     answer (a TCP reset: the client sees ECONNRESET or EOF). The call
+//     takes no effect, or with ResetAfterEffect it takes effect first and
+//     only the answer is lost, as when a connection breaks on the way
+//     back. The request is logged with status 0;
+//   - with Latency, wait (in real time) before doing any of that; a
+//     fault with only Latency slows calls down without failing them. A
+//     client that gives up during the wait ends the request: it takes no
+//     effect and is logged with status 499.
+//
+// Method and Spaces narrow a fault to one method and to calls addressing
+// some spaces (per-space 429s); Times ends it after that many uses, and
+// Fraction makes it apply to each matching call with that probability
+// only. Config.Seed (or SetSeed) seeds the random source, so a test that
+// sends the same calls in the same order meets the same faults; Seed
+// reports the seed in use when it was picked at random.
+//
+// Faults are checked in the order they were added: every latency-only
+// fault that applies adds its latency, and the first failing fault
+// (Status or Reset) that applies answers the call, after its own
+// Latency; later failing faults are not consulted.
+//
+// Writes that carry a requestId (spaces.messages.create, spaces.create,
+// spaces.setup) are deduplicated per caller, atomically: a repeat, or a
+// concurrent duplicate, returns the resource the first attempt created,
+// even when that attempt's connection was reset after it took effect.
+// That is what makes a client's retry of a write safe.
+//
+// SetTokenError makes every token request fail with a given status and
+// OAuth error, such as 400 invalid_grant "Invalid JWT Signature." for a
+// revoked key or 503 temporarily_unavailable for an outage, until it is
+// cleared with status 0. SetTokenEndpointDown, the older switch for a 503,
+// takes precedence while set.
 //
 // # Authentication and authorization
 //
@@ -116,13 +162,37 @@
 //	curl -s -XPOST $E/emulator/spaces -d '{"name":"spaces/BBBB","appIsMember":true}'
 //	# fail the next 3 creates with 503; method "" or absent: every method
 //	curl -s -XPOST $E/emulator/faults -d '{"method":"spaces.messages.create","status":503,"retryAfterSeconds":0,"times":3}'
+//	# 429 (Retry-After: 5) for a fifth of the calls in one space, until cleared
+//	curl -s -XPOST $E/emulator/faults -d '{"status":429,"retryAfterSeconds":5,"fraction":0.2,"spaces":["spaces/AAAA"]}'
+//	# drop the connection of the next create, before it takes effect ...
+//	curl -s -XPOST $E/emulator/faults -d '{"method":"spaces.messages.create","reset":true,"times":1}'
+//	# ... or after: the message is created, the answer is lost
+//	curl -s -XPOST $E/emulator/faults -d '{"method":"spaces.messages.create","reset":true,"resetAfterEffect":true,"times":1}'
+//	# slow every call down by 1.5 s without failing it
+//	curl -s -XPOST $E/emulator/faults -d '{"latencyMs":1500}'
 //	curl -s -XDELETE $E/emulator/faults    # clear every fault; GET lists them
+//	# the seed of the fractions' random source (0: pick one at random)
+//	curl -s -XPOST $E/emulator/seed -d '{"seed":42}'
+//	curl -s $E/emulator/seed               # {"seed":42}
 //	# the token endpoint down or up, and the lifetime of new tokens (0: 1h)
 //	curl -s -XPOST $E/emulator/token-endpoint -d '{"down":true}'
 //	curl -s -XPOST $E/emulator/token-lifetime -d '{"seconds":600}'
+//	# every token request fails with this OAuth error; {"status":0} clears
+//	curl -s -XPOST $E/emulator/token-error -d '{"status":400,"error":"invalid_grant","description":"Invalid JWT Signature."}'
+//	curl -s -XPOST $E/emulator/token-error -d '{"status":0}'
 //	# the request log (DELETE empties it) and the issued tokens
 //	curl -s $E/emulator/requests
 //	curl -s $E/emulator/mints
+//	# running totals (DELETE zeroes them)
+//	curl -s $E/emulator/counters
+//	# {"requests":3,"byMethod":{"spaces.messages.create":3},"byStatus":{"0":1,"200":2},
+//	#  "injectedFaults":1,"resets":1,"delayed":0,"tokenRequests":1,"mints":1,"tokenErrors":0}
+//
+// The fields of POST /emulator/faults are those of Fault: method,
+// status, retryAfterSeconds, times, fraction, reset, resetAfterEffect,
+// latencyMs and spaces; GET also shows left, how many more times a fault
+// with times applies. POST /emulator/token-error takes status (required;
+// 0 clears), error and description, as SetTokenError.
 //
 // A logged request has time, methodId, verb, path, query, scopes, subject
 // and status. It never has the Authorization header, and the values of
@@ -145,6 +215,8 @@
 // outside import mode. There is no HTTPS listener of its own (use
 // httptest.NewTLSServer), no batch endpoint, no gRPC, no self-signed JWTs
 // as bearer tokens, and no quota accounting other than injected 429s.
+// Faults act on the Chat API only; the token endpoint fails only as a
+// whole (SetTokenError, SetTokenEndpointDown).
 //
 // # Concurrency
 //

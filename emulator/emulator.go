@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -64,6 +65,11 @@ type Config struct {
 	DelegatedUsers []string
 	// Logger for the emulator's own operational logs; nil discards.
 	Logger *slog.Logger
+	// Seed seeds the random source that decides which requests a Fault
+	// with a Fraction applies to, so that a test sees the same faults on
+	// every run; 0 means a random seed (Seed reports it). SetSeed changes
+	// it at run time.
+	Seed int64
 }
 
 // Emulator is an in-memory Google token endpoint and Chat REST API. It is
@@ -82,6 +88,7 @@ type Emulator struct {
 	mu        sync.Mutex
 	lifetime  time.Duration
 	tokenDown bool
+	tokenErr  *oauthError // SetTokenError; nil when cleared
 	// A sub may be delegated to when delegateAll is set or its lower-case
 	// form is in delegates.
 	delegateAll bool
@@ -96,6 +103,9 @@ type Emulator struct {
 	mints       []Mint
 	minted      chan struct{} // closed and replaced on every mint
 	faults      []*fault
+	seed        int64
+	rng         *mrand.Rand // for Fault.Fraction
+	counters    Counters
 }
 
 // New returns an emulator with a freshly generated RSA-2048 service-account
@@ -119,6 +129,7 @@ func New(cfg Config) (*Emulator, error) {
 		spaceReqs:   map[string]string{},
 		minted:      make(chan struct{}),
 	}
+	e.seedLocked(cfg.Seed)
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -240,7 +251,9 @@ type Request struct {
 	Scopes []chatapi.Scope
 	// Subject is the subject of the token ("" for app authentication).
 	Subject string
-	// Status is the status the emulator answered.
+	// Status is the status the emulator answered; 0 if a Reset fault
+	// dropped the connection instead, 499 if the client gave up during
+	// an injected latency.
 	Status int
 }
 
@@ -334,7 +347,8 @@ func (e *Emulator) AddSpace(name string, appIsMember bool) {
 }
 
 // SetTokenEndpointDown makes /token answer 503 with a Google-like JSON
-// body while down is true. Tokens already issued keep working.
+// body while down is true. Tokens already issued keep working. It takes
+// precedence over SetTokenError.
 func (e *Emulator) SetTokenEndpointDown(down bool) {
 	e.mu.Lock()
 	e.tokenDown = down
@@ -465,6 +479,7 @@ func (e *Emulator) Spaces() []string {
 // record appends a request to the log.
 func (e *Emulator) record(r Request) {
 	e.mu.Lock()
+	e.countRequestLocked(&r)
 	if len(e.requests) >= maxLog {
 		e.requests = append(e.requests[:0:0], e.requests[len(e.requests)/2:]...)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"slices"
@@ -81,17 +82,62 @@ type tokenResponse struct {
 	TokenType   string `json:"token_type"`
 }
 
-func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
+// SetTokenError makes every token request fail with status and Google's
+// OAuth error body {"error": errorCode, "error_description": description}
+// (chat-api.md §B.4) until it is called with status 0. For example
+// SetTokenError(400, "invalid_grant", "Invalid JWT Signature.") is what a
+// deleted or revoked key gets, and SetTokenError(503,
+// "temporarily_unavailable", "") an outage. An empty errorCode means
+// "invalid_request" for a 4xx and "temporarily_unavailable" for a 5xx.
+// Tokens already issued keep working. It panics on a status that is
+// neither 0 nor 4xx or 5xx. SetTokenEndpointDown, while down, takes
+// precedence.
+func (e *Emulator) SetTokenError(status int, errorCode, description string) {
+	if status != 0 && (status < 400 || status > 599) {
+		panic(fmt.Sprintf("emulator: SetTokenError: status %d is neither 0 nor 4xx or 5xx", status))
+	}
+	var oe *oauthError
+	if status != 0 {
+		if errorCode == "" {
+			errorCode = "invalid_request"
+			if status >= 500 {
+				errorCode = "temporarily_unavailable"
+			}
+		}
+		oe = &oauthError{status, errorCode, description}
+	}
+	e.mu.Lock()
+	e.tokenErr = oe
+	e.mu.Unlock()
+}
+
+// tokenError returns what SetTokenError set: status 0 when cleared.
+func (e *Emulator) tokenError() (status int, errorCode, description string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tokenErr == nil {
+		return 0, "", ""
+	}
+	return e.tokenErr.status, e.tokenErr.code, e.tokenErr.desc
+}
+
+func (e *Emulator) serveToken(rw http.ResponseWriter, r *http.Request) {
+	w := &tokenRecorder{ResponseWriter: rw, e: e}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		(&oauthError{http.StatusMethodNotAllowed, "invalid_request", "Token requests must use POST."}).write(w)
 		return
 	}
 	e.mu.Lock()
-	down := e.tokenDown
+	down, injected := e.tokenDown, e.tokenErr
 	e.mu.Unlock()
 	if down {
 		(&oauthError{http.StatusServiceUnavailable, "temporarily_unavailable", "The service is currently unavailable."}).write(w)
+		return
+	}
+	if injected != nil {
+		e.log.Info("emulator: token refused (injected)", "status", injected.status, "error", injected.code)
+		injected.write(w)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxTokenForm)
