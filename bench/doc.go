@@ -1,0 +1,37 @@
+// Package bench measures chat-broker's speed and memory on one machine,
+// in one run, side by side with baselines: the broker's request path
+// against the same fast upstream reached directly, through a bare
+// httputil.ReverseProxy that injects a static header, and through nginx
+// doing the same (when nginx is installed).
+//
+// Run starts, all on loopback:
+//
+//   - a fast Chat-shaped upstream (Upstream) in a child process: fixed
+//     small JSON for messages.get, messages.create and messages.list, and
+//     streamed bodies for media upload and download;
+//   - an emulator (package emulator) in this process, for its token
+//     endpoint only: mints are rare because the broker caches tokens;
+//   - the chat-broker binary ("chat-broker serve") as a child process, so
+//     its CPU time, RSS and start-up time are its own;
+//   - the baselines as child processes: the bare reverse proxy
+//     (BareProxy, in a re-executed copy of this program) and nginx with
+//     one worker and a generated configuration.
+//
+// Load comes from Drive, a closed-loop driver: a fixed number of workers,
+// each sending its next request when the previous answer has been read
+// in full. Every measurement is bounded in time and in request count.
+// Latency is the service time a closed loop sees (there is no schedule
+// to fall behind, so no coordinated-omission correction applies);
+// throughput is requests per second over the measured slices.
+//
+// Timing measurements are interleaved: each measurement is split into
+// slices and the targets take turns, so that a machine whose load drifts
+// during the run penalizes every target alike. CPU time comes from
+// /proc/<pid>/stat (utime+stime), memory from /proc/<pid>/status (VmRSS,
+// VmHWM); the package therefore needs Linux.
+//
+// Nothing here asserts a speed: Run returns a Report, and checks the
+// targets only to print which were met.
+//
+// The package is not safe for concurrent use: one Run at a time.
+package bench
