@@ -28,21 +28,33 @@
 //     message say which rule to change. The decision fixes the one scope
 //     the token carries: the narrowest the method accepts that the
 //     caller is granted.
-//  5. Cap the body at what the method carries and require JSON.
-//  6. Get a token for the decided scope set from the TokenSource. None:
+//  5. Cap the body at what the method carries and require JSON. A JSON
+//     body (at most 1 MiB) is read whole, so that a retry can send it
+//     again and an oversized one, even chunked, is answered 413 before
+//     anything goes upstream; media.upload bodies (up to 200 MB) stream
+//     and are never buffered. spaces.messages.create and spaces.create
+//     get a requestId (a random UUID) when the caller sent none.
+//  6. Shape (below): the caller's token bucket, any hold Chat's 429s put
+//     on the space, the opt-in space and project buckets, and a slot
+//     among the calls in flight. Over a limit: 429 RATE_LIMITED or
+//     SPACE_RATE_LIMITED; over capacity: 503 OVERLOADED; both with
+//     Retry-After and before anything goes upstream.
+//  7. Get a token for the decided scope set from the TokenSource. None:
 //     503, with Retry-After when a retry may help; Google refusing the
 //     delegated subject: 403. An expired token is never sent.
-//  7. Forward with httputil.ReverseProxy to the pinned upstream: the path
+//  8. Forward with httputil.ReverseProxy to the pinned upstream: the path
 //     the policy decided on, the query as parsed, the caller's credential
-//     replaced by the broker's token, bodies streamed both ways.
-//  8. Explain Chat's two classic 403s (the app is not in the space; an
+//     replaced by the broker's token, responses (and media uploads)
+//     streamed. Retry when safe (below); the caller gets the last
+//     attempt's response.
+//  9. Explain Chat's two classic 403s (the app is not in the space; an
 //     admin has not approved a chat.app.* scope) with a HintHeader, body
 //     unchanged, and track each chat.app.* scope's approval (Approvals):
 //     a 403 marks it not approved, the next success approved again. The
 //     broker never refuses a call locally because of it.
-//  9. Write one audit record: caller, method, space, subject, scopes,
-//     decision, rule, status, hint, latency. Never message text, bodies or
-//     credentials.
+//  10. Write one audit record: caller, method, space, subject, scopes,
+//     decision, rule, status, hint, attempts, requestId, latency. Never
+//     message text, bodies or credentials.
 //
 // Explain runs steps 1, 3 and 4 for a request without sending it; it is
 // `chat-broker policy explain`.
@@ -51,6 +63,76 @@
 // domain "chat-broker", so client libraries report it as they report
 // Chat's own errors.
 //
-// What it does not do (yet): retries and rate limits.
+// # Retries
+//
+// The retries live in the ReverseProxy's Transport (retryTransport): it
+// makes every attempt of a call, with the call's facts (buffered body,
+// idempotency, deadline, token) from the request context, and hands the
+// last attempt's response to ReverseProxy, which streams it. A call is
+// tried again only when a second attempt cannot do the work twice:
+//
+//   - 401 (a token revoked or expired early): the token is dropped, one
+//     is minted, and the call is retried once, whatever the method (Chat
+//     ran nothing);
+//   - 429, 500, 502, 503, 504, a connection reset or an early EOF: for
+//     reads (chatapi.Method.ReadOnly) and for writes Chat deduplicates,
+//     spaces.messages.create and spaces.create, whose attempts all carry
+//     the same requestId;
+//   - a failed connect (nothing was sent): for every method.
+//
+// Other writes (patch, update, delete, members.create, spaces.setup, …)
+// are not retried after a response or a reset: the first attempt may have
+// taken effect. Neither is media.upload, whose body streams. A write the
+// broker gave up on may still have taken effect (a reset after Chat
+// stored it, then failures): a caller that retries on its own should send
+// its own requestId, which the broker keeps, to stay deduplicated.
+//
+// Between attempts the broker waits: Chat's Retry-After when it sent one
+// (plus up to Retries.Backoff of jitter), otherwise an exponential
+// back-off from Retries.Backoff (100 ms) doubling to Retries.MaxBackoff
+// (10 s), jittered between half and all of it. At most
+// Retries.MaxAttempts (5) attempts, and none that would start after the
+// call's Deadline (30 s from its arrival, never past the caller's own
+// context).
+//
+// A retry budget keeps an outage from multiplying the load on Chat, as
+// Finagle's RetryBudget does: every call forwarded deposits 0.2 retries
+// (Retries.BudgetRatio), 10 retries a second are always allowed
+// (Retries.BudgetFloor), and up to 10 s of that floor (100 retries) can
+// be saved up; every retry, the 401 one included, spends one. So over any
+// stretch of T seconds the broker sends at most calls × 1.2 + 100 + 10·T
+// attempts; past the budget a call gets Chat's failure as it came.
+//
+// # Shaping
+//
+// Adaptive holds are always on: when Chat answers 429 for a space, the
+// broker holds every call to that space (calls that name no space share
+// one key, the project) for Chat's Retry-After, or without one for a
+// jittered Shaping.HoldBackoff (1 s) that doubles while Chat keeps
+// answering 429 (up to 32×). Calls that arrive during a hold wait in a
+// queue when the hold ends within their deadline, and leave it in
+// arrival order when it ends; the others are answered 429
+// SPACE_RATE_LIMITED with Retry-After at once.
+//
+// Per-caller token buckets come from the policy's limits (perMinute,
+// burst), keyed by caller name and limits, so a policy reload that
+// changes a caller's limits takes effect at once. Per-space buckets for
+// reads and writes (Shaping.SpaceReads, SpaceWrites) and per-project
+// buckets per chatapi.QuotaClass (Shaping.Project) are opt-in, and off by
+// default: Chat's own quotas are shared with other apps, so the broker
+// cannot know them. A call over a bucket waits for its token up to
+// Shaping.Wait (1 s), smoothing bursts, else it is answered 429 with
+// Retry-After before anything goes upstream.
+//
+// Back-pressure: at most MaxInFlight (256) calls are forwarded at once,
+// from the first attempt to the end of the response, back-off included;
+// at most MaxWaiting (1024) calls wait at once, for a slot, a bucket or a
+// hold. Past either, a call is answered 503 OVERLOADED with Retry-After
+// at once, so an outage builds no unbounded queue. A waiting call holds
+// its JSON body (at most 1 MiB) in memory.
+//
+// Every wait goes through Config.Now and Config.After, so tests drive
+// back-off, holds and limits with a fake clock.
+//
 // A Proxy is safe for concurrent use.
 package proxy

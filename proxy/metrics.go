@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -17,6 +18,11 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	upstream    *prometheus.HistogramVec
 	rateLimited *prometheus.CounterVec
+	attempts    *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	exhausted   *prometheus.CounterVec
+	inFlight    prometheus.Gauge
+	waiting     prometheus.Gauge
 }
 
 // NewMetrics registers the proxy's series with reg.
@@ -37,16 +43,72 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"method"}),
 		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "chat_broker_upstream_latency_seconds",
-			Help:    "Time from sending a call to Chat to its response headers, by Chat method.",
+			Help:    "Time from sending a call to Chat to the response headers of its last attempt (retries and their back-off included), by Chat method.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"method"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_broker_rate_limited_total",
 			Help: "Calls answered 429 by the broker's own limits, by caller.",
 		}, []string{"caller"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_broker_upstream_attempts_total",
+			Help: "Attempts sent to Chat, retries included, by Chat method and outcome (2xx, 4xx, 5xx, or error for no response).",
+		}, []string{"method", "code"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_broker_retries_total",
+			Help: "Attempts after the first, by Chat method and what the previous one got (401, 429, 5xx, reset, connect).",
+		}, []string{"method", "reason"}),
+		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_broker_retry_budget_exhausted_total",
+			Help: "Retries not made because the retry budget (20% of calls plus 10/s by default) was spent, by Chat method.",
+		}, []string{"method"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chat_broker_in_flight",
+			Help: "Calls being forwarded to Chat now (at most --max-in-flight).",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chat_broker_waiting",
+			Help: "Calls waiting now for a slot, a rate-limit token or the end of a hold (at most --max-waiting).",
+		}),
 	}
-	reg.MustRegister(m.requests, m.refusals, m.duration, m.upstream, m.rateLimited)
+	reg.MustRegister(m.requests, m.refusals, m.duration, m.upstream, m.rateLimited,
+		m.attempts, m.retries, m.exhausted, m.inFlight, m.waiting)
 	return m
+}
+
+func (m *Metrics) attempt(method string, resp *http.Response, err error) {
+	if m == nil {
+		return
+	}
+	code := "error"
+	if err == nil {
+		code = strconv.Itoa(resp.StatusCode/100) + "xx"
+	}
+	m.attempts.WithLabelValues(method, code).Inc()
+}
+
+func (m *Metrics) retry(method, reason string) {
+	if m != nil {
+		m.retries.WithLabelValues(method, reason).Inc()
+	}
+}
+
+func (m *Metrics) budgetExhausted(method string) {
+	if m != nil {
+		m.exhausted.WithLabelValues(method).Inc()
+	}
+}
+
+func (m *Metrics) setInFlight(n int) {
+	if m != nil {
+		m.inFlight.Set(float64(n))
+	}
+}
+
+func (m *Metrics) setWaiting(n int64) {
+	if m != nil {
+		m.waiting.Set(float64(n))
+	}
 }
 
 // rateLimitReasons are the refusals counted as rate limiting.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/broker"
@@ -59,8 +60,14 @@ type Config struct {
 	Audit *slog.Logger
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
-	// Now is the clock for latency figures; nil means time.Now.
+	// Now is the clock for latency figures, holds, limits, back-off and
+	// deadlines; nil means time.Now.
 	Now func() time.Time
+	// After returns a channel that receives once d has passed on the Now
+	// clock, as time.After does; nil means time.After. Every wait of the
+	// proxy (back-off, holds, rate limits, queueing) goes through it, so
+	// tests drive them with a fake clock instead of sleeping.
+	After func(d time.Duration) <-chan time.Time
 	// Hosts are the Host header values accepted on TCP connections: the
 	// listener's own address and its loopback names. A request for any
 	// other host (DNS rebinding, a confused proxy) is refused. Empty
@@ -73,6 +80,29 @@ type Config struct {
 	// such callers cannot be identified. *ServiceAccountVerifier
 	// implements it.
 	ServiceAccounts TokenVerifier
+
+	// Deadline bounds how long the broker spends on a call before its
+	// last attempt: no wait (rate limit, hold, queue, back-off) and no
+	// retry starts that would end after it. It never cuts a response
+	// that is under way (a long media download), and never reaches past
+	// the caller's own context deadline. 0 means 30 s.
+	Deadline time.Duration
+	// Retries says when and how calls are retried; the zero value is the
+	// defaults.
+	Retries Retries
+	// Shaping paces calls before they go upstream; the zero value holds a
+	// space after Chat answers 429 and applies the policy's per-caller
+	// limits, nothing more.
+	Shaping Shaping
+	// MaxInFlight caps the calls being forwarded to Chat at once (from
+	// the first attempt to the end of the response, back-off included);
+	// 0 means 256.
+	MaxInFlight int
+	// MaxWaiting caps the calls waiting at once, for an in-flight slot, a
+	// rate-limit token or the end of a hold. Past it a call is answered
+	// 503 OVERLOADED with Retry-After at once, so an outage cannot build
+	// an unbounded queue. 0 means 1024; negative means none may wait.
+	MaxWaiting int
 }
 
 // TokenVerifier verifies a bearer token and returns the Kubernetes
@@ -109,6 +139,21 @@ type Proxy struct {
 	audit     *slog.Logger
 	log       *slog.Logger
 	now       func() time.Time
+	after     func(time.Duration) <-chan time.Time
+
+	deadline    time.Duration
+	retries     Retries
+	budget      *retryBudget
+	shaping     Shaping
+	limitWait   time.Duration
+	holds       *holds
+	callers     callerLimiters
+	spaceReads  *lru.Cache[string, *rate.Limiter]
+	spaceWrites *lru.Cache[string, *rate.Limiter]
+	project     map[chatapi.QuotaClass]*rate.Limiter
+	slots       chan struct{}
+	waiting     *waitCap
+	stats       stats
 }
 
 // New returns a Proxy for cfg.
@@ -139,6 +184,9 @@ func New(cfg Config) (*Proxy, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	if err := p.configureResilience(cfg); err != nil {
+		return nil, err
+	}
 	if len(cfg.Hosts) > 0 {
 		p.hosts = map[string]bool{}
 		for _, h := range cfg.Hosts {
@@ -151,9 +199,11 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
-		Transport: transport,
-		// Stream both ways: a 200 MB upload or download costs a 32 KiB
-		// buffer, and server-sent responses reach the caller at once.
+		Transport: &retryTransport{p: p, next: transport},
+		// Stream responses and media uploads: a 200 MB upload or download
+		// costs a 32 KiB buffer, and server-sent responses reach the
+		// caller at once. (JSON request bodies, at most 1 MiB, are read
+		// whole first, so that a retry can send them again.)
 		FlushInterval:  -1,
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.upstreamError,
@@ -200,6 +250,20 @@ type call struct {
 	hint                                         string
 	upstreamStart                                time.Time
 	upstreamLatency                              time.Duration
+
+	// body is the buffered JSON request body, sent again on a retry; nil
+	// when there is none or it streams (media).
+	body []byte
+	// replayable reports whether the request can be sent again: its body
+	// is buffered or absent.
+	replayable bool
+	// idempotent reports whether Chat does the work at most once however
+	// often the request arrives: a read, or a write with a requestId.
+	idempotent bool
+	requestID  string    // the requestId sent, ours or the caller's
+	deadline   time.Time // see Config.Deadline
+	attempts   int       // upstream attempts made
+	reauthed   bool      // a 401 has been retried with a fresh token
 }
 
 type callKey struct{}
@@ -256,6 +320,37 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err := checkBody(w, r, m); err != nil {
 		return err
 	}
+	if err := bufferBody(r, m, c); err != nil {
+		return err
+	}
+	p.addRequestID(m, c)
+	c.idempotent = m.ReadOnly || c.requestID != ""
+	c.deadline = p.deadlineFor(r.Context())
+
+	// Shape (DESIGN.md step 6): the caller's own bucket, then any hold
+	// Chat's 429s put on the space, then the opt-in space and project
+	// buckets, then a slot among the calls in flight. Each may wait
+	// briefly or answer 429/503 before anything goes upstream.
+	if err := p.throttle(r.Context(), c.deadline, p.callerLimit(pol, caller)); err != nil {
+		return err
+	}
+	pass, err := p.holds.wait(r.Context(), holdKey(c.space), c.deadline, p.waiting)
+	if err != nil {
+		return err
+	}
+	// The next caller queued behind a hold goes once this one is past
+	// the space's limits, so the queue leaves in arrival order. Not
+	// after its slot: a slot may be held by a retry queued behind it.
+	defer pass()
+	if err := p.throttle(r.Context(), c.deadline, p.limitsFor(m, c.space)); err != nil {
+		return err
+	}
+	pass()
+	release, err := p.admit(r.Context(), c.deadline)
+	if err != nil {
+		return err
+	}
+	defer release()
 
 	tok, err := p.tokens.Token(r.Context(), d.Subject, d.Scopes)
 	if err != nil {
@@ -432,6 +527,59 @@ func checkBody(w http.ResponseWriter, r *http.Request, m *chatapi.Method) error 
 	return nil
 }
 
+// bufferBody reads a JSON body whole (checkBody capped it), so that it
+// can be sent again on a retry and an oversized one, even chunked, is
+// refused with 413 before anything goes upstream. Media bodies (up to
+// 200 MB) stream instead and are never retried.
+func bufferBody(r *http.Request, m *chatapi.Method, c *call) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		c.replayable = true
+		return nil
+	}
+	if m.ID == "media.upload" {
+		return nil
+	}
+	buf, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return refuse(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, tooBig.Limit))
+	case r.Context().Err() != nil:
+		return errCancelled
+	case err != nil:
+		return refuse(http.StatusBadRequest, "BODY_INCOMPLETE", "the request body could not be read to its end: send it whole")
+	}
+	r.Body.Close()
+	c.body, c.replayable = buf, true
+	r.Body, _ = c.getBody()
+	r.GetBody = c.getBody
+	r.ContentLength = int64(len(buf))
+	r.TransferEncoding = nil
+	if len(buf) == 0 {
+		r.Body, c.body = http.NoBody, nil
+	}
+	return nil
+}
+
+// addRequestID gives a create Chat deduplicates (spaces.messages.create,
+// spaces.create) a requestId when the caller sent none, so that every
+// attempt of the call is one request to Chat.
+func (p *Proxy) addRequestID(m *chatapi.Method, c *call) {
+	if m.RequestIDParam == "" {
+		return
+	}
+	q, err := url.ParseQuery(c.query)
+	if err != nil { // checkQuery built it; cannot happen
+		return
+	}
+	if c.requestID = q.Get(m.RequestIDParam); c.requestID != "" {
+		return
+	}
+	c.requestID = newRequestID()
+	q.Set(m.RequestIDParam, c.requestID)
+	c.query = q.Encode()
+}
+
 // stripOut are request headers never forwarded: the caller's credential
 // (replaced by the broker's token) and headers that change identity,
 // billing or quota. The hygiene checks refuse most of them outright; this
@@ -448,6 +596,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		RawQuery: c.query,
 	}
 	out.Host = ""
+	if c.body != nil {
+		// The body is already here: waiting for 100-continue would only
+		// cost a round trip per attempt.
+		out.Header.Del("Expect")
+	}
 	for _, h := range stripOut {
 		out.Header.Del(h)
 	}
@@ -585,6 +738,10 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	case r.Context().Err() != nil:
 		c.reason = "CANCELLED"
 		w.WriteHeader(499)
+	case errors.As(err, new(*refusal)):
+		// A retry that would have waited past the call's deadline for a
+		// hold on its space.
+		_, c.reason = writeError(w, err)
 	default:
 		p.log.Warn("upstream unreachable", "upstream", p.upstream.Host, "method", c.method, "err", err)
 		ref := refuse(http.StatusBadGateway, "UPSTREAM_UNAVAILABLE", "could not reach "+p.upstream.Host+"; retry later")
@@ -613,6 +770,8 @@ func (p *Proxy) record(r *http.Request, c *call, status int, latency time.Durati
 		slog.Int("upstream_status", c.upstreamStatus),
 		slog.String("upstream_request_id", c.upstreamID),
 		slog.String("hint", c.hint),
+		slog.Int("attempts", c.attempts),
+		slog.String("request_id", c.requestID),
 		slog.Float64("latency_ms", float64(latency.Microseconds())/1000),
 	)
 }

@@ -113,6 +113,28 @@ type env struct {
 	policy *policy.Policy
 	url    string // the broker's proxy listener
 	logs   *syncBuffer
+	up     *url.URL // the emulator
+}
+
+// withProxy returns a copy of e with another proxy (opts changing its
+// configuration) in front of the same emulator and broker, so subtests
+// that need their own proxy do not each generate an emulator key.
+func (e *env) withProxy(t *testing.T, opts ...func(*proxy.Config)) *env {
+	t.Helper()
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := proxy.Config{Upstream: e.up, Policy: policy.NewStore(e.policy), Tokens: e.broker, Audit: logger, Logger: logger}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	px, err := proxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(px)
+	t.Cleanup(srv.Close)
+	cp := *e
+	cp.proxy, cp.url = px, srv.URL
+	return &cp
 }
 
 func newEnv(t *testing.T) *env {
@@ -123,8 +145,9 @@ func newEnv(t *testing.T) *env {
 	}, testPolicy)
 }
 
-// newEnvWith is newEnv with a chosen emulator configuration and policy.
-func newEnvWith(t *testing.T, cfg emulator.Config, policyText string) *env {
+// newEnvWith is newEnv with a chosen emulator configuration and policy;
+// opts change the proxy's configuration.
+func newEnvWith(t *testing.T, cfg emulator.Config, policyText string, opts ...func(*proxy.Config)) *env {
 	t.Helper()
 	emu, err := emulator.New(cfg)
 	if err != nil {
@@ -149,19 +172,23 @@ func newEnvWith(t *testing.T, cfg emulator.Config, policyText string) *env {
 		t.Fatal(err)
 	}
 	up, _ := url.Parse(emuSrv.URL)
-	px, err := proxy.New(proxy.Config{
+	pxCfg := proxy.Config{
 		Upstream: up,
 		Policy:   policy.NewStore(pol),
 		Tokens:   b,
 		Audit:    logger,
 		Logger:   logger,
-	})
+	}
+	for _, o := range opts {
+		o(&pxCfg)
+	}
+	px, err := proxy.New(pxCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(px)
 	t.Cleanup(srv.Close)
-	return &env{emu: emu, broker: b, proxy: px, policy: pol, url: srv.URL, logs: logs}
+	return &env{emu: emu, broker: b, proxy: px, policy: pol, url: srv.URL, logs: logs, up: up}
 }
 
 func (e *env) chatService(t *testing.T, secret string) *chat.Service {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -36,14 +37,24 @@ func (f *fakeTokens) Token(_ context.Context, subject string, scopes []chatapi.S
 // policy and a fake token source.
 func newStreamProxy(t *testing.T, upstream http.Handler) string {
 	t.Helper()
+	return newStreamProxyWith(t, testPolicy, upstream)
+}
+
+// newStreamProxyWith is newStreamProxy with a chosen policy.
+func newStreamProxyWith(t *testing.T, policyText string, upstream http.Handler, opts ...func(*proxy.Config)) string {
+	t.Helper()
 	up := httptest.NewServer(upstream)
 	t.Cleanup(up.Close)
 	u, _ := url.Parse(up.URL)
-	pol, err := policy.Parse("policy.yaml", []byte(testPolicy))
+	pol, err := policy.Parse("policy.yaml", []byte(policyText))
 	if err != nil {
 		t.Fatal(err)
 	}
-	px, err := proxy.New(proxy.Config{Upstream: u, Policy: policy.NewStore(pol), Tokens: &fakeTokens{}})
+	cfg := proxy.Config{Upstream: u, Policy: policy.NewStore(pol), Tokens: &fakeTokens{}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	px, err := proxy.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,19 +93,24 @@ func TestResponseStreams(t *testing.T) {
 	}
 }
 
-// Request bodies stream: the upstream reads the first part of a body the
-// caller has not finished sending.
-func TestRequestStreams(t *testing.T) {
-	gotFirst := make(chan string, 1)
+// JSON request bodies are read whole before anything goes upstream (so a
+// retry can send them again, and an oversized one is refused before
+// Google sees it): the upstream gets the body intact, with its length,
+// even when the caller sent it in pieces.
+func TestJSONRequestBodyArrivesWhole(t *testing.T) {
+	type seen struct {
+		length int64
+		te     []string
+		body   string
+	}
+	got := make(chan seen, 1)
 	base := newStreamProxy(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		br := bufio.NewReader(r.Body)
-		first, _ := br.ReadString('\n')
-		gotFirst <- first
-		rest, _ := io.ReadAll(br)
+		body, _ := io.ReadAll(r.Body)
 		if strings.Contains(r.Header.Get("Authorization"), notifierSecret) {
 			t.Error("the caller's secret reached the upstream")
 		}
-		io.WriteString(w, first+string(rest)) // echo what arrived
+		got <- seen{r.ContentLength, r.TransferEncoding, string(body)}
+		w.Write(body) // echo what arrived
 	}))
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest("POST", base+"/v1/spaces/AAAA/messages", pr)
@@ -111,8 +127,10 @@ func TestRequestStreams(t *testing.T) {
 		done <- resp
 	}()
 	io.WriteString(pw, "{\"text\":\n")
-	if first := <-gotFirst; first != "{\"text\":\n" {
-		t.Errorf("upstream's first part = %q", first)
+	select {
+	case s := <-got:
+		t.Fatalf("the upstream got %q before the caller finished the body", s.body)
+	default:
 	}
 	io.WriteString(pw, "\"x\"}")
 	pw.Close()
@@ -122,7 +140,70 @@ func TestRequestStreams(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if want := "{\"text\":\n\"x\"}"; resp.StatusCode != 200 || string(body) != want {
+	want := "{\"text\":\n\"x\"}"
+	if resp.StatusCode != 200 || string(body) != want {
+		t.Errorf("upstream echoed %d %q, want 200 %q", resp.StatusCode, body, want)
+	}
+	if s := <-got; s.length != int64(len(want)) || len(s.te) != 0 {
+		t.Errorf("upstream got Content-Length %d, Transfer-Encoding %v; want %d and none", s.length, s.te, len(want))
+	}
+}
+
+// uploaderPolicy lets a caller upload media as a user (media.upload is
+// user-only: domain-wide delegation with a subject).
+var uploaderPolicy = fmt.Sprintf(`version: 1
+callers:
+  - name: uploader
+    identify: {secretSHA256: %q}
+    allow:
+      - methods: [media.upload]
+        spaces: [spaces/AAAA]
+    scopes: [chat.messages.create]
+    subjects: ["*@example.com"]
+`, policy.HashSecret(uploaderSecret))
+
+const uploaderSecret = "uploader-secret-0123456789abcdef"
+
+// Media bodies stream: the upstream reads the first part of an upload the
+// caller has not finished sending, so a 200 MB upload costs a buffer, not
+// 200 MB.
+func TestMediaUploadStreams(t *testing.T) {
+	gotFirst := make(chan string, 1)
+	base := newStreamProxyWith(t, uploaderPolicy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		br := bufio.NewReader(r.Body)
+		first, _ := br.ReadString('\n')
+		gotFirst <- first
+		rest, _ := io.ReadAll(br)
+		io.WriteString(w, first+string(rest)) // echo what arrived
+	}))
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", base+"/upload/v1/spaces/AAAA/attachments:upload?uploadType=media", pr)
+	req.Header.Set("Authorization", "Bearer "+uploaderSecret)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set(proxy.SubjectHeader, "alice@example.com")
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			close(done)
+			return
+		}
+		done <- resp
+	}()
+	io.WriteString(pw, "first part\n")
+	if first := <-gotFirst; first != "first part\n" {
+		t.Errorf("upstream's first part = %q", first)
+	}
+	io.WriteString(pw, "second part")
+	pw.Close()
+	resp := <-done
+	if resp == nil {
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := "first part\nsecond part"; resp.StatusCode != 200 || string(body) != want {
 		t.Errorf("upstream echoed %d %q, want 200 %q", resp.StatusCode, body, want)
 	}
 }

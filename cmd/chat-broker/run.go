@@ -34,6 +34,7 @@ Usage:
   chat-broker serve --key sa.json --policy policy.yaml [flags]   run the broker
   chat-broker demo [--listen ADDR] [--admin ADDR]                 broker + emulator, ready to try
   chat-broker emulator --listen ADDR --write-key FILE [flags]     the emulator alone, for tests
+  chat-broker chaos [--creates N] [--fault-rate F] [--seed N]     creates through a failing emulator: nothing lost or doubled
   chat-broker policy check FILE...                                validate policy files
   chat-broker policy explain FILE --caller C --request "VERB /path"  what the broker would do
   chat-broker wait [--admin ADDR] [--timeout D]                   block until the broker is ready
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runDemo(ctx, rest, stdout, stderr)
 	case "emulator":
 		return runEmulator(ctx, rest, stdout, stderr)
+	case "chaos":
+		return runChaos(ctx, rest, stdout, stderr)
 	case "policy":
 		return runPolicy(rest, stdout, stderr)
 	case "wait":

@@ -43,6 +43,7 @@ type serveConfig struct {
 	shutdownDelay       time.Duration
 	logLevel            string
 	k8s                 k8sConfig
+	shaping             shapingFlags // retries, rate limits, back-pressure (shaping.go)
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -56,6 +57,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "how long in-flight calls may take to finish on shutdown")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on shutdown, how long to stay up while not ready (so load balancers and endpoints notice) before refusing new calls")
 	fs.StringVar(&c.logLevel, "log-level", "info", "operational log level: debug, info, warn or error")
+	c.shaping.register(fs)
 }
 
 // check validates the listener flags shared by serve and demo.
@@ -84,7 +86,7 @@ func (c *serveConfig) check() error {
 	if _, err := parseLevel(c.logLevel); err != nil {
 		return err
 	}
-	return nil
+	return c.shaping.check()
 }
 
 func isLoopback(host string) bool {
@@ -230,6 +232,7 @@ func (in *instance) run(ctx context.Context) error {
 		Audit:    in.audit,
 		Logger:   in.log,
 	}
+	in.cfg.shaping.apply(&pxCfg)
 
 	var listeners []net.Listener
 	defer func() {

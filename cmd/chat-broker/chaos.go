@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/oauth2"
+	chat "google.golang.org/api/chat/v1"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
+
+	"github.com/chat-broker/chat-broker/broker"
+	"github.com/chat-broker/chat-broker/emulator"
+	"github.com/chat-broker/chat-broker/policy"
+	"github.com/chat-broker/chat-broker/proxy"
+)
+
+// chaosConfig is the chaos command's flags.
+type chaosConfig struct {
+	creates, concurrency, spaces int
+	faultRate                    float64
+	seed                         int64
+	timeout                      time.Duration
+}
+
+// Bounds of a chaos run: it is a demonstration and a test, not a load
+// generator.
+const (
+	maxChaosCreates     = 100_000
+	maxChaosConcurrency = 500
+	maxChaosSpaces      = 100
+	maxChaosTimeout     = 30 * time.Minute
+)
+
+func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c chaosConfig
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs.IntVar(&c.creates, "creates", 1000, "`messages` to create through the broker")
+	fs.IntVar(&c.concurrency, "concurrency", 20, "`callers` creating at once")
+	fs.IntVar(&c.spaces, "spaces", 10, "`spaces` the creates are spread over (a Chat 429 holds one space)")
+	fs.Float64Var(&c.faultRate, "fault-rate", 0.2, "`share` of Chat's answers to creates that fail: 503, 500, 429, and resets before and after the message is stored")
+	fs.Int64Var(&c.seed, "seed", 0, "`seed` of the emulator's fault coin (0: a random one, printed)")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "stop the run after this `long`")
+	if help, err := parseFlags(fs, args, stderr); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("chaos: unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case c.creates < 1 || c.creates > maxChaosCreates:
+		return usageError("--creates %d: want 1 to %d", c.creates, maxChaosCreates)
+	case c.concurrency < 1 || c.concurrency > maxChaosConcurrency:
+		return usageError("--concurrency %d: want 1 to %d", c.concurrency, maxChaosConcurrency)
+	case c.spaces < 1 || c.spaces > maxChaosSpaces:
+		return usageError("--spaces %d: want 1 to %d", c.spaces, maxChaosSpaces)
+	case !(c.faultRate >= 0 && c.faultRate < 1):
+		return usageError("--fault-rate %v: want at least 0 and below 1, e.g. 0.2", c.faultRate)
+	case c.timeout <= 0 || c.timeout > maxChaosTimeout:
+		return usageError("--timeout %v: want above 0 and at most %v", c.timeout, maxChaosTimeout)
+	}
+	res, err := runChaosOnce(ctx, c)
+	if err != nil {
+		return err
+	}
+	res.print(stdout, c)
+	switch {
+	case res.duplicates > 0 || res.missing > 0:
+		return fmt.Errorf("chaos: %d messages stored twice, %d acknowledged creates missing", res.duplicates, res.missing)
+	case res.unsent > 0:
+		return fmt.Errorf("chaos: --timeout %v ran out with %d creates not sent", c.timeout, res.unsent)
+	}
+	return nil
+}
+
+// chaosResult is what one run saw.
+type chaosResult struct {
+	calls, acknowledged, unsent  int
+	failed                       map[string]int // by status, or "transport"
+	stored, duplicates, missing  int
+	stats                        proxy.Stats
+	upstream, injected, resets   int
+	seed                         int64
+	elapsed                      time.Duration
+	storedUnacknowledged, spaces int
+}
+
+// runChaosOnce runs, in this process and on loopback only, the emulator
+// with faults on spaces.messages.create, a broker in front of it, and
+// concurrent creates through the official Go client; then it compares
+// what the callers were told with what the emulator stored.
+func runChaosOnce(ctx context.Context, c chaosConfig) (*chaosResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	spaces := make([]string, c.spaces)
+	for i := range spaces {
+		spaces[i] = fmt.Sprintf("spaces/CHAOS%02d", i+1)
+	}
+	emu, err := emulator.New(emulator.Config{Spaces: spaces, Seed: c.seed})
+	if err != nil {
+		return nil, err
+	}
+	emuURL, stopEmu, err := serveLoopback(emu)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: emulator: %w", err)
+	}
+	defer stopEmu()
+
+	key, err := broker.ParseKey(emu.ServiceAccountJSON(emuURL + "/token"))
+	if err != nil {
+		return nil, err
+	}
+	b, err := broker.New(broker.Config{Key: key})
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	secret := newSecret()
+	pol, err := policy.Parse("chaos-policy.yaml", fmt.Appendf(nil, `version: 1
+callers:
+  - name: chaos
+    identify: {secretSHA256: %q}
+    allow:
+      - methods: [spaces.messages.create]
+        spaces: ["*"]
+    scopes: [chat.bot]
+`, policy.HashSecret(secret)))
+	if err != nil {
+		return nil, err
+	}
+	up, _ := url.Parse(emuURL)
+	// The broker as serve runs it, with its default retries, budget,
+	// holds and limits.
+	px, err := proxy.New(proxy.Config{Upstream: up, Policy: policy.NewStore(pol), Tokens: b, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	brokerURL, stopBroker, err := serveLoopback(px)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: broker: %w", err)
+	}
+	defer stopBroker()
+
+	for _, f := range chaosFaults(c.faultRate) {
+		emu.InjectFault(f)
+	}
+	svc, err := chat.NewService(ctx,
+		option.WithEndpoint(brokerURL+"/"),
+		option.WithHTTPClient(&http.Client{Transport: &oauth2.Transport{
+			Source: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: secret}),
+			Base:   &http.Transport{MaxIdleConnsPerHost: c.concurrency, IdleConnTimeout: time.Minute},
+		}}))
+	if err != nil {
+		return nil, err
+	}
+
+	start := time.Now()
+	outcomes := make([]string, c.creates) // "" not sent, "2xx", a status, "transport"
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range c.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= c.creates {
+					return
+				}
+				_, err := svc.Spaces.Messages.Create(spaces[i%len(spaces)], &chat.Message{Text: chaosText(i)}).Context(ctx).Do()
+				var gerr *googleapi.Error
+				switch {
+				case err == nil:
+					outcomes[i] = "2xx"
+				case errors.As(err, &gerr):
+					outcomes[i] = strconv.Itoa(gerr.Code)
+				default:
+					outcomes[i] = "transport"
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	res := &chaosResult{failed: map[string]int{}, elapsed: time.Since(start), seed: emu.Seed(), spaces: len(spaces)}
+	stored := map[string]int{}
+	for _, s := range spaces {
+		for _, m := range emu.Messages(s) {
+			stored[m.Text]++
+		}
+	}
+	for i, o := range outcomes {
+		n := stored[chaosText(i)]
+		if n > 1 {
+			res.duplicates += n - 1
+		}
+		switch o {
+		case "":
+			res.unsent++
+			continue
+		case "2xx":
+			res.acknowledged++
+			if n == 0 {
+				res.missing++
+			}
+		default:
+			res.failed[o]++
+			if n > 0 {
+				res.storedUnacknowledged++
+			}
+		}
+		res.calls++
+	}
+	res.stored = len(stored)
+	res.stats = px.Stats()
+	cn := emu.Counters()
+	res.upstream, res.injected, res.resets = cn.ByMethod["spaces.messages.create"], cn.InjectedFaults, cn.Resets
+	return res, nil
+}
+
+func chaosText(i int) string { return "chaos message " + strconv.Itoa(i) }
+
+// chaosFaults is the fault mix: of every create Chat is asked to do, a
+// share rate fails, as 503 (30%), 500 (15%), 429 with Retry-After: 1
+// (15%), a connection reset before the message is stored (20%) and a
+// reset after it is stored (20%). The emulator tosses each fault's coin
+// in turn, so each fraction is taken of what the faults before it left.
+func chaosFaults(rate float64) []emulator.Fault {
+	if rate <= 0 {
+		return nil
+	}
+	mix := []struct {
+		share float64
+		f     emulator.Fault
+	}{
+		{0.30, emulator.Fault{Status: http.StatusServiceUnavailable}},
+		{0.15, emulator.Fault{Status: http.StatusInternalServerError}},
+		{0.15, emulator.Fault{Status: http.StatusTooManyRequests}},
+		{0.20, emulator.Fault{Reset: true}},
+		{0.20, emulator.Fault{ResetAfterEffect: true}},
+	}
+	var out []emulator.Fault
+	left := 1.0
+	for _, k := range mix {
+		f := k.f
+		f.Method = "spaces.messages.create"
+		f.Fraction = rate * k.share / left
+		left -= rate * k.share
+		out = append(out, f)
+	}
+	return out
+}
+
+// serveLoopback serves h on a fresh loopback port.
+func serveLoopback(h http.Handler) (base string, stop func(), err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelWarn)}
+	go srv.Serve(l)
+	return "http://" + l.Addr().String(), func() { srv.Close() }, nil
+}
+
+func (r *chaosResult) print(w io.Writer, c chaosConfig) {
+	fmt.Fprintf(w, "chat-broker chaos: %d creates by %d callers over %d spaces; %.0f%% of Chat's answers to creates fail (503, 500, 429, resets before and after the message is stored); seed %d\n\n",
+		c.creates, c.concurrency, r.spaces, c.faultRate*100, r.seed)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(name string, v any, note string) { fmt.Fprintf(tw, "  %s\t%v\t%s\n", name, v, note) }
+	row("calls", r.calls, "")
+	row("acknowledged (2xx)", r.acknowledged, "")
+	failed := 0
+	var statuses []string
+	for s, n := range r.failed {
+		failed += n
+		statuses = append(statuses, s)
+	}
+	sort.Strings(statuses)
+	row("failed", failed, "")
+	for _, s := range statuses {
+		row("  "+s, r.failed[s], "")
+	}
+	if r.unsent > 0 {
+		row("not sent (timeout)", r.unsent, "")
+	}
+	row("messages stored", r.stored, fmt.Sprintf("(%d of them from failed calls)", r.storedUnacknowledged))
+	row("duplicates", r.duplicates, "must be 0")
+	row("missing acknowledged", r.missing, "must be 0")
+	row("upstream attempts", r.stats.Attempts, fmt.Sprintf("(the emulator counted %d; %d faults injected, %d of them resets)", r.upstream, r.injected, r.resets))
+	row("retries", r.stats.Retries, fmt.Sprintf("(%.1f%% of calls; %d after a 401)", 100*float64(r.stats.Retries)/float64(max(r.calls, 1)), r.stats.Reauths))
+	row("budget exhaustions", r.stats.BudgetExhausted, "(retries the budget refused)")
+	row("space holds", r.stats.Holds, "(after Chat's 429s)")
+	row("time", r.elapsed.Round(time.Millisecond), "")
+	tw.Flush()
+}

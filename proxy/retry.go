@@ -1,0 +1,327 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Retries is when and how the proxy tries a call again (DESIGN.md step 9).
+// A call is retried only when a second attempt cannot do the work twice:
+//
+//   - after a 401, once, with a freshly minted token: Chat ran nothing;
+//   - after a 429, 500, 502, 503 or 504, a connection reset or an early
+//     EOF, for reads (chatapi.Method.ReadOnly) and for writes Chat
+//     deduplicates: spaces.messages.create and spaces.create carry a
+//     requestId (the caller's, or one the broker adds) that every attempt
+//     reuses;
+//   - after a failure to connect (nothing was sent), for any method.
+//
+// Other writes (patch, update, delete, members.create, spaces.setup, …)
+// are not retried after a response or a reset, and neither is
+// media.upload, whose body streams and cannot be replayed.
+type Retries struct {
+	// MaxAttempts caps the attempts per call, the first included; 0 means
+	// 5; 1 turns retries off (the 401 retry too).
+	MaxAttempts int
+	// Backoff is the wait before the first retry; each further retry
+	// doubles it, up to MaxBackoff, jittered between half and all of it.
+	// A Retry-After from Chat replaces it (plus up to Backoff of jitter).
+	// 0 means 100 ms.
+	Backoff time.Duration
+	// MaxBackoff caps the doubling; 0 means 10 s.
+	MaxBackoff time.Duration
+	// BudgetRatio and BudgetFloor are the retry budget, as Finagle's
+	// RetryBudget: every call forwarded deposits BudgetRatio of a retry
+	// (0 means 0.2: at most 20% more attempts than calls), and
+	// BudgetFloor retries per second are always allowed (0 means 10),
+	// saved up for at most 10 s (a reserve of 100 retries at the
+	// default), so a quiet broker can still retry. When the budget is
+	// spent, a call gets the failure as Chat answered it. Negative means
+	// none.
+	BudgetRatio, BudgetFloor float64
+}
+
+// Defaults of Retries and of the Config fields for shaping and back-pressure.
+const (
+	defaultMaxAttempts  = 5
+	defaultBackoff      = 100 * time.Millisecond
+	defaultMaxBackoff   = 10 * time.Second
+	defaultBudgetRatio  = 0.2
+	defaultBudgetFloor  = 10
+	budgetReserveWindow = 10 * time.Second
+	defaultDeadline     = 30 * time.Second
+	defaultLimitWait    = time.Second
+	defaultHoldBackoff  = time.Second
+	defaultMaxInFlight  = 256
+	defaultMaxWaiting   = 1024
+	// maxDrain is how much of a failed attempt's body is read (so its
+	// connection can be reused) before it is closed.
+	maxDrain = 64 << 10
+	// maxRetryAfter caps a Retry-After the broker honours.
+	maxRetryAfter = time.Hour
+)
+
+// retryBudget is a token bucket of retries: calls deposit ratio each,
+// time deposits floor per second, a retry withdraws 1, and the balance is
+// capped at reserve (floor × 10 s), where it starts.
+type retryBudget struct {
+	ratio, floor, reserve float64
+
+	mu      sync.Mutex
+	balance float64
+	last    time.Time
+}
+
+func newRetryBudget(ratio, floor float64, now time.Time) *retryBudget {
+	reserve := floor * budgetReserveWindow.Seconds()
+	return &retryBudget{ratio: ratio, floor: floor, reserve: max(reserve, 1), balance: reserve, last: now}
+}
+
+func (b *retryBudget) refillLocked(now time.Time) {
+	if dt := now.Sub(b.last); dt > 0 {
+		b.balance = min(b.reserve, b.balance+b.floor*dt.Seconds())
+		b.last = now
+	}
+}
+
+// deposit is called once per call forwarded.
+func (b *retryBudget) deposit(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refillLocked(now)
+	b.balance = min(b.reserve, b.balance+b.ratio)
+}
+
+// withdraw reports whether a retry may go, spending one if so.
+func (b *retryBudget) withdraw(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refillLocked(now)
+	// Deposits of 0.2 add up to a little under 1 in floating point.
+	if b.balance < 1-1e-9 {
+		return false
+	}
+	b.balance--
+	return true
+}
+
+// retryTransport makes the attempts of one call. ReverseProxy calls it
+// once per call, with the call's facts (body, idempotency, deadline,
+// token) in the request's context; it returns the last attempt's
+// response, which ReverseProxy streams to the caller.
+type retryTransport struct {
+	p    *Proxy
+	next http.RoundTripper
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c, _ := req.Context().Value(callKey{}).(*call)
+	if c == nil {
+		return t.next.RoundTrip(req)
+	}
+	p := t.p
+	ctx := req.Context()
+	p.budget.deposit(p.now())
+	p.stats.calls.Add(1)
+	out := req
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			out = c.replay(req)
+		}
+		c.attempts = attempt
+		p.stats.attempts.Add(1)
+		resp, err := t.next.RoundTrip(out)
+		p.metrics.attempt(c.method, resp, err)
+		if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+			ra, _ := retryAfter(resp.Header, p.now())
+			p.holds.set(holdKey(c.space), ra)
+		}
+		wait, why, ok := t.retry(ctx, c, attempt, resp, err)
+		if !ok {
+			return resp, err
+		}
+		if why == "401" {
+			// Drop the refused token and mint once; if no token can be
+			// had, the caller gets Chat's 401.
+			if inv, ok := p.tokens.(invalidator); ok {
+				inv.InvalidateToken(c.token)
+			}
+			tok, terr := p.tokens.Token(ctx, c.subject, c.scopes)
+			if terr != nil {
+				p.log.Warn("no fresh token after Chat answered 401", "caller", c.caller, "method", c.method, "err", terr)
+				return resp, nil
+			}
+			c.token = tok
+			c.reauthed = true
+			p.stats.reauths.Add(1)
+		}
+		if resp != nil {
+			discard(resp)
+		}
+		p.stats.retries.Add(1)
+		p.metrics.retry(c.method, why)
+		if wait > 0 {
+			select {
+			case <-p.after(wait):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		// Another call may have had a 429 for this space meanwhile: wait
+		// for that hold too, in its queue.
+		pass, herr := p.holds.wait(ctx, holdKey(c.space), c.deadline, nil)
+		if herr != nil {
+			return nil, herr
+		}
+		pass()
+	}
+}
+
+// retry decides whether attempt may be followed by another, how long to
+// wait first, and why (a label for the metric).
+func (t *retryTransport) retry(ctx context.Context, c *call, attempt int, resp *http.Response, err error) (wait time.Duration, why string, ok bool) {
+	p := t.p
+	if ctx.Err() != nil || attempt >= p.retries.MaxAttempts || !c.replayable {
+		return 0, "", false
+	}
+	now := p.now()
+	switch {
+	case err != nil && isDialError(err):
+		why = "connect"
+	case err != nil:
+		if !c.idempotent {
+			return 0, "", false
+		}
+		why = "reset"
+	case resp.StatusCode == http.StatusUnauthorized:
+		if c.reauthed {
+			return 0, "", false
+		}
+		why = "401"
+	case resp.StatusCode == http.StatusTooManyRequests:
+		if !c.idempotent {
+			return 0, "", false
+		}
+		why = "429"
+	case resp.StatusCode == http.StatusInternalServerError, resp.StatusCode == http.StatusBadGateway,
+		resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
+		if !c.idempotent {
+			return 0, "", false
+		}
+		why = "5xx"
+	default:
+		return 0, "", false
+	}
+	if why != "401" {
+		wait = jitter(backoff(p.retries.Backoff, p.retries.MaxBackoff, attempt))
+		if resp != nil {
+			if ra, ok := retryAfter(resp.Header, now); ok {
+				wait = ra + randUpTo(p.retries.Backoff)
+			}
+		}
+		wait = max(wait, p.holds.remaining(holdKey(c.space)))
+		if now.Add(wait).After(c.deadline) {
+			return 0, "", false
+		}
+	}
+	if !p.budget.withdraw(now) {
+		p.stats.exhausted.Add(1)
+		p.metrics.budgetExhausted(c.method)
+		return 0, "", false
+	}
+	return wait, why, true
+}
+
+// backoff is the wait after attempt: base doubled for each attempt
+// before it, at most ceiling.
+func backoff(base, ceiling time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < ceiling; i++ {
+		d *= 2
+	}
+	return min(d, ceiling)
+}
+
+// replay is the request of a further attempt: the first one's, with the
+// buffered body again and the current token.
+func (c *call) replay(req *http.Request) *http.Request {
+	out := req.Clone(req.Context())
+	if c.body != nil {
+		out.Body = io.NopCloser(bytes.NewReader(c.body))
+		out.GetBody = c.getBody
+		out.ContentLength = int64(len(c.body))
+	} else {
+		out.Body, out.GetBody, out.ContentLength = nil, nil, 0
+	}
+	c.token.SetAuthHeader(out)
+	return out
+}
+
+func (c *call) getBody() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(c.body)), nil
+}
+
+// discard reads a little of a response that will not reach the caller,
+// so its connection can be reused, and closes it.
+func discard(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	resp.Body.Close()
+}
+
+// isDialError reports whether err happened before the request was sent:
+// the connection could not be made.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// retryAfter reads a Retry-After header, in seconds or as an HTTP date.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		return min(time.Duration(min(secs, int64(maxRetryAfter/time.Second)))*time.Second, maxRetryAfter), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter), true
+	}
+	return 0, false
+}
+
+// newRequestID returns a random UUID (version 4), the form Chat
+// recommends for requestId.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails on supported platforms
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// deadlineFor is the latest a call may still wait or start an attempt:
+// Config.Deadline from now, never past the caller's own context.
+func (p *Proxy) deadlineFor(ctx context.Context) time.Time {
+	d := p.now().Add(p.deadline)
+	if dl, ok := ctx.Deadline(); ok {
+		if cd := p.now().Add(time.Until(dl)); cd.Before(d) {
+			d = cd
+		}
+	}
+	return d
+}
