@@ -771,6 +771,7 @@ func (p *Proxy) record(r *http.Request, c *call, status int, latency time.Durati
 		slog.Int("status", status),
 		slog.Int("upstream_status", c.upstreamStatus),
 		slog.String("upstream_request_id", c.upstreamID),
+		slog.String("resource", strings.TrimPrefix(c.path, "/v1/")),
 		slog.String("hint", c.hint),
 		slog.Int("attempts", c.attempts),
 		slog.String("request_id", c.requestID),

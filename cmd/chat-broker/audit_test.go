@@ -49,7 +49,7 @@ func TestAuditLog(t *testing.T) {
 	if len(records) != 2 {
 		t.Fatalf("%d audit records, want 2 (one per call): %v", len(records), records)
 	}
-	for _, field := range []string{"time", "caller", "method", "space", "subject", "scopes", "decision", "rule", "reason", "status", "upstream_status", "upstream_request_id", "hint", "latency_ms"} {
+	for _, field := range []string{"time", "caller", "method", "space", "subject", "scopes", "decision", "rule", "reason", "status", "upstream_status", "upstream_request_id", "resource", "hint", "latency_ms"} {
 		for i, rec := range records {
 			if _, ok := rec[field]; !ok {
 				t.Errorf("record %d has no %q: %v", i, field, rec)
@@ -62,7 +62,7 @@ func TestAuditLog(t *testing.T) {
 	if allow["decision"] == "deny" {
 		allow, deny = deny, allow
 	}
-	if allow["decision"] != "allow" || allow["caller"] != "app" || allow["method"] != "spaces.messages.create" || allow["space"] != "spaces/AAAA" || allow["scopes"] != "chat.bot" || allow["status"] != float64(200) {
+	if allow["decision"] != "allow" || allow["caller"] != "app" || allow["method"] != "spaces.messages.create" || allow["space"] != "spaces/AAAA" || allow["scopes"] != "chat.bot" || allow["resource"] != "spaces/AAAA/messages" || allow["status"] != float64(200) {
 		t.Errorf("allowed call's record: %v", allow)
 	}
 	if deny["decision"] != "deny" || deny["reason"] != "SPACE_NOT_ALLOWED" || deny["status"] != float64(403) || deny["rule"] == "" {

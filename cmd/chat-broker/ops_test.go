@@ -299,3 +299,41 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// Not ready until a token is minted: with the token endpoint down at
+// start, /readyz and /startupz say why; once it is back, the self-test
+// mint succeeds and both turn ready.
+func TestNotReadyBeforeFirstMint(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "sa.json")
+	emuOut, _, _ := start(t, "emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile, "--spaces", "spaces/AAAA")
+	emuURL := emuOut.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+	control := func(body string) {
+		resp, err := http.Post(emuURL+"/emulator/token-endpoint", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	control(`{"down":true}`)
+	policyFile := filepath.Join(dir, "policy.yaml")
+	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
+	_, logs, _ := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	admin := logs.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"[^"]+","admin":"([^"]+)"`))[1]
+	logs.waitFor(t, regexp.MustCompile(`"msg":"startup token mint failed; retrying"`))
+	for _, p := range []string{"/readyz", "/startupz"} {
+		resp, err := http.Get("http://" + admin + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || !strings.Contains(string(body), "no") {
+			t.Errorf("%s with the token endpoint down: %d %q, want 503 with the reason", p, resp.StatusCode, body)
+		}
+	}
+	control(`{"down":false}`)
+	if err := run(context.Background(), []string{"wait", "--admin", admin, "--timeout", "30s", "--interval", "50ms"}, nil, io.Discard, io.Discard); err != nil {
+		t.Fatalf("never ready after the token endpoint came back: %v", err)
+	}
+}
