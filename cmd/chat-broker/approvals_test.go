@@ -22,9 +22,7 @@ import (
 // succeeds, and both views say approved.
 func TestApprovalsView(t *testing.T) {
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "sa.json")
-	emuOut, _, _ := start(t, "emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile, "--spaces", "spaces/AAAA")
-	emuURL := emuOut.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
 
 	secret := "reader-secret-0123456789abcdefgh"
 	policyFile := filepath.Join(dir, "policy.yaml")

@@ -13,9 +13,7 @@ import (
 // needs and never the message text.
 func TestAuditLog(t *testing.T) {
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "sa.json")
-	emuOut, _, _ := start(t, "emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile, "--spaces", "spaces/AAAA")
-	emuURL := emuOut.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
 	policyFile := filepath.Join(dir, "policy.yaml")
 	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
 	audit, logs, stop := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")

@@ -37,9 +37,7 @@ callers:
 // log lines.
 func startServe(t *testing.T, dir, policyFile string, extra ...string) (listen, admin string, logs *lines, stop func() error) {
 	t.Helper()
-	keyFile := filepath.Join(dir, "sa.json")
-	emuOut, _, _ := start(t, "emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile, "--spaces", "spaces/AAAA,spaces/BBBB")
-	emuURL := emuOut.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA,spaces/BBBB")
 	args := append([]string{"serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, extra...)
 	_, logs, stop = start(t, args...)
 	m := logs.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)","admin":"([^"]+)"`))
@@ -305,9 +303,7 @@ func TestMetrics(t *testing.T) {
 // mint succeeds and both turn ready.
 func TestNotReadyBeforeFirstMint(t *testing.T) {
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "sa.json")
-	emuOut, _, _ := start(t, "emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile, "--spaces", "spaces/AAAA")
-	emuURL := emuOut.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
 	control := func(body string) {
 		resp, err := http.Post(emuURL+"/emulator/token-endpoint", "application/json", strings.NewReader(body))
 		if err != nil {

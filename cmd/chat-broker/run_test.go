@@ -97,6 +97,20 @@ func start(t *testing.T, args ...string) (stdout, stderr *lines, stop func() err
 	return stdout, stderr, stop
 }
 
+// startEmulator runs the emulator command with the app a member of
+// spaces (comma-separated; "" for none) and returns the key file it wrote
+// in dir and its URL.
+func startEmulator(t *testing.T, dir, spaces string) (keyFile, url string) {
+	t.Helper()
+	keyFile = filepath.Join(dir, "sa.json")
+	args := []string{"emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile}
+	if spaces != "" {
+		args = append(args, "--spaces", spaces)
+	}
+	out, _, _ := start(t, args...)
+	return keyFile, out.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+}
+
 var (
 	exportURL   = regexp.MustCompile(`^export CHAT_BROKER_URL=(http://\S+)$`)
 	exportToken = regexp.MustCompile(`^export CHAT_BROKER_TOKEN=(\S+)$`)
@@ -167,9 +181,7 @@ func TestDemo(t *testing.T) {
 // token is minted.
 func TestEmulatorAndServe(t *testing.T) {
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "sa.json")
-	emuOut, _, _ := start(t, "emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile, "--spaces", "spaces/AAAA")
-	emuURL := emuOut.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
 
 	secret := "app-secret-0123456789abcdefghij"
 	policyFile := filepath.Join(dir, "policy.yaml")

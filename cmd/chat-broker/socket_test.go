@@ -35,9 +35,7 @@ func TestUnixSocketIdentity(t *testing.T) {
 	// Let another uid reach the socket: t.TempDir and its parent are 0700.
 	os.Chmod(dir, 0o755)
 	os.Chmod(filepath.Dir(dir), 0o755)
-	keyFile := filepath.Join(dir, "sa.json")
-	emuOut, _, _ := start(t, "emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile, "--spaces", "spaces/AAAA")
-	emuURL := emuOut.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
 
 	const otherUID = 4242
 	policyFile := filepath.Join(dir, "policy.yaml")
@@ -119,9 +117,7 @@ callers:
 // on the socket.
 func TestTCPHasNoPeerIdentity(t *testing.T) {
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "sa.json")
-	emuOut, _, _ := start(t, "emulator", "--listen", "127.0.0.1:0", "--write-key", keyFile)
-	emuURL := emuOut.waitFor(t, regexp.MustCompile(`serving (http://\S+);`))[1]
+	keyFile, emuURL := startEmulator(t, dir, "")
 	policyFile := filepath.Join(dir, "policy.yaml")
 	writeFile(t, policyFile, `version: 1
 callers:
