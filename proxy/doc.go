@@ -42,11 +42,12 @@
 //  7. Get a token for the decided scope set from the TokenSource. None:
 //     503, with Retry-After when a retry may help; Google refusing the
 //     delegated subject: 403. An expired token is never sent.
-//  8. Forward with httputil.ReverseProxy to the pinned upstream: the path
-//     the policy decided on, the query as parsed, the caller's credential
-//     replaced by the broker's token, responses (and media uploads)
-//     streamed. Retry when safe (below); the caller gets the last
-//     attempt's response.
+//  8. Forward to the pinned upstream: the path the policy decided on,
+//     the query as parsed, the caller's headers but for its credential,
+//     hop-by-hop and broker headers, and the broker's token. Responses
+//     (and media uploads) stream; one that breaks off upstream is cut
+//     for the caller too, never ended as if complete. Retry when safe
+//     (below); the caller gets the last attempt's response.
 //  9. Explain Chat's two classic 403s (the app is not in the space; an
 //     admin has not approved a chat.app.* scope) with a HintHeader, body
 //     unchanged, and track each chat.app.* scope's approval (Approvals):
@@ -65,11 +66,9 @@
 //
 // # Retries
 //
-// The retries live in the ReverseProxy's Transport (retryTransport): it
-// makes every attempt of a call, with the call's facts (buffered body,
-// idempotency, deadline, token) from the request context, and hands the
-// last attempt's response to ReverseProxy, which streams it. A call is
-// tried again only when a second attempt cannot do the work twice:
+// send makes every attempt of a call and hands the last one's response
+// to forward, which streams it. A call is tried again only when a second
+// attempt cannot do the work twice:
 //
 //   - 401 (a token revoked or expired early): the token is dropped, one
 //     is minted, and the call is retried once, whatever the method (Chat
@@ -130,6 +129,28 @@
 // hold. Past either, a call is answered 503 OVERLOADED with Retry-After
 // at once, so an outage builds no unbounded queue. A waiting call holds
 // its JSON body (at most 1 MiB) in memory.
+//
+// # Upstream connections
+//
+// Calls whose body is in memory or absent (every method but
+// media.upload) go over the broker's own pool of HTTP/1.1 keep-alive
+// connections (TLS for https, ALPN http/1.1): the request is written and
+// the answer read on the caller's goroutine, with net/http's
+// Request.Write and ReadResponse. net/http's Transport hands each
+// request to two goroutines of its connection and back; on a two-core
+// pod those hand-offs were the largest cost of a call after the system
+// calls themselves (the benchmark, cmd/chat-broker-bench, measures it).
+// Up to 128 idle connections are kept, for 90 s; an idle one is checked
+// for a close from Google before it is used, and a safe call (a read, or
+// a create with a requestId) that finds its kept-alive connection closed
+// before any answer goes again on a new one, as net/http does for GET.
+// Dial and TLS handshake are bounded at 10 s and the wait for a
+// response's head at 2 minutes; a caller leaving closes its exchange.
+//
+// Media uploads, whose bodies stream for minutes, go through net/http's
+// Transport (NewTransport), which reads an early answer while the body
+// is still being sent; so does every call when Config.Transport is set
+// or an HTTP proxy (HTTPS_PROXY) applies to the upstream.
 //
 // Every wait goes through Config.Now and Config.After, so tests drive
 // back-off, holds and limits with a fake clock.

@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -55,8 +54,14 @@ type Config struct {
 	Policy PolicySource
 	// Tokens supplies Google tokens. Required.
 	Tokens TokenSource
-	// Transport carries calls upstream; nil means NewTransport().
+	// Transport carries calls upstream; nil means the broker's own: an
+	// HTTP/1.1 client on the caller's goroutine for calls whose body is
+	// in memory, NewTransport() for streaming media uploads (and for
+	// every call when HTTPS_PROXY applies to the upstream).
 	Transport http.RoundTripper
+	// UpstreamTLS configures TLS to an https upstream when Transport is
+	// nil; nil means the system's roots. Tests set their own roots.
+	UpstreamTLS *tls.Config
 	// Audit receives one record per call; nil discards them.
 	Audit *slog.Logger
 	// Logger receives operational messages; nil discards them.
@@ -131,7 +136,9 @@ type Proxy struct {
 	policy    PolicySource
 	tokens    TokenSource
 	router    *chatapi.Router
-	rp        *httputil.ReverseProxy
+	basePath  string
+	h1        *h1Client         // nil: everything goes through transport
+	transport http.RoundTripper // streaming uploads; everything when h1 is nil
 	approvals approvals
 	hosts     map[string]bool
 	accounts  TokenVerifier
@@ -194,22 +201,19 @@ func New(cfg Config) (*Proxy, error) {
 			p.hosts[strings.ToLower(h)] = true
 		}
 	}
-	transport := cfg.Transport
-	if transport == nil {
-		transport = NewTransport()
-	}
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:   p.rewrite,
-		Transport: &retryTransport{p: p, next: transport},
-		// Stream responses and media uploads: a 200 MB upload or download
-		// costs a 32 KiB buffer, and server-sent responses reach the
-		// caller at once. (JSON request bodies, at most 1 MiB, are read
-		// whole first, so that a retry can send them again.)
-		FlushInterval:  -1,
-		BufferPool:     bufferPool{},
-		ModifyResponse: p.modifyResponse,
-		ErrorHandler:   p.upstreamError,
-		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	p.basePath = strings.TrimSuffix(cfg.Upstream.Path, "/")
+	p.transport = cfg.Transport
+	if p.transport == nil {
+		t := NewTransport()
+		if cfg.UpstreamTLS != nil {
+			t.TLSClientConfig = cfg.UpstreamTLS.Clone()
+		}
+		p.transport = t
+		if proxyURL, _ := t.Proxy(&http.Request{URL: cfg.Upstream}); proxyURL == nil {
+			p.h1 = newH1Client(cfg.Upstream, cfg.UpstreamTLS)
+		} else {
+			p.log.Info("an HTTP proxy applies to the upstream (HTTPS_PROXY): calls go through net/http's Transport", "upstream", cfg.Upstream.Host)
+		}
 	}
 	return p, nil
 }
@@ -268,19 +272,23 @@ type call struct {
 	reauthed   bool      // a 401 has been retried with a fresh token
 }
 
-type callKey struct{}
-
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
 	c := &call{}
 	sw := &statusWriter{ResponseWriter: w}
-	if err := p.serve(sw, r, c); err != nil {
+	err := p.serve(sw, r, c)
+	if err != nil && err != errAborted {
 		_, c.reason = writeError(sw, err)
 	}
 	latency := p.now().Sub(start)
 	p.record(r, c, sw.status, latency)
 	p.metrics.observe(c, sw.status, latency)
+	if err == errAborted {
+		// Cut the caller's connection, so that a response that broke
+		// off upstream does not end as if it were complete.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -360,9 +368,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	c.token = tok
 
-	c.upstreamStart = p.now()
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
-	return nil
+	return p.forward(w, r, c)
 }
 
 // Failed identifications are limited across all callers: enough for a
@@ -582,40 +588,8 @@ func (p *Proxy) addRequestID(m *chatapi.Method, c *call) {
 	c.query = q.Encode()
 }
 
-// stripOut are request headers never forwarded: the caller's credential
-// (replaced by the broker's token) and headers that change identity,
-// billing or quota. The hygiene checks refuse most of them outright; this
-// list is the second line.
-var stripOut = append(append([]string{"Authorization"}, credentialHeaders...), billingHeaders...)
-
-func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
-	c := pr.In.Context().Value(callKey{}).(*call)
-	out := pr.Out
-	out.URL = &url.URL{
-		Scheme:   p.upstream.Scheme,
-		Host:     p.upstream.Host,
-		Path:     strings.TrimSuffix(p.upstream.Path, "/") + c.path,
-		RawQuery: c.query,
-	}
-	out.Host = ""
-	if c.body != nil {
-		// The body is already here: waiting for 100-continue would only
-		// cost a round trip per attempt.
-		out.Header.Del("Expect")
-	}
-	for _, h := range stripOut {
-		out.Header.Del(h)
-	}
-	for h := range out.Header {
-		if strings.HasPrefix(h, "X-Chat-Broker-") {
-			delete(out.Header, h)
-		}
-	}
-	c.token.SetAuthHeader(out)
-}
-
-func (p *Proxy) modifyResponse(resp *http.Response) error {
-	c := resp.Request.Context().Value(callKey{}).(*call)
+// modifyResponse notes the last attempt's answer in c and sanitizes it.
+func (p *Proxy) modifyResponse(resp *http.Response, c *call) {
 	c.upstreamStatus = resp.StatusCode
 	c.upstreamLatency = p.now().Sub(c.upstreamStart)
 	c.upstreamID = resp.Header.Get("X-Goog-Request-Id")
@@ -646,7 +620,6 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	case resp.StatusCode == http.StatusForbidden:
 		p.explain403(resp, c, scope)
 	}
-	return nil
 }
 
 // maxPeek bounds how much of a 403 body the broker reads to recognize
@@ -731,8 +704,8 @@ func subjectOf(h http.Header) (string, error) {
 	return strings.TrimSpace(v[0]), nil
 }
 
-func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	c := r.Context().Value(callKey{}).(*call)
+// upstreamError answers a call no attempt of which got a response.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, c *call, err error) {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
@@ -779,7 +752,7 @@ func (p *Proxy) record(r *http.Request, c *call, status int, latency time.Durati
 	)
 }
 
-// statusWriter remembers the status sent. Unwrap lets ReverseProxy's
+// statusWriter remembers the status sent. Unwrap lets a
 // ResponseController reach the real writer's Flush.
 type statusWriter struct {
 	http.ResponseWriter
@@ -803,13 +776,3 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 var _ io.Writer = (*statusWriter)(nil)
-
-// bufferPool lends ReverseProxy its 32 KiB copy buffers. Without it every
-// response allocates one, which the benchmark showed as most of the bytes
-// allocated per call and much of the garbage collector's work.
-type bufferPool struct{}
-
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
-func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }

@@ -115,22 +115,9 @@ func (b *retryBudget) withdraw(now time.Time) bool {
 	return true
 }
 
-// retryTransport makes the attempts of one call. ReverseProxy calls it
-// once per call, with the call's facts (body, idempotency, deadline,
-// token) in the request's context; it returns the last attempt's
-// response, which ReverseProxy streams to the caller.
-type retryTransport struct {
-	p    *Proxy
-	next http.RoundTripper
-}
-
-func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	c, _ := req.Context().Value(callKey{}).(*call)
-	if c == nil {
-		return t.next.RoundTrip(req)
-	}
-	p := t.p
-	ctx := req.Context()
+// send makes the attempts of one call and returns the last one's
+// response, which forward streams to the caller.
+func (p *Proxy) send(ctx context.Context, req *http.Request, c *call) (*http.Response, error) {
 	p.budget.deposit(p.now())
 	p.stats.calls.Add(1)
 	out := req
@@ -140,13 +127,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		c.attempts = attempt
 		p.stats.attempts.Add(1)
-		resp, err := t.next.RoundTrip(out)
+		resp, err := p.roundTrip(out, c)
 		p.metrics.attempt(c.method, resp, err)
 		if err == nil && resp.StatusCode == http.StatusTooManyRequests {
 			ra, _ := retryAfter(resp.Header, p.now())
 			p.holds.set(holdKey(c.space), ra)
 		}
-		wait, why, ok := t.retry(ctx, c, attempt, resp, err)
+		wait, why, ok := p.retry(ctx, c, attempt, resp, err)
 		if !ok {
 			return resp, err
 		}
@@ -189,8 +176,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // retry decides whether attempt may be followed by another, how long to
 // wait first, and why (a label for the metric).
-func (t *retryTransport) retry(ctx context.Context, c *call, attempt int, resp *http.Response, err error) (wait time.Duration, why string, ok bool) {
-	p := t.p
+func (p *Proxy) retry(ctx context.Context, c *call, attempt int, resp *http.Response, err error) (wait time.Duration, why string, ok bool) {
 	if ctx.Err() != nil || attempt >= p.retries.MaxAttempts || !c.replayable {
 		return 0, "", false
 	}

@@ -45,7 +45,14 @@ func newStreamProxyWith(t *testing.T, policyText string, upstream http.Handler, 
 	t.Helper()
 	up := httptest.NewServer(upstream)
 	t.Cleanup(up.Close)
-	u, _ := url.Parse(up.URL)
+	return newProxyTo(t, up.URL, policyText, opts...)
+}
+
+// newProxyTo puts the broker in front of the upstream at upstreamURL,
+// with a policy and a fake token source, and returns its URL.
+func newProxyTo(t *testing.T, upstreamURL, policyText string, opts ...func(*proxy.Config)) string {
+	t.Helper()
+	u, _ := url.Parse(upstreamURL)
 	pol, err := policy.Parse("policy.yaml", []byte(policyText))
 	if err != nil {
 		t.Fatal(err)

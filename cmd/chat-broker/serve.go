@@ -349,6 +349,7 @@ func (in *instance) run(ctx context.Context) error {
 	defer cancel()
 	err = proxySrv.Shutdown(drainCtx)
 	adminSrv.Close()
+	px.CloseIdleConnections()
 	listeners = nil // Shutdown closed them; the socket file is unlinked
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr

@@ -1,0 +1,323 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1Client carries the calls whose request body is in memory (or absent),
+// nearly all of them, to the upstream over HTTP/1.1 keep-alive
+// connections, TLS for https. It writes the request and reads the answer
+// on the caller's goroutine.
+//
+// net/http's Transport hands every request to two goroutines of its
+// connection, one writing and one reading, and back; on a two-core pod
+// those hand-offs (and the thread wake-ups they cause) were the largest
+// cost of a forwarded call after the system calls themselves. The
+// request and response are still written and parsed by net/http
+// (Request.Write, ReadResponse); only the connection pool is this
+// file's.
+//
+// Media uploads, whose bodies stream for minutes, go through
+// net/http's Transport instead, which reads an early answer while the
+// body is still being sent. So does everything when an HTTP proxy
+// (HTTPS_PROXY) applies to the upstream.
+type h1Client struct {
+	addr             string      // host:port
+	tls              *tls.Config // nil for http
+	dialer           net.Dialer
+	handshakeTimeout time.Duration
+	headerTimeout    time.Duration
+	idleTimeout      time.Duration
+	maxIdle          int
+
+	mu   sync.Mutex
+	idle []*h1Conn // oldest first; the newest is reused first
+}
+
+// Limits of h1Client, as NewTransport's.
+const (
+	upstreamDialTimeout      = 10 * time.Second
+	upstreamHandshakeTimeout = 10 * time.Second
+	upstreamHeaderTimeout    = 2 * time.Minute
+	upstreamIdleTimeout      = 90 * time.Second
+	upstreamMaxIdle          = 128
+)
+
+func newH1Client(u *url.URL, tlsConfig *tls.Config) *h1Client {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	c := &h1Client{
+		addr:             net.JoinHostPort(u.Hostname(), port),
+		dialer:           net.Dialer{Timeout: upstreamDialTimeout, KeepAlive: 30 * time.Second},
+		handshakeTimeout: upstreamHandshakeTimeout,
+		headerTimeout:    upstreamHeaderTimeout,
+		idleTimeout:      upstreamIdleTimeout,
+		maxIdle:          upstreamMaxIdle,
+	}
+	if u.Scheme == "https" {
+		if tlsConfig == nil {
+			tlsConfig = &tls.Config{}
+		}
+		c.tls = tlsConfig.Clone()
+		if c.tls.ServerName == "" {
+			c.tls.ServerName = u.Hostname()
+		}
+		c.tls.NextProtos = []string{"http/1.1"}
+		c.tls.MinVersion = max(c.tls.MinVersion, tls.VersionTLS12)
+	}
+	return c
+}
+
+// h1Conn is one upstream connection.
+type h1Conn struct {
+	nc  net.Conn
+	raw syscall.RawConn // the TCP socket under nc, for the liveness check; nil when there is none
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	// idleSince is when the connection went back to the pool.
+	idleSince time.Time
+	// reused reports whether a request was sent on it before this one.
+	reused bool
+}
+
+// RoundTrip implements http.RoundTripper. A request is sent again on a
+// new connection after a kept-alive one turned out closed, when its
+// method is safe to repeat (as net/http's Transport does).
+func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.do(req, safeMethod(req.Method))
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions || m == http.MethodTrace
+}
+
+// do sends req and returns the response, whose body must be read to its
+// end (or closed) to free the connection. When a kept-alive connection
+// fails before any byte of an answer arrives (the upstream closed it
+// while idle), the request goes again on another connection if
+// repeatable says that cannot do its work twice; its body must then be
+// absent or have GetBody.
+func (t *h1Client) do(req *http.Request, repeatable bool) (*http.Response, error) {
+	ctx := req.Context()
+	for {
+		pc, err := t.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, err, silent := t.exchange(ctx, pc, req)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !pc.reused || !silent || !repeatable {
+			return nil, err
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, err
+			}
+			if req.Body, err = req.GetBody(); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// aLongTimeAgo is a deadline in the past: setting it unblocks any
+// pending read or write on a connection.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// exchange writes req on pc and reads the response head. silent reports
+// that the failure came before any byte of an answer.
+func (t *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) (resp *http.Response, err error, silent bool) {
+	// Whichever comes first, the caller leaving or the response ending,
+	// stop wins: a cancelled call's connection is closed, never reused.
+	stop := context.AfterFunc(ctx, func() { pc.nc.SetDeadline(aLongTimeAgo) })
+	fail := func(err error, silent bool) (*http.Response, error, bool) {
+		stop()
+		pc.nc.Close()
+		return nil, err, silent
+	}
+	if err := req.Write(pc.bw); err != nil {
+		return fail(err, true)
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return fail(err, true)
+	}
+	pc.nc.SetReadDeadline(time.Now().Add(t.headerTimeout))
+	for {
+		if _, err := pc.br.Peek(1); err != nil {
+			return fail(err, true)
+		}
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			return fail(err, false)
+		}
+		// 1xx answers (100 Continue, 103 Early Hints) precede the real
+		// one; 101 would switch protocols, which no Chat method does.
+		if resp.StatusCode >= 200 || resp.StatusCode < 100 {
+			break
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return fail(errors.New("upstream answered 101 Switching Protocols"), false)
+		}
+	}
+	pc.nc.SetReadDeadline(time.Time{})
+	if ctx.Err() != nil {
+		// Cancelled while the deadline was being cleared: the clearing
+		// may have undone the cancellation's, so do not read on.
+		return fail(ctx.Err(), false)
+	}
+	reuse := !resp.Close && !req.Close
+	if resp.Body == http.NoBody {
+		t.release(pc, stop, reuse)
+		return resp, nil, false
+	}
+	resp.Body = &h1Body{t: t, pc: pc, body: resp.Body, stop: stop, reuse: reuse}
+	return resp, nil, false
+}
+
+// release ends an exchange on pc: back to the pool when the response
+// ended cleanly, was not cancelled and allows keep-alive, closed
+// otherwise.
+func (t *h1Client) release(pc *h1Conn, stop func() bool, reuse bool) {
+	if stop() && reuse {
+		t.put(pc)
+		return
+	}
+	pc.nc.Close()
+}
+
+// h1Body is a response body; its end returns the connection to the pool.
+type h1Body struct {
+	t     *h1Client
+	pc    *h1Conn
+	body  io.ReadCloser
+	stop  func() bool
+	reuse bool
+	done  bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.body.Read(p)
+	switch {
+	case err == io.EOF:
+		b.done = true
+		b.t.release(b.pc, b.stop, b.reuse)
+	case err != nil:
+		b.done = true
+		b.t.release(b.pc, b.stop, false)
+	}
+	return n, err
+}
+
+// Close frees the connection; one whose response was not read to its end
+// is closed, not reused.
+func (b *h1Body) Close() error {
+	if !b.done {
+		b.done = true
+		b.t.release(b.pc, b.stop, false)
+	}
+	return nil
+}
+
+// get returns an idle connection that is still open, or a new one.
+func (t *h1Client) get(ctx context.Context) (*h1Conn, error) {
+	now := time.Now()
+	t.mu.Lock()
+	for n := len(t.idle); n > 0; n = len(t.idle) {
+		pc := t.idle[n-1]
+		t.idle[n-1] = nil
+		t.idle = t.idle[:n-1]
+		t.mu.Unlock()
+		if now.Sub(pc.idleSince) < t.idleTimeout && pc.br.Buffered() == 0 && pc.alive() {
+			pc.reused = true
+			return pc, nil
+		}
+		pc.nc.Close()
+		t.mu.Lock()
+	}
+	t.mu.Unlock()
+	return t.dial(ctx)
+}
+
+// put returns pc to the pool, closing the oldest idle connection when the
+// pool is full and any that idled too long.
+func (t *h1Client) put(pc *h1Conn) {
+	now := time.Now()
+	pc.idleSince = now
+	var stale []*h1Conn
+	t.mu.Lock()
+	drop := 0
+	for drop < len(t.idle) && (now.Sub(t.idle[drop].idleSince) >= t.idleTimeout || len(t.idle)-drop >= t.maxIdle) {
+		drop++
+	}
+	if drop > 0 {
+		stale = append(stale, t.idle[:drop]...)
+		n := copy(t.idle, t.idle[drop:])
+		clear(t.idle[n:])
+		t.idle = t.idle[:n]
+	}
+	t.idle = append(t.idle, pc)
+	t.mu.Unlock()
+	for _, s := range stale {
+		s.nc.Close()
+	}
+}
+
+// CloseIdleConnections closes the connections not in use.
+func (t *h1Client) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, pc := range idle {
+		pc.nc.Close()
+	}
+}
+
+func (t *h1Client) dial(ctx context.Context) (*h1Conn, error) {
+	nc, err := t.dialer.DialContext(ctx, "tcp", t.addr)
+	if err != nil {
+		return nil, err
+	}
+	pc := &h1Conn{nc: nc}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		pc.raw, _ = tc.SyscallConn()
+	}
+	if t.tls != nil {
+		tc := tls.Client(nc, t.tls)
+		hctx, cancel := context.WithTimeout(ctx, t.handshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			// Nothing was sent: as a failed dial, any call may retry it.
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: nc.RemoteAddr(), Err: err}
+		}
+		pc.nc = tc
+	}
+	pc.br = bufio.NewReaderSize(pc.nc, 4<<10)
+	pc.bw = bufio.NewWriterSize(pc.nc, 4<<10)
+	return pc, nil
+}

@@ -1,0 +1,403 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chat-broker/chat-broker/proxy"
+)
+
+// countConns counts the connections srv accepts.
+func countConns(srv *httptest.Server) *atomic.Int64 {
+	var n atomic.Int64
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			n.Add(1)
+		}
+	}
+	return &n
+}
+
+func messageHandler(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"name":"spaces/AAAA/messages/M1"}`)
+}
+
+// open sends one request as ops and returns the response unread.
+func open(base, verb, path, body string) (*http.Response, error) {
+	req, err := http.NewRequest(verb, base+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+opsSecret)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return http.DefaultClient.Do(req)
+}
+
+// call sends one request as ops and returns its status and body.
+func call(t *testing.T, base, verb, path, body string) (int, string) {
+	t.Helper()
+	resp, err := open(base, verb, path, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", verb, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", verb, path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// Calls reuse upstream connections: a hundred calls one after another
+// open one connection, and 16 at a time open at most 16.
+func TestUpstreamConnectionsReused(t *testing.T) {
+	up := httptest.NewUnstartedServer(http.HandlerFunc(messageHandler))
+	conns := countConns(up)
+	up.Start()
+	t.Cleanup(up.Close)
+	base := newProxyTo(t, up.URL, testPolicy)
+
+	for i := range 100 {
+		verb, path, body := "GET", "/v1/spaces/AAAA/messages/M1", ""
+		if i%2 == 1 {
+			verb, path, body = "POST", "/v1/spaces/AAAA/messages", `{"text":"hi"}`
+		}
+		if code, got := call(t, base, verb, path, body); code != 200 {
+			t.Fatalf("call %d: %d %s", i, code, got)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("100 sequential calls opened %d upstream connections, want 1", n)
+	}
+
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				resp, err := open(base, "GET", "/v1/spaces/AAAA/messages/M1", "")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("status %d", resp.StatusCode)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := conns.Load(); n > 17 {
+		t.Errorf("16 concurrent callers opened %d upstream connections in all, want at most 17", n)
+	}
+}
+
+// When the upstream closes its idle connections (Google's front end does,
+// after a while), the next calls of every kind still go through: the
+// closed connection is noticed before it is used.
+func TestUpstreamClosesIdleConnections(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the idle check peeks at the socket on Linux only")
+	}
+	up := httptest.NewUnstartedServer(http.HandlerFunc(messageHandler))
+	conns := countConns(up)
+	up.Start()
+	t.Cleanup(up.Close)
+	base := newProxyTo(t, up.URL, testPolicy)
+	calls := []struct{ verb, path, body string }{
+		{"GET", "/v1/spaces/AAAA/messages/M1", ""},
+		{"POST", "/v1/spaces/AAAA/messages", `{"text":"hi"}`},
+		{"PATCH", "/v1/spaces/AAAA/messages/M1?updateMask=text", `{"text":"edited"}`},
+		{"DELETE", "/v1/spaces/AAAA/messages/M1", ""},
+	}
+	for i, c := range calls {
+		up.CloseClientConnections()
+		if code, got := call(t, base, c.verb, c.path, c.body); code != 200 {
+			t.Fatalf("%s after the upstream closed its connections: %d %s", c.verb, code, got)
+		}
+		if n := conns.Load(); n != int64(i+1) {
+			t.Fatalf("after %d calls the upstream saw %d connections, want %d", i+1, n, i+1)
+		}
+	}
+}
+
+// rawUpstream serves each accepted connection with serve(n, conn), n
+// counting from 1, and returns its URL.
+func rawUpstream(t *testing.T, serve func(n int, c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close() // the broker keeps idle connections open
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 1; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				serve(n, c)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+const okResponse = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+// A kept-alive connection that the upstream drops on receiving the next
+// request, before answering, is the race net/http's Transport retries:
+// the broker sends a read again on a new connection, and never a write
+// Chat would not deduplicate (which gets 502, as the caller's own client
+// would have reported).
+func TestUpstreamDropsReusedConnection(t *testing.T) {
+	for _, tc := range []struct {
+		verb, path, body string
+		want             int
+		wantSeen         int // requests the upstream read in all
+	}{
+		{"GET", "/v1/spaces/AAAA/messages/M1", "", 200, 3},
+		{"POST", "/v1/spaces/AAAA/messages", `{"text":"hi"}`, 200, 3}, // carries a requestId: deduplicated
+		{"PATCH", "/v1/spaces/AAAA/messages/M1?updateMask=text", `{"text":"x"}`, 502, 2},
+	} {
+		t.Run(tc.verb, func(t *testing.T) {
+			var seen atomic.Int64
+			u := rawUpstream(t, func(n int, c net.Conn) {
+				br := bufio.NewReader(c)
+				for i := 1; ; i++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					seen.Add(1)
+					if n == 1 && i == 2 {
+						return // drop the connection unanswered
+					}
+					io.WriteString(c, okResponse)
+				}
+			})
+			base := newProxyTo(t, u, testPolicy, func(c *proxy.Config) { c.Retries.MaxAttempts = 1 })
+			if code, got := call(t, base, tc.verb, tc.path, tc.body); code != 200 {
+				t.Fatalf("first call: %d %s", code, got)
+			}
+			code, got := call(t, base, tc.verb, tc.path, tc.body)
+			if code != tc.want {
+				t.Errorf("second call: %d %s, want %d", code, got, tc.want)
+			}
+			if n := seen.Load(); n != int64(tc.wantSeen) {
+				t.Errorf("upstream read %d requests, want %d", n, tc.wantSeen)
+			}
+		})
+	}
+}
+
+// An answer that breaks off part way reaches the caller as broken, never
+// as a shorter complete one, whether its length was declared or chunked.
+func TestUpstreamResponseBreaksOff(t *testing.T) {
+	for name, head := range map[string]string{
+		"content-length": "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\":",
+		"chunked":        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n{\"name\":\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			u := rawUpstream(t, func(_ int, c net.Conn) {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, head)
+			})
+			var audit syncBuffer
+			base := newProxyTo(t, u, testPolicy, func(c *proxy.Config) {
+				c.Retries.MaxAttempts = 1
+				c.Audit = slog.New(slog.NewJSONHandler(&audit, nil))
+			})
+			// A short answer of declared length is cut before its head
+			// leaves the broker; a streamed one after its first part.
+			resp, err := open(base, "GET", "/v1/spaces/AAAA/messages/M1", "")
+			if err == nil {
+				defer resp.Body.Close()
+				body, err := io.ReadAll(resp.Body)
+				if err == nil {
+					t.Fatalf("the caller read %q to a clean end; want an error", body)
+				}
+				if string(body) != `{"name":` {
+					t.Errorf("the caller got %q before the break, want what the upstream sent", body)
+				}
+			}
+			rec := audit.waitFor(t, `"msg":"call"`)
+			if !strings.Contains(rec, `"reason":"UPSTREAM_RESPONSE_INCOMPLETE"`) {
+				t.Errorf("audit record does not say the response broke off: %s", rec)
+			}
+		})
+	}
+}
+
+// The upstream is reached over TLS with the roots given (the system's by
+// default), speaking HTTP/1.1; a certificate those roots do not trust is
+// an unreachable upstream, never a call sent anyway.
+func TestUpstreamTLS(t *testing.T) {
+	var protos sync.Map
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, true)
+		messageHandler(w, r)
+	}))
+	up.EnableHTTP2 = true
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(up.Certificate())
+
+	base := newProxyTo(t, up.URL, testPolicy, func(c *proxy.Config) { c.UpstreamTLS = &tls.Config{RootCAs: roots} })
+	for range 3 {
+		if code, got := call(t, base, "GET", "/v1/spaces/AAAA/messages/M1", ""); code != 200 {
+			t.Fatalf("over TLS: %d %s", code, got)
+		}
+	}
+	if _, ok := protos.Load("HTTP/1.1"); !ok {
+		var seen []any
+		protos.Range(func(k, _ any) bool { seen = append(seen, k); return true })
+		t.Errorf("upstream saw protocols %v, want HTTP/1.1", seen)
+	}
+
+	untrusting := newProxyTo(t, up.URL, testPolicy, func(c *proxy.Config) { c.Retries.MaxAttempts = 1 })
+	code, got := call(t, untrusting, "GET", "/v1/spaces/AAAA/messages/M1", "")
+	var e struct {
+		Error struct {
+			Details []struct{ Reason string } `json:"details"`
+		} `json:"error"`
+	}
+	json.Unmarshal([]byte(got), &e)
+	if code != http.StatusBadGateway || len(e.Error.Details) == 0 || e.Error.Details[0].Reason != "UPSTREAM_UNAVAILABLE" {
+		t.Errorf("untrusted certificate: %d %s, want 502 UPSTREAM_UNAVAILABLE", code, got)
+	}
+}
+
+// A caller that gives up ends its upstream exchange at once: the
+// connection is closed (the upstream sees its request cancelled), not
+// left waiting for an answer nobody will read, and the next call works.
+func TestCallerLeavingClosesUpstreamExchange(t *testing.T) {
+	cancelled := make(chan struct{})
+	var first atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if first.CompareAndSwap(false, true) {
+			<-r.Context().Done()
+			close(cancelled)
+			return
+		}
+		messageHandler(w, r)
+	}))
+	t.Cleanup(up.Close)
+	base := newProxyTo(t, up.URL, testPolicy)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/spaces/AAAA/messages/M1", nil)
+	req.Header.Set("Authorization", "Bearer "+opsSecret)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	for !first.Load() {
+		runtime.Gosched()
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("caller's error = %v, want context.Canceled", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream exchange was not ended 10 s after the caller left")
+	}
+	if code, got := call(t, base, "GET", "/v1/spaces/AAAA/messages/M1", ""); code != 200 {
+		t.Errorf("next call: %d %s", code, got)
+	}
+}
+
+// Informational answers (103 Early Hints) before the real one are passed
+// over; headers of the upstream connection (Connection, Keep-Alive,
+// Proxy-Authenticate, ...) are not the caller's and are dropped.
+func TestUpstreamInterimAndHopHeaders(t *testing.T) {
+	u := rawUpstream(t, func(_ int, c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"+
+				"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"+
+				"Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic realm=\"upstream\"\r\nX-Goog-Request-Id: r1\r\n\r\n{}")
+		}
+	})
+	base := newProxyTo(t, u, testPolicy)
+	for range 2 {
+		resp, err := open(base, "GET", "/v1/spaces/AAAA/messages/M1", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "{}" {
+			t.Fatalf("got %d %q, want 200 {}", resp.StatusCode, body)
+		}
+		for _, h := range []string{"Keep-Alive", "Proxy-Authenticate"} {
+			if v := resp.Header.Get(h); v != "" {
+				t.Errorf("the caller got the upstream connection's %s: %q", h, v)
+			}
+		}
+		if got := resp.Header.Get("X-Goog-Request-Id"); got != "r1" {
+			t.Errorf("X-Goog-Request-Id = %q, want r1 (end-to-end headers pass)", got)
+		}
+	}
+}
