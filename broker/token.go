@@ -37,10 +37,14 @@ type Token struct {
 
 // secretValue hides a token from reflection: a func's captured variables
 // are out of its reach. The pointer gives each minted token an identity.
-type secretValue struct{ get func() string }
+// The Authorization value is built once, when the token is minted, and
+// shared by every request that carries it: net/http and the proxy only
+// read header values.
+type secretValue struct{ authorization func() []string }
 
 func newSecretValue(s string) *secretValue {
-	return &secretValue{get: func() string { return s }}
+	v := []string{"Bearer " + s}
+	return &secretValue{authorization: func() []string { return v[:1:1] }}
 }
 
 // SetAuthHeader sets "Authorization: Bearer <token>" on r. On the zero
@@ -51,7 +55,7 @@ func (t Token) SetAuthHeader(r *http.Request) {
 		r.Header.Del("Authorization")
 		return
 	}
-	r.Header.Set("Authorization", "Bearer "+t.value.get())
+	r.Header["Authorization"] = t.value.authorization()
 }
 
 // IsZero reports whether t is the zero Token, as returned with an error.

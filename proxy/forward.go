@@ -1,9 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -80,12 +80,9 @@ func copyBody(w http.ResponseWriter, resp *http.Response, c *call) error {
 }
 
 func isEventStream(h http.Header) bool {
-	ct := h.Get("Content-Type")
-	if ct == "" {
-		return false
-	}
-	mt, _, _ := mime.ParseMediaType(ct)
-	return mt == "text/event-stream"
+	ct := strings.TrimSpace(h.Get("Content-Type"))
+	return hasPrefixFold(ct, "text/event-stream") &&
+		(len(ct) == len("text/event-stream") || ct[len("text/event-stream")] == ';' || ct[len("text/event-stream")] == ' ')
 }
 
 // hopByHop are the headers of one connection (RFC 9110 §7.6.1), never
@@ -123,8 +120,9 @@ const brokerHeaderPrefix = "X-Chat-Broker-"
 
 // outgoing is the first attempt's request: the caller's method, the
 // path and query the checks settled on, at the pinned upstream, with the
-// caller's headers but for dropOut, the body as buffered (or, for media,
-// streaming) and the broker's token.
+// caller's headers but for dropOut and the broker's token. A media
+// upload's body streams from the caller; a buffered body is given to each
+// attempt by roundTrip.
 func (p *Proxy) outgoing(r *http.Request, c *call) *http.Request {
 	h := make(http.Header, len(r.Header)+1)
 	for k, v := range r.Header {
@@ -146,35 +144,35 @@ func (p *Proxy) outgoing(r *http.Request, c *call) *http.Request {
 		Header:     h,
 		Host:       p.upstream.Host,
 	}
-	switch {
-	case c.body != nil:
-		out.Body, _ = c.getBody()
-		out.GetBody = c.getBody
-		out.ContentLength = int64(len(c.body))
-	case c.replayable:
-		out.Body = http.NoBody
-	default: // media upload: streams
+	if !c.replayable { // media upload: streams
 		out.Body = r.Body
 		out.ContentLength = r.ContentLength
-	}
-	if c.replayable {
+	} else {
 		// The body is already here (or there is none): waiting for
 		// 100-continue would only cost a round trip per attempt.
 		delete(h, "Expect")
 	}
 	c.token.SetAuthHeader(out)
-	return out.WithContext(r.Context())
+	return out
 }
 
-// roundTrip makes one attempt. Calls whose body is in memory or absent
-// go over the broker's own HTTP/1.1 connections (h1Client); streaming
-// uploads, and every call when Config.Transport is set or a proxy
-// applies to the upstream, through the transport.
-func (p *Proxy) roundTrip(req *http.Request, c *call) (*http.Response, error) {
+// roundTrip makes one attempt of req, with c's buffered body if it has
+// one. Calls whose body is in memory or absent go over the broker's own
+// HTTP/1.1 connections (h1Client); streaming uploads, and every call when
+// Config.Transport is set or a proxy applies to the upstream, through the
+// transport.
+func (p *Proxy) roundTrip(ctx context.Context, req *http.Request, c *call) (*http.Response, error) {
 	if p.h1 != nil && c.replayable {
-		return p.h1.do(req, c.idempotent)
+		return p.h1.do(ctx, req, c.body, c.idempotent)
 	}
-	return p.transport.RoundTrip(req)
+	if c.body != nil {
+		req.Body, _ = c.getBody()
+		req.GetBody = c.getBody
+		req.ContentLength = int64(len(c.body))
+	} else if c.replayable && req.Method != http.MethodGet && req.Method != http.MethodDelete {
+		req.Body = http.NoBody
+	}
+	return p.transport.RoundTrip(req.WithContext(ctx))
 }
 
 // copyBuffers lends copyBody its 32 KiB buffers. Without it every

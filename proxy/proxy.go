@@ -526,8 +526,8 @@ func checkBody(w http.ResponseWriter, r *http.Request, m *chatapi.Method) error 
 		return refuse(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, m.MaxBody))
 	}
 	if m.ID != "media.upload" {
-		ct := strings.ToLower(strings.TrimSpace(strings.SplitN(r.Header.Get("Content-Type"), ";", 2)[0]))
-		if ct != "application/json" {
+		ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+		if !strings.EqualFold(strings.TrimSpace(ct), "application/json") {
 			return refuse(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, m.ID+" takes a JSON body: send Content-Type: application/json")
 		}
 	}

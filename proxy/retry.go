@@ -127,7 +127,7 @@ func (p *Proxy) send(ctx context.Context, req *http.Request, c *call) (*http.Res
 		}
 		c.attempts = attempt
 		p.stats.attempts.Add(1)
-		resp, err := p.roundTrip(out, c)
+		resp, err := p.roundTrip(ctx, out, c)
 		p.metrics.attempt(c.method, resp, err)
 		if err == nil && resp.StatusCode == http.StatusTooManyRequests {
 			ra, _ := retryAfter(resp.Header, p.now())
@@ -239,18 +239,12 @@ func backoff(base, ceiling time.Duration, attempt int) time.Duration {
 }
 
 // replay is the request of a further attempt: the first one's, with the
-// buffered body again and the current token.
+// current token (roundTrip gives it the buffered body again).
 func (c *call) replay(req *http.Request) *http.Request {
-	out := req.Clone(req.Context())
-	if c.body != nil {
-		out.Body = io.NopCloser(bytes.NewReader(c.body))
-		out.GetBody = c.getBody
-		out.ContentLength = int64(len(c.body))
-	} else {
-		out.Body, out.GetBody, out.ContentLength = nil, nil, 0
-	}
-	c.token.SetAuthHeader(out)
-	return out
+	out := *req
+	out.Header = req.Header.Clone()
+	c.token.SetAuthHeader(&out)
+	return &out
 }
 
 func (c *call) getBody() (io.ReadCloser, error) {

@@ -5,13 +5,17 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // h1Client carries the calls whose request body is in memory (or absent),
@@ -95,31 +99,19 @@ type h1Conn struct {
 	reused bool
 }
 
-// RoundTrip implements http.RoundTripper. A request is sent again on a
-// new connection after a kept-alive one turned out closed, when its
-// method is safe to repeat (as net/http's Transport does).
-func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	return t.do(req, safeMethod(req.Method))
-}
-
-func safeMethod(m string) bool {
-	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions || m == http.MethodTrace
-}
-
-// do sends req and returns the response, whose body must be read to its
-// end (or closed) to free the connection. When a kept-alive connection
-// fails before any byte of an answer arrives (the upstream closed it
-// while idle), the request goes again on another connection if
-// repeatable says that cannot do its work twice; its body must then be
-// absent or have GetBody.
-func (t *h1Client) do(req *http.Request, repeatable bool) (*http.Response, error) {
-	ctx := req.Context()
+// do sends req, with body as its body (nil for none), and returns the
+// response, whose body must be read to its end (or closed) to free the
+// connection. When a kept-alive connection fails before any byte of an
+// answer arrives (the upstream closed it while idle), the request goes
+// again on another connection if repeatable says that cannot do its work
+// twice.
+func (t *h1Client) do(ctx context.Context, req *http.Request, body []byte, repeatable bool) (*http.Response, error) {
 	for {
 		pc, err := t.get(ctx)
 		if err != nil {
 			return nil, err
 		}
-		resp, err, silent := t.exchange(ctx, pc, req)
+		resp, err, silent := t.exchange(ctx, pc, req, body)
 		if err == nil {
 			return resp, nil
 		}
@@ -128,14 +120,6 @@ func (t *h1Client) do(req *http.Request, repeatable bool) (*http.Response, error
 		}
 		if !pc.reused || !silent || !repeatable {
 			return nil, err
-		}
-		if req.Body != nil && req.Body != http.NoBody {
-			if req.GetBody == nil {
-				return nil, err
-			}
-			if req.Body, err = req.GetBody(); err != nil {
-				return nil, err
-			}
 		}
 	}
 }
@@ -146,7 +130,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // exchange writes req on pc and reads the response head. silent reports
 // that the failure came before any byte of an answer.
-func (t *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) (resp *http.Response, err error, silent bool) {
+func (t *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, body []byte) (resp *http.Response, err error, silent bool) {
 	// Whichever comes first, the caller leaving or the response ending,
 	// stop wins: a cancelled call's connection is closed, never reused.
 	stop := context.AfterFunc(ctx, func() { pc.nc.SetDeadline(aLongTimeAgo) })
@@ -155,7 +139,7 @@ func (t *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) 
 		pc.nc.Close()
 		return nil, err, silent
 	}
-	if err := req.Write(pc.bw); err != nil {
+	if err := writeRequest(pc.bw, req, body); err != nil {
 		return fail(err, true)
 	}
 	if err := pc.bw.Flush(); err != nil {
@@ -185,7 +169,7 @@ func (t *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) 
 		// may have undone the cancellation's, so do not read on.
 		return fail(ctx.Err(), false)
 	}
-	reuse := !resp.Close && !req.Close
+	reuse := !resp.Close
 	if resp.Body == http.NoBody {
 		t.release(pc, stop, reuse)
 		return resp, nil, false
@@ -320,4 +304,44 @@ func (t *h1Client) dial(ctx context.Context) (*h1Conn, error) {
 	pc.br = bufio.NewReaderSize(pc.nc, 4<<10)
 	pc.bw = bufio.NewWriterSize(pc.nc, 4<<10)
 	return pc, nil
+}
+
+// writeRequest writes req's head and body in HTTP/1.1 form: what
+// Request.Write does for the requests the proxy builds (origin-form
+// target, Host, the headers as they are, Content-Length), without its
+// allocations. A header that could split the request (a CR or LF in a
+// value, a name that is not a token) is refused, never sent.
+func writeRequest(w *bufio.Writer, req *http.Request, body []byte) error {
+	w.WriteString(req.Method)
+	w.WriteByte(' ')
+	w.WriteString(req.URL.EscapedPath())
+	if req.URL.RawQuery != "" {
+		w.WriteByte('?')
+		w.WriteString(req.URL.RawQuery)
+	}
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(req.Host)
+	w.WriteString("\r\n")
+	for k, vs := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("proxy: header name %q cannot be sent", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("proxy: header %s has a value that cannot be sent", k)
+			}
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	if len(body) > 0 || req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch {
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(len(body)), 10))
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+	_, err := w.Write(body)
+	return err
 }
