@@ -1,72 +1,63 @@
 package main
 
 import (
-	"encoding/json"
-	"net/http"
-	"path/filepath"
-	"regexp"
+	"bytes"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
-// One JSON audit line per call on stdout, with the fields an auditor
-// needs and never the message text.
-func TestAuditLog(t *testing.T) {
-	dir := t.TempDir()
-	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
-	audit, logs, stop := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
-	listen := logs.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)"`))[1]
+// lockedBuffer is a bytes.Buffer safe for the flusher goroutine and the
+// test to share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+	n  int // writes
+}
 
-	const text = "the quarterly numbers are 4,711"
-	send := func(space string) {
-		req, _ := http.NewRequest("POST", "http://"+listen+"/v1/"+space+"/messages", strings.NewReader(`{"text":"`+text+`"}`))
-		req.Header.Set("Authorization", "Bearer "+opsSecret)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n++
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) get() (string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String(), l.n
+}
+
+// Audit lines wait for a tick, then go out in one write; a full batch
+// goes at once; Close writes what is left.
+func TestAuditWriterBatches(t *testing.T) {
+	var out lockedBuffer
+	ticks := make(chan time.Time)
+	a := newAuditWriter(&out, ticks)
+	line := `{"msg":"call"}` + "\n"
+	for range 3 {
+		a.Write([]byte(line))
 	}
-	send("spaces/AAAA")
-	send("spaces/BBBB")
-	if err := stop(); err != nil {
-		t.Fatal(err)
+	if got, _ := out.get(); got != "" {
+		t.Fatalf("lines written before a tick: %q", got)
+	}
+	ticks <- time.Time{} // unbuffered: the flusher has taken it
+	ticks <- time.Time{} // and finished the flush it started
+	if got, n := out.get(); got != strings.Repeat(line, 3) || n != 1 {
+		t.Fatalf("after a tick: %d writes of %q, want 1 write of 3 lines", n, got)
 	}
 
-	var records []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(drain(audit)), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("audit line is not JSON: %v: %s", err, line)
-		}
-		records = append(records, rec)
+	big := bytes.Repeat([]byte("x"), auditBatchMax/2)
+	big[len(big)-1] = '\n'
+	a.Write(big)
+	a.Write(big)
+	a.Write(big) // does not fit with the two before: they go first
+	if got, n := out.get(); n != 2 || len(got) != 3*len(line)+2*len(big) {
+		t.Fatalf("after a full batch: %d writes, %d bytes; want 2 writes, %d bytes", n, len(got), 3*len(line)+2*len(big))
 	}
-	if len(records) != 2 {
-		t.Fatalf("%d audit records, want 2 (one per call): %v", len(records), records)
-	}
-	for _, field := range []string{"time", "caller", "method", "space", "subject", "scopes", "decision", "rule", "reason", "status", "upstream_status", "upstream_request_id", "resource", "hint", "latency_ms"} {
-		for i, rec := range records {
-			if _, ok := rec[field]; !ok {
-				t.Errorf("record %d has no %q: %v", i, field, rec)
-			}
-		}
-	}
-	// The two records may land in either order: each is written when its
-	// handler returns, which can be after the client has its response.
-	allow, deny := records[0], records[1]
-	if allow["decision"] == "deny" {
-		allow, deny = deny, allow
-	}
-	if allow["decision"] != "allow" || allow["caller"] != "app" || allow["method"] != "spaces.messages.create" || allow["space"] != "spaces/AAAA" || allow["scopes"] != "chat.bot" || allow["resource"] != "spaces/AAAA/messages" || allow["status"] != float64(200) {
-		t.Errorf("allowed call's record: %v", allow)
-	}
-	if deny["decision"] != "deny" || deny["reason"] != "SPACE_NOT_ALLOWED" || deny["status"] != float64(403) || deny["rule"] == "" {
-		t.Errorf("denied call's record: %v", deny)
-	}
-	if all := drain(audit) + drain(logs); strings.Contains(all, text) {
-		t.Error("message text appears in the audit or operational log")
+	a.Close()
+	if got, n := out.get(); n != 3 || len(got) != 3*len(line)+3*len(big) {
+		t.Fatalf("after Close: %d writes, %d bytes; want 3 writes, %d bytes", n, len(got), 3*len(line)+3*len(big))
 	}
 }

@@ -13,6 +13,10 @@
 //	policy    check policy files; explain what the broker would do with a request
 //	hash-secret, version
 //
+// serve writes one JSON audit line per call to stdout, in batches
+// (audit.go: every --audit-flush-interval, 64 KiB, and at shutdown), and
+// its operational log to stderr.
+//
 // Errors name the flag or file and the fix; exit code 2 is a usage error,
 // 1 a failure at run time.
 package main

@@ -42,6 +42,7 @@ type serveConfig struct {
 	drain               time.Duration
 	shutdownDelay       time.Duration
 	logLevel            string
+	auditFlush          time.Duration
 	k8s                 k8sConfig
 	shaping             shapingFlags // retries, rate limits, back-pressure (shaping.go)
 }
@@ -57,6 +58,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "how long in-flight calls may take to finish on shutdown")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on shutdown, how long to stay up while not ready (so load balancers and endpoints notice) before refusing new calls")
 	fs.StringVar(&c.logLevel, "log-level", "info", "operational log level: debug, info, warn or error")
+	fs.DurationVar(&c.auditFlush, "audit-flush-interval", 100*time.Millisecond, "audit lines are written in batches at least this often (and at shutdown); 0 writes each line as its call ends")
 	c.shaping.register(fs)
 }
 
@@ -82,6 +84,9 @@ func (c *serveConfig) check() error {
 	}
 	if c.shutdownDelay < 0 {
 		return usageError("--shutdown-delay %v: want a duration >= 0", c.shutdownDelay)
+	}
+	if c.auditFlush < 0 {
+		return usageError("--audit-flush-interval %v: want a duration >= 0", c.auditFlush)
 	}
 	if _, err := parseLevel(c.logLevel); err != nil {
 		return err
@@ -165,6 +170,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--policy: %w", err)
 	}
 	level, _ := parseLevel(c.logLevel)
+	auditOut := stdout
+	if c.auditFlush > 0 {
+		ticker := time.NewTicker(c.auditFlush)
+		defer ticker.Stop()
+		aw := newAuditWriter(stdout, ticker.C)
+		defer aw.Close()
+		auditOut = aw
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -174,7 +187,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		policy:   pol,
 		upstream: up,
 		log:      slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
-		audit:    slog.New(slog.NewJSONHandler(stdout, nil)),
+		audit:    slog.New(slog.NewJSONHandler(auditOut, nil)),
 		hup:      hup,
 	}
 	return in.run(ctx)
