@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -97,6 +98,33 @@ type h1Conn struct {
 	idleSince time.Time
 	// reused reports whether a request was sent on it before this one.
 	reused bool
+	// head caps what is read while a response head is awaited.
+	head headLimit
+}
+
+// maxResponseHead caps a response's status line and headers, as
+// net/http's Transport does (MaxResponseHeaderBytes): an upstream cannot
+// make the broker buffer without end.
+const maxResponseHead = 1 << 20
+
+// headLimit reads from r until n bytes have been read, then fails.
+type headLimit struct {
+	r io.Reader
+	n int64
+}
+
+var errHeadTooLarge = errors.New("upstream response head is larger than 1 MiB")
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 // do sends req, with body as its body (nil for none), and returns the
@@ -131,6 +159,11 @@ var aLongTimeAgo = time.Unix(1, 0)
 // exchange writes req on pc and reads the response head. silent reports
 // that the failure came before any byte of an answer.
 func (t *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, body []byte) (resp *http.Response, err error, silent bool) {
+	// The deadline bounds sending the request and waiting for the head of
+	// the answer. It is set before the cancellation hook, which could
+	// otherwise have its own deadline overwritten.
+	pc.nc.SetDeadline(time.Now().Add(t.headerTimeout))
+	pc.head.n = maxResponseHead
 	// Whichever comes first, the caller leaving or the response ending,
 	// stop wins: a cancelled call's connection is closed, never reused.
 	stop := context.AfterFunc(ctx, func() { pc.nc.SetDeadline(aLongTimeAgo) })
@@ -145,7 +178,6 @@ func (t *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, 
 	if err := pc.bw.Flush(); err != nil {
 		return fail(err, true)
 	}
-	pc.nc.SetReadDeadline(time.Now().Add(t.headerTimeout))
 	for {
 		if _, err := pc.br.Peek(1); err != nil {
 			return fail(err, true)
@@ -163,7 +195,8 @@ func (t *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, 
 			return fail(errors.New("upstream answered 101 Switching Protocols"), false)
 		}
 	}
-	pc.nc.SetReadDeadline(time.Time{})
+	pc.nc.SetDeadline(time.Time{})
+	pc.head.n = math.MaxInt64
 	if ctx.Err() != nil {
 		// Cancelled while the deadline was being cleared: the clearing
 		// may have undone the cancellation's, so do not read on.
@@ -301,7 +334,8 @@ func (t *h1Client) dial(ctx context.Context) (*h1Conn, error) {
 		}
 		pc.nc = tc
 	}
-	pc.br = bufio.NewReaderSize(pc.nc, 4<<10)
+	pc.head.r = pc.nc
+	pc.br = bufio.NewReaderSize(&pc.head, 4<<10)
 	pc.bw = bufio.NewWriterSize(pc.nc, 4<<10)
 	return pc, nil
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -399,5 +400,30 @@ func TestUpstreamInterimAndHopHeaders(t *testing.T) {
 		if got := resp.Header.Get("X-Goog-Request-Id"); got != "r1" {
 			t.Errorf("X-Goog-Request-Id = %q, want r1 (end-to-end headers pass)", got)
 		}
+	}
+}
+
+// An upstream cannot make the broker buffer a response head without
+// end: past 1 MiB the call fails as an unreachable upstream.
+func TestUpstreamHeadTooLarge(t *testing.T) {
+	u := rawUpstream(t, func(_ int, c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		w := bufio.NewWriter(c)
+		w.WriteString("HTTP/1.1 200 OK\r\n")
+		for i := 0; w.Buffered()+w.Size() < 3<<20; i++ {
+			fmt.Fprintf(w, "X-Filler-%d: %s\r\n", i, strings.Repeat("x", 1000))
+			if w.Flush() != nil {
+				return
+			}
+		}
+	})
+	base := newProxyTo(t, u, testPolicy, func(c *proxy.Config) { c.Retries.MaxAttempts = 1 })
+	code, got := call(t, base, "GET", "/v1/spaces/AAAA/messages/M1", "")
+	if code != http.StatusBadGateway || !strings.Contains(got, "UPSTREAM_UNAVAILABLE") {
+		t.Errorf("2 MiB of response headers: %d %s, want 502 UPSTREAM_UNAVAILABLE", code, got)
 	}
 }
