@@ -214,15 +214,17 @@ func checkFraming(w http.ResponseWriter, r *http.Request) (err error) {
 		return refuse(http.StatusExpectationFailed, reasonExpectationNotSupported, fmt.Sprintf("Expect %q is not supported: send no Expect header, or Expect: 100-continue", strings.Join(ex, ", ")))
 	}
 	// An upgrade (h2c, WebSocket) would turn the connection into a tunnel
-	// to Google that no later check sees; ReverseProxy would splice it.
+	// to Google that no later check sees, as httputil.ReverseProxy would
+	// splice it.
 	_, upgrade := r.Header["Upgrade"]
 	_, settings := r.Header["Http2-Settings"]
 	if upgrade || settings || connectionHas(r.Header, "upgrade") {
 		return refuse(http.StatusBadRequest, reasonUpgradeNotAllowed, "protocol upgrades (Upgrade: h2c, websocket) are not allowed: send plain HTTP/1.1 requests to the Chat REST API")
 	}
 	// Connection may name headers to drop on the way (RFC 9110 §7.6.1),
-	// and ReverseProxy obeys: "Connection: Content-Type" would forward a
-	// body without the content type the broker checked.
+	// and a proxy that obeys (httputil.ReverseProxy does) would forward
+	// "Connection: Content-Type" as a body without the content type the
+	// broker checked. Refused, so no one need obey.
 	for _, v := range r.Header.Values("Connection") {
 		for _, opt := range strings.Split(v, ",") {
 			if opt = strings.ToLower(strings.TrimSpace(opt)); opt != "close" && opt != "keep-alive" && opt != "" {

@@ -225,10 +225,12 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-// NewTransport returns the upstream transport: bounded dial, TLS and
-// header waits so a stalled Google cannot pin the broker's goroutines, and
-// enough idle connections for a busy pod. Redirects are never followed (a
-// Transport does not follow them; ReverseProxy passes them back).
+// NewTransport returns net/http's transport as the proxy uses it for
+// streaming media uploads (and everything behind an HTTPS_PROXY): bounded
+// dial, TLS and header waits so a stalled Google cannot pin the broker's
+// goroutines, and enough idle connections for a busy pod. Redirects are
+// never followed (a Transport does not follow them; the proxy passes them
+// back, without their Location).
 func NewTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,

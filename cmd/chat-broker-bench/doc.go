@@ -5,7 +5,8 @@
 //	go run ./cmd/chat-broker-bench --quick         # seconds; numbers are rough
 //	go run ./cmd/chat-broker-bench --only throughput,cold --json
 //
-// It builds ./cmd/chat-broker (or takes --broker-bin), runs it as a child
+// It builds ./cmd/chat-broker as deploy/Dockerfile does (static, trimmed;
+// or takes --broker-bin), runs it as a child
 // process in front of a minimal Chat-shaped upstream, and drives load
 // with a closed-loop driver at concurrency 1 and 32, for GET
 // spaces.messages.get and POST spaces.messages.create. The same load goes

@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		mediaMB     = fs.Int("media-mb", 0, "size of the media upload and download in MiB (default 200)")
 		callers     = fs.Int("callers", 0, "callers of the large policy (default 10000)")
 		startupRuns = fs.Int("startup-runs", 0, "fresh broker processes for start-up and idle RSS (default 10)")
-		brokerBin   = fs.String("broker-bin", "", "a built chat-broker `binary`; default: go build ./cmd/chat-broker of the module in the current directory")
+		brokerBin   = fs.String("broker-bin", "", "a built chat-broker `binary`; default: ./cmd/chat-broker of the module in the current directory, built as deploy/Dockerfile builds it (CGO_ENABLED=0, -trimpath, -ldflags \"-s -w\")")
 		nginx       = fs.String("nginx", "", "nginx `binary`, or \"off\"; default: nginx on PATH or /usr/sbin/nginx")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the in-process broker handler under load to `file` (allocs section)")
 		memProfile  = fs.String("memprofile", "", "with --cpuprofile, also write the allocation profile of that load to `file`")
