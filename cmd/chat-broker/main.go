@@ -6,10 +6,21 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
+// defaultGCPercent is the garbage collector's target when GOGC is not
+// set. The broker's live heap is a few MiB and every call allocates a
+// few KiB, so at Go's default (100) it collects dozens of times a second
+// under load; at 200, the benchmark measured 10-15% less CPU per call for
+// about 4 MiB more memory under load (idle memory does not change).
+const defaultGCPercent = 200
+
 func main() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
