@@ -13,7 +13,8 @@ import (
 // defaultGCPercent is the garbage collector's target when GOGC is not
 // set. The broker's live heap is a few MiB and every call allocates a
 // few KiB, so at Go's default (100) it collects dozens of times a second
-// under load; at 200, the benchmark measured 10-15% less CPU per call for
+// under load; at 200, the benchmark measured about 10% less CPU per call
+// (38 against 42 ms per 1,000 calls at 32 concurrent) for
 // about 4 MiB more memory under load (idle memory does not change).
 const defaultGCPercent = 200
 
