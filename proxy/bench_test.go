@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"runtime"
 	"strconv"
 	"testing"
@@ -57,37 +56,16 @@ func (benchTokens) Token(_ context.Context, _ string, scopes []chatapi.Scope) (b
 	return broker.Token{Scopes: scopes}, nil
 }
 
-// benchProxy is newProxyTo for a benchmark: the broker, configured by
-// opts, in front of the upstream at upstreamURL, with the test policy and
-// a token source that returns at once. Audit records are encoded, as in production, and
+// benchProxy is newProxyTo for a benchmark: the broker in front of the
+// upstream at upstreamURL, with the test policy and a token source that
+// returns at once. Audit records are encoded, as in production, and
 // dropped.
 func benchProxy(b *testing.B, upstreamURL string, opts ...func(*proxy.Config)) string {
 	b.Helper()
-	u, err := url.Parse(upstreamURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pol, err := policy.Parse("policy.yaml", []byte(testPolicy))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := proxy.Config{
-		Upstream: u,
-		Policy:   policy.NewStore(pol),
-		Tokens:   benchTokens{},
-		Audit:    slog.New(slog.NewJSONHandler(io.Discard, nil)),
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	px, err := proxy.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(px)
-	b.Cleanup(srv.Close)
-	b.Cleanup(px.CloseIdleConnections)
-	return srv.URL
+	return newProxyTo(b, upstreamURL, testPolicy, append([]func(*proxy.Config){func(c *proxy.Config) {
+		c.Tokens = benchTokens{}
+		c.Audit = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}}, opts...)...)
 }
 
 // benchClient is the calling app: one client whose idle connections are

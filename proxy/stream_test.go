@@ -50,7 +50,7 @@ func newStreamProxyWith(t *testing.T, policyText string, upstream http.Handler, 
 
 // newProxyTo puts the broker in front of the upstream at upstreamURL,
 // with a policy and a fake token source, and returns its URL.
-func newProxyTo(t *testing.T, upstreamURL, policyText string, opts ...func(*proxy.Config)) string {
+func newProxyTo(t testing.TB, upstreamURL, policyText string, opts ...func(*proxy.Config)) string {
 	t.Helper()
 	u, _ := url.Parse(upstreamURL)
 	pol, err := policy.Parse("policy.yaml", []byte(policyText))
@@ -67,6 +67,7 @@ func newProxyTo(t *testing.T, upstreamURL, policyText string, opts ...func(*prox
 	}
 	srv := httptest.NewServer(px)
 	t.Cleanup(srv.Close)
+	t.Cleanup(px.CloseIdleConnections)
 	return srv.URL
 }
 
