@@ -17,6 +17,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/net/http/httpproxy"
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/broker"
@@ -225,6 +226,14 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	return l
 }
 
+// proxyFromEnvironment is http.ProxyFromEnvironment read when called,
+// not once per process, so that each proxy (and each test) sees the
+// environment of its time.
+func proxyFromEnvironment() func(*http.Request) (*url.URL, error) {
+	proxyFor := httpproxy.FromEnvironment().ProxyFunc()
+	return func(r *http.Request) (*url.URL, error) { return proxyFor(r.URL) }
+}
+
 // NewTransport returns net/http's transport as the proxy uses it for
 // streaming media uploads (and everything behind an HTTPS_PROXY): bounded
 // dial, TLS and header waits so a stalled Google cannot pin the broker's
@@ -233,7 +242,7 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 // back, without their Location).
 func NewTransport() *http.Transport {
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 proxyFromEnvironment(),
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
 		TLSHandshakeTimeout:   10 * time.Second,

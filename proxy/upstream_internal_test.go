@@ -10,6 +10,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chat-broker/chat-broker/broker"
+	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/policy"
 )
 
 // An upstream that takes the request and never answers holds a call no
@@ -78,4 +82,46 @@ func TestWriteRequestRefusesSplitting(t *testing.T) {
 			t.Errorf("header %q was written", h)
 		}
 	}
+}
+
+// Behind an HTTP proxy (HTTPS_PROXY) every call goes through net/http's
+// Transport, which speaks CONNECT; without one (or for a host NO_PROXY
+// names) the broker's own client carries the calls.
+func TestUpstreamClientFollowsProxyEnvironment(t *testing.T) {
+	up, _ := url.Parse("https://chat.googleapis.com")
+	newProxy := func() *Proxy {
+		t.Helper()
+		p, err := New(Config{Upstream: up, Policy: nopPolicy{}, Tokens: nopTokens{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Setenv("HTTPS_PROXY", "")
+	t.Setenv("NO_PROXY", "")
+	if p := newProxy(); p.h1 == nil {
+		t.Error("no proxy set, but the broker's own client is off")
+	}
+	t.Setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+	p := newProxy()
+	if p.h1 != nil {
+		t.Error("HTTPS_PROXY set, but calls would bypass it through the broker's own client")
+	}
+	if u, err := p.transport.(*http.Transport).Proxy(&http.Request{URL: up}); err != nil || u == nil || u.Host != "proxy.corp.example:3128" {
+		t.Errorf("transport proxy = %v, %v; want proxy.corp.example:3128", u, err)
+	}
+	t.Setenv("NO_PROXY", ".googleapis.com")
+	if p := newProxy(); p.h1 == nil {
+		t.Error("NO_PROXY names the upstream, but the broker's own client is off")
+	}
+}
+
+type nopPolicy struct{}
+
+func (nopPolicy) Load() *policy.Policy { return nil }
+
+type nopTokens struct{}
+
+func (nopTokens) Token(context.Context, string, []chatapi.Scope) (broker.Token, error) {
+	return broker.Token{}, nil
 }
