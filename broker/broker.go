@@ -89,8 +89,15 @@ type Broker struct {
 	mintTimeout  time.Duration
 	log          *slog.Logger
 
-	cache *lru.Cache[string, *entry]
-	sf    singleflight.Group
+	// cache bounds and orders the cached tokens; hot holds the same
+	// entries for look-ups that take no lock, so concurrent cache hits do
+	// not contend. Every change to either is made under cacheMu, through
+	// store and drop, and the cache's evictions remove from hot, so the
+	// two hold the same entries between changes.
+	cache   *lru.Cache[string, *entry]
+	hot     sync.Map // cache key -> *entry
+	cacheMu sync.Mutex
+	sf      singleflight.Group
 
 	// ctx is what mints run on; Close cancels it.
 	ctx    context.Context
@@ -133,6 +140,9 @@ type entry struct {
 	// It is read without mu on every cache hit, so hits stay lock-free
 	// here; mu orders the writes.
 	next atomic.Int64
+	// touched (unix nanoseconds, by Config.Now) is when a hit last told
+	// the LRU that this entry is in use.
+	touched atomic.Int64
 
 	mu        sync.Mutex // guards next's writes and the fields below
 	failures  int        // failed mints since this token was minted
@@ -188,7 +198,7 @@ func New(cfg Config) (*Broker, error) {
 	if size == 0 {
 		size = 1024
 	}
-	cache, err := lru.New[string, *entry](size)
+	cache, err := lru.NewWithEvict(size, func(key string, e *entry) { b.hot.CompareAndDelete(key, e) })
 	if err != nil {
 		return nil, fmt.Errorf("broker: cache: %w", err)
 	}
@@ -252,10 +262,9 @@ func (b *Broker) Token(ctx context.Context, subject string, scopes []chatapi.Sco
 	k := b.key.Load()
 	account := k.account()
 	cacheKey := subject + "\x00" + chatapi.ScopeKey(scopes)
-	flightKey := account + "\x00" + cacheKey
 	now := b.now()
 
-	e, ok := b.cache.Get(cacheKey)
+	e, ok := b.lookup(cacheKey, now)
 	if ok && e.account == account && e.usable(now, b.minRemaining) {
 		b.hits.Add(1)
 		if e.claim(now, b.mintTimeout) {
@@ -267,6 +276,7 @@ func (b *Broker) Token(ctx context.Context, subject string, scopes []chatapi.Sco
 	if !ok || e.account != account {
 		e = nil
 	}
+	flightKey := account + "\x00" + cacheKey
 	ch := b.sf.DoChan(flightKey, func() (any, error) {
 		return b.mint(k, e, cacheKey, flightKey, subject, false)
 	})
@@ -278,6 +288,53 @@ func (b *Broker) Token(ctx context.Context, subject string, scopes []chatapi.Sco
 		return r.Val.(*entry).tok.clone(), nil
 	case <-ctx.Done():
 		return Token{}, fmt.Errorf("broker: token for %v: %w", scopesOf(cacheKey), ctx.Err())
+	}
+}
+
+// touchEvery is how often a cache hit tells the LRU that its entry is in
+// use: at most once a second per entry, so that hits take no lock.
+const touchEvery = time.Second
+
+// lookup returns the cached entry for key without taking a lock, and
+// marks it recently used in the LRU at most once per touchEvery.
+func (b *Broker) lookup(key string, now time.Time) (*entry, bool) {
+	v, ok := b.hot.Load(key)
+	if !ok {
+		return nil, false
+	}
+	e := v.(*entry)
+	if t := now.UnixNano(); t-e.touched.Load() >= int64(touchEvery) {
+		e.touched.Store(t)
+		b.cache.Get(key)
+	}
+	return e, true
+}
+
+// peek returns the cached entry for key, leaving its recency alone.
+func (b *Broker) peek(key string) (*entry, bool) {
+	v, ok := b.hot.Load(key)
+	if !ok {
+		return nil, false
+	}
+	return v.(*entry), true
+}
+
+// store caches e under key.
+func (b *Broker) store(key string, e *entry) {
+	b.cacheMu.Lock()
+	defer b.cacheMu.Unlock()
+	b.cache.Add(key, e) // may evict another entry, which leaves hot too
+	b.hot.Store(key, e)
+}
+
+// drop removes key from the cache if it holds e, or whatever it holds
+// when e is nil.
+func (b *Broker) drop(key string, e *entry) {
+	b.cacheMu.Lock()
+	defer b.cacheMu.Unlock()
+	if cur, ok := b.peek(key); ok && (e == nil || cur == e) {
+		b.cache.Remove(key)
+		b.hot.Delete(key)
 	}
 }
 
@@ -321,7 +378,7 @@ func scopesOf(cacheKey string) []chatapi.Scope {
 // look-up and now), mint returns it instead of minting.
 func (b *Broker) mint(k *Key, stale *entry, cacheKey, flightKey, subject string, background bool) (e *entry, err error) {
 	now := b.now()
-	if cur, ok := b.cache.Peek(cacheKey); ok && cur != stale && cur.account == k.account() && cur.usable(now, b.minRemaining) {
+	if cur, ok := b.peek(cacheKey); ok && cur != stale && cur.account == k.account() && cur.usable(now, b.minRemaining) {
 		return cur, nil
 	}
 	if !b.track() {
@@ -356,7 +413,7 @@ func (b *Broker) mint(k *Key, stale *entry, cacheKey, flightKey, subject string,
 	e.cacheKey = cacheKey
 	b.mints.Add(1)
 	b.ready.Store(true)
-	b.cache.Add(cacheKey, e)
+	b.store(cacheKey, e)
 	after := b.health.succeeded(cacheKey, subject, b.now())
 	attrs := []any{"subject", subject, "scopes", scopes, "background", background,
 		"expiry", e.tok.Expiry, "refresh_at", e.refreshAt, "key_fingerprint", k.Fingerprint()}
@@ -592,7 +649,7 @@ func (t *ctxTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // Invalidate drops the cached token for (subject, scopes), for example
 // after Google answered 401 to it. The next Token call mints.
 func (b *Broker) Invalidate(subject string, scopes []chatapi.Scope) {
-	b.cache.Remove(subject + "\x00" + chatapi.ScopeKey(scopes))
+	b.drop(subject+"\x00"+chatapi.ScopeKey(scopes), nil)
 }
 
 // InvalidateToken drops t from the cache if it is still the cached token
@@ -604,10 +661,8 @@ func (b *Broker) InvalidateToken(t Token) {
 		return
 	}
 	key := t.Subject + "\x00" + chatapi.ScopeKey(t.Scopes)
-	if e, ok := b.cache.Peek(key); ok && e.tok.value == t.value {
-		// A concurrent mint may store a new entry between Peek and
-		// Remove; dropping that one too costs one extra mint, no harm.
-		b.cache.Remove(key)
+	if e, ok := b.peek(key); ok && e.tok.value == t.value {
+		b.drop(key, e) // not a newer entry another call stored meanwhile
 	}
 }
 

@@ -572,6 +572,44 @@ func TestCacheBounded(t *testing.T) {
 	}
 }
 
+// Cache hits take no lock, yet the LRU still learns which tokens are in
+// use (at most once a second per token): the one hit since is kept, the
+// idle one is evicted.
+func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	ep := newFakeEndpoint(t)
+	b, clock, _ := newTestBroker(t, ep, func(c *Config) { c.CacheSize = 2 })
+	ctx := context.Background()
+	a := []chatapi.Scope{chatapi.ScopeAppSpaces}
+	c := []chatapi.Scope{chatapi.ScopeAppDelete}
+	for _, scopes := range [][]chatapi.Scope{bot, a} {
+		if _, err := b.Token(ctx, "", scopes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(2 * touchEvery)
+	if _, err := b.Token(ctx, "", bot); err != nil { // a hit: bot is now the most recent
+		t.Fatal(err)
+	}
+	if _, err := b.Token(ctx, "", c); err != nil { // evicts a, the least recent
+		t.Fatal(err)
+	}
+	if got := ep.count.Load(); got != 3 {
+		t.Fatalf("mints = %d, want 3", got)
+	}
+	if _, err := b.Token(ctx, "", bot); err != nil {
+		t.Fatal(err)
+	}
+	if got := ep.count.Load(); got != 3 {
+		t.Errorf("the token in use was evicted: mints = %d, want 3", got)
+	}
+	if _, err := b.Token(ctx, "", a); err != nil {
+		t.Fatal(err)
+	}
+	if got := ep.count.Load(); got != 4 {
+		t.Errorf("the idle token was not evicted: mints = %d, want 4", got)
+	}
+}
+
 func TestInvalidate(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	b, _, _ := newTestBroker(t, ep, nil)

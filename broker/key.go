@@ -46,6 +46,7 @@ type Key struct {
 
 	fingerprint string        // of the public key; not secret
 	privatePEM  func() []byte // the private key as found in the key file, for x/oauth2/jwt
+	acct        string        // account(), made once
 }
 
 // keyFile is the subset of the service-account JSON that the broker reads.
@@ -149,6 +150,7 @@ func parseKey(data []byte) (*Key, error) {
 		ProjectID:    kf.ProjectID,
 		fingerprint:  hex.EncodeToString(sum[:8]),
 		privatePEM:   func() []byte { return pemBytes },
+		acct:         kf.ClientEmail + "\x00" + tokenURI,
 	}, nil
 }
 
@@ -255,7 +257,12 @@ func (k Key) LogValue() slog.Value {
 // account identifies whose tokens a key mints and where: cached tokens
 // stay good across a key rotation within one account, but not across a
 // change of account or token endpoint.
-func (k *Key) account() string { return k.ClientEmail + "\x00" + k.TokenURI }
+func (k *Key) account() string {
+	if k.acct != "" {
+		return k.acct
+	}
+	return k.ClientEmail + "\x00" + k.TokenURI
+}
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

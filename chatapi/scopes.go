@@ -102,6 +102,9 @@ func ParseScope(s string) (Scope, bool) {
 // ScopeKey returns a canonical string for a set of scopes: sorted,
 // de-duplicated, space-separated. Token caches key on it.
 func ScopeKey(scopes []Scope) string {
+	if len(scopes) == 1 { // what nearly every call asks for
+		return string(scopes[0])
+	}
 	ss := make([]string, 0, len(scopes))
 	for _, s := range scopes {
 		ss = append(ss, string(s))
