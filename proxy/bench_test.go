@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -206,5 +208,52 @@ func BenchmarkExplain(b *testing.B) {
 		if e.Decision != "allow" {
 			b.Fatalf("decision %q (%s: %s), want allow", e.Decision, e.Reason, e.Message)
 		}
+	}
+}
+
+// BenchmarkForwardTLS compares the two ways to Chat over TLS, as in
+// production: the broker's own client (HTTP/1.1 keep-alive connections,
+// ALPN http/1.1) and net/http's Transport, which negotiates HTTP/2 with
+// an upstream that offers it, as Google's front end does. "seq" is one
+// call at a time (latency), "par" about 32 in flight (throughput).
+func BenchmarkForwardTLS(b *testing.B) {
+	up := httptest.NewUnstartedServer(benchUpstream())
+	up.EnableHTTP2 = true
+	up.StartTLS()
+	b.Cleanup(up.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(up.Certificate())
+	h2 := proxy.NewTransport()
+	h2.TLSClientConfig = &tls.Config{RootCAs: roots}
+	targets := []struct{ name, url string }{
+		{"own-http1", benchProxy(b, up.URL, func(c *proxy.Config) { c.UpstreamTLS = &tls.Config{RootCAs: roots} })},
+		{"nethttp-http2", benchProxy(b, up.URL, func(c *proxy.Config) { c.Transport = h2 })},
+	}
+	client := benchClient(b)
+	for _, tg := range targets {
+		call := benchCall{method: "GET", url: tg.url + "/v1/spaces/AAAA/messages/M1", secret: notifierSecret}
+		if err := call.do(client); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tg.name+"/seq", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := call.do(client); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(tg.name+"/par", func(b *testing.B) {
+			b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := call.do(client); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }
