@@ -77,7 +77,10 @@
 //     reads (chatapi.Method.ReadOnly) and for writes Chat deduplicates,
 //     spaces.messages.create and spaces.create, whose attempts all carry
 //     the same requestId;
-//   - a failed connect (nothing was sent): for every method.
+//   - a failed connect (nothing was sent): for every method;
+//   - a kept-alive connection failing before any answer
+//     ("stale_connection"): once, at once, for reads and deduplicated
+//     writes; a second time in the same call counts as a reset.
 //
 // Other writes (patch, update, delete, members.create, spaces.setup, …)
 // are not retried after a response or a reset: the first attempt may have
@@ -145,9 +148,12 @@
 // (BenchmarkForwardTLS) a call took about 62 µs this way against 81 µs
 // through net/http's HTTP/2.
 // Up to 128 idle connections are kept, for 90 s; an idle one is checked
-// for a close from Google before it is used, and a safe call (a read, or
-// a create with a requestId) that finds its kept-alive connection closed
-// before any answer goes again on a new one, as net/http does for GET.
+// for a close from Google before it is used (a non-blocking peek at the
+// socket, on Linux). A call whose kept-alive connection still fails
+// before any answer (Google closed it as the request went out) is
+// retried once at once, without back-off, when Chat cannot do it twice
+// (below); the retry is an attempt like any other, in the metrics and
+// the retry budget.
 // Dial and TLS handshake are bounded at 10 s and the wait for a
 // response's head at 2 minutes; a caller leaving closes its exchange.
 //

@@ -163,7 +163,7 @@ func (p *Proxy) outgoing(r *http.Request, c *call) *http.Request {
 // transport.
 func (p *Proxy) roundTrip(ctx context.Context, req *http.Request, c *call) (*http.Response, error) {
 	if p.h1 != nil && c.replayable {
-		return p.h1.do(ctx, req, c.body, c.idempotent)
+		return p.h1.do(ctx, req, c.body)
 	}
 	if c.body != nil {
 		req.Body, _ = c.getBody()

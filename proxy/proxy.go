@@ -281,6 +281,9 @@ type call struct {
 	deadline   time.Time // see Config.Deadline
 	attempts   int       // upstream attempts made
 	reauthed   bool      // a 401 has been retried with a fresh token
+	// staleRetried: an attempt that failed on a kept-alive connection
+	// before any answer has been retried at once.
+	staleRetried bool
 }
 
 // ServeHTTP implements http.Handler.

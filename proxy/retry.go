@@ -184,6 +184,16 @@ func (p *Proxy) retry(ctx context.Context, c *call, attempt int, resp *http.Resp
 	switch {
 	case err != nil && isDialError(err):
 		why = "connect"
+	case err != nil && isStaleConn(err) && !c.staleRetried:
+		// Most likely the upstream closed the kept-alive connection just
+		// as the request went out: go again at once, on another
+		// connection, if Chat cannot do the work twice. A second such
+		// failure in the call is treated as a reset.
+		if !c.idempotent {
+			return 0, "", false
+		}
+		why = "stale_connection"
+		c.staleRetried = true
 	case err != nil:
 		if !c.idempotent {
 			return 0, "", false
@@ -208,7 +218,7 @@ func (p *Proxy) retry(ctx context.Context, c *call, attempt int, resp *http.Resp
 	default:
 		return 0, "", false
 	}
-	if why != "401" {
+	if why != "401" && why != "stale_connection" {
 		wait = jitter(backoff(p.retries.Backoff, p.retries.MaxBackoff, attempt))
 		if resp != nil {
 			if ra, ok := retryAfter(resp.Header, now); ok {

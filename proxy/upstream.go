@@ -129,27 +129,41 @@ func (l *headLimit) Read(p []byte) (int, error) {
 
 // do sends req, with body as its body (nil for none), and returns the
 // response, whose body must be read to its end (or closed) to free the
-// connection. When a kept-alive connection fails before any byte of an
-// answer arrives (the upstream closed it while idle), the request goes
-// again on another connection if repeatable says that cannot do its work
-// twice.
-func (t *h1Client) do(ctx context.Context, req *http.Request, body []byte, repeatable bool) (*http.Response, error) {
-	for {
-		pc, err := t.get(ctx)
-		if err != nil {
-			return nil, err
-		}
-		resp, err, silent := t.exchange(ctx, pc, req, body)
-		if err == nil {
-			return resp, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if !pc.reused || !silent || !repeatable {
-			return nil, err
-		}
+// connection. A kept-alive connection that fails before any byte of an
+// answer (the upstream closed it while idle, or dropped the request)
+// gives an error that isStaleConn recognizes: the request may not have
+// been read, and send decides whether it goes again.
+func (t *h1Client) do(ctx context.Context, req *http.Request, body []byte) (*http.Response, error) {
+	pc, err := t.get(ctx)
+	if err != nil {
+		return nil, err
 	}
+	resp, err, silent := t.exchange(ctx, pc, req, body)
+	switch {
+	case err == nil:
+		return resp, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case pc.reused && silent:
+		return nil, &staleConnError{err}
+	}
+	return nil, err
+}
+
+// staleConnError is a failure on a kept-alive connection before any
+// answer arrived.
+type staleConnError struct{ err error }
+
+func (e *staleConnError) Error() string {
+	return "kept-alive upstream connection failed before answering: " + e.err.Error()
+}
+
+func (e *staleConnError) Unwrap() error { return e.err }
+
+// isStaleConn reports whether err is a staleConnError.
+func isStaleConn(err error) bool {
+	var s *staleConnError
+	return errors.As(err, &s)
 }
 
 // aLongTimeAgo is a deadline in the past: setting it unblocks any

@@ -54,7 +54,7 @@ func TestH1ClientHeadTimeout(t *testing.T) {
 		req := &http.Request{Method: "POST", URL: &url.URL{Path: "/v1/spaces/AAAA/messages"}, Host: u.Host, Header: http.Header{}}
 		errc := make(chan error, 1)
 		go func() {
-			_, err := c.do(context.Background(), req, make([]byte, size), true)
+			_, err := c.do(context.Background(), req, make([]byte, size))
 			errc <- err
 		}()
 		select {

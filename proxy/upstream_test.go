@@ -192,18 +192,21 @@ const okResponse = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent
 
 // A kept-alive connection that the upstream drops on receiving the next
 // request, before answering, is the race net/http's Transport retries:
-// the broker sends a read again on a new connection, and never a write
-// Chat would not deduplicate (which gets 502, as the caller's own client
-// would have reported).
+// the broker sends a read again at once (no back-off: the clock is never
+// advanced) on a new connection, and a create that carries its requestId,
+// but never a write Chat would not deduplicate (which gets 502, as the
+// caller's own client would have reported). The retry counts as an
+// attempt and spends the retry budget.
 func TestUpstreamDropsReusedConnection(t *testing.T) {
 	for _, tc := range []struct {
 		verb, path, body string
 		want             int
 		wantSeen         int // requests the upstream read in all
+		wantAttempts     int // of the second call
 	}{
-		{"GET", "/v1/spaces/AAAA/messages/M1", "", 200, 3},
-		{"POST", "/v1/spaces/AAAA/messages", `{"text":"hi"}`, 200, 3}, // carries a requestId: deduplicated
-		{"PATCH", "/v1/spaces/AAAA/messages/M1?updateMask=text", `{"text":"x"}`, 502, 2},
+		{"GET", "/v1/spaces/AAAA/messages/M1", "", 200, 3, 2},
+		{"POST", "/v1/spaces/AAAA/messages", `{"text":"hi"}`, 200, 3, 2},
+		{"PATCH", "/v1/spaces/AAAA/messages/M1?updateMask=text", `{"text":"x"}`, 502, 2, 1},
 	} {
 		t.Run(tc.verb, func(t *testing.T) {
 			var seen atomic.Int64
@@ -222,7 +225,12 @@ func TestUpstreamDropsReusedConnection(t *testing.T) {
 					io.WriteString(c, okResponse)
 				}
 			})
-			base := newProxyTo(t, u, testPolicy, func(c *proxy.Config) { c.Retries.MaxAttempts = 1 })
+			clock := proxy.NewFakeClock() // never advanced: a back-off would hang
+			var audit syncBuffer
+			base := newProxyTo(t, u, testPolicy, func(c *proxy.Config) {
+				c.Now, c.After = clock.Now, clock.After
+				c.Audit = slog.New(slog.NewJSONHandler(&audit, nil))
+			})
 			if code, got := call(t, base, tc.verb, tc.path, tc.body); code != 200 {
 				t.Fatalf("first call: %d %s", code, got)
 			}
@@ -232,6 +240,10 @@ func TestUpstreamDropsReusedConnection(t *testing.T) {
 			}
 			if n := seen.Load(); n != int64(tc.wantSeen) {
 				t.Errorf("upstream read %d requests, want %d", n, tc.wantSeen)
+			}
+			recs := strings.Split(strings.TrimSpace(audit.String()), "\n")
+			if want := fmt.Sprintf(`"attempts":%d,`, tc.wantAttempts); len(recs) != 2 || !strings.Contains(recs[1], want) {
+				t.Errorf("audit of the second call: %q, want %s", recs, want)
 			}
 		})
 	}
