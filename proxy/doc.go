@@ -154,7 +154,8 @@
 // retried once at once, without back-off, when Chat cannot do it twice
 // (below); the retry is an attempt like any other, in the metrics and
 // the retry budget.
-// Dial and TLS handshake are bounded at 10 s and the wait for a
+// New TLS connections resume a cached session (up to 128) rather than
+// handshake in full. Dial and TLS handshake are bounded at 10 s and the wait for a
 // response's head at 2 minutes; a caller leaving closes its exchange.
 //
 // Media uploads, whose bodies stream for minutes, go through net/http's

@@ -83,6 +83,12 @@ func newH1Client(u *url.URL, tlsConfig *tls.Config) *h1Client {
 			c.tls.ServerName = u.Hostname()
 		}
 		c.tls.NextProtos = []string{"http/1.1"}
+		if c.tls.ClientSessionCache == nil {
+			// A new connection resumes a TLS session instead of a full
+			// handshake: after Google closes idle connections, or in a
+			// burst that opens many.
+			c.tls.ClientSessionCache = tls.NewLRUClientSessionCache(upstreamMaxIdle)
+		}
 		c.tls.MinVersion = max(c.tls.MinVersion, tls.VersionTLS12)
 	}
 	return c

@@ -296,8 +296,12 @@ func TestUpstreamResponseBreaksOff(t *testing.T) {
 // an unreachable upstream, never a call sent anyway.
 func TestUpstreamTLS(t *testing.T) {
 	var protos sync.Map
+	var resumed atomic.Int64
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		protos.Store(r.Proto, true)
+		if r.TLS != nil && r.TLS.DidResume {
+			resumed.Add(1)
+		}
 		messageHandler(w, r)
 	}))
 	up.EnableHTTP2 = true
@@ -311,6 +315,15 @@ func TestUpstreamTLS(t *testing.T) {
 		if code, got := call(t, base, "GET", "/v1/spaces/AAAA/messages/M1", ""); code != 200 {
 			t.Fatalf("over TLS: %d %s", code, got)
 		}
+	}
+	// A new connection after Google closed the old ones resumes the TLS
+	// session rather than starting over.
+	up.CloseClientConnections()
+	if code, got := call(t, base, "GET", "/v1/spaces/AAAA/messages/M1", ""); code != 200 {
+		t.Fatalf("over TLS, after the upstream closed its connections: %d %s", code, got)
+	}
+	if resumed.Load() != 1 {
+		t.Errorf("%d calls came on resumed TLS sessions, want 1 (the one on a new connection)", resumed.Load())
 	}
 	if _, ok := protos.Load("HTTP/1.1"); !ok {
 		var seen []any
