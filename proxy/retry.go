@@ -182,6 +182,8 @@ func (p *Proxy) retry(ctx context.Context, c *call, attempt int, resp *http.Resp
 	}
 	now := p.now()
 	switch {
+	case err != nil && errors.As(err, new(*unsendableError)):
+		return 0, "", false
 	case err != nil && isDialError(err):
 		why = "connect"
 	case err != nil && isStaleConn(err) && !c.staleRetried:

@@ -193,7 +193,8 @@ func (t *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, 
 		return nil, err, silent
 	}
 	if err := writeRequest(pc.bw, req, body); err != nil {
-		return fail(err, true)
+		var bad *unsendableError
+		return fail(err, !errors.As(err, &bad))
 	}
 	if err := pc.bw.Flush(); err != nil {
 		return fail(err, true)
@@ -360,6 +361,12 @@ func (t *h1Client) dial(ctx context.Context) (*h1Conn, error) {
 	return pc, nil
 }
 
+// unsendableError is a request that must not be sent as it is: trying
+// again cannot help.
+type unsendableError struct{ why string }
+
+func (e *unsendableError) Error() string { return "proxy: " + e.why }
+
 // writeRequest writes req's head and body in HTTP/1.1 form: what
 // Request.Write does for the requests the proxy builds (origin-form
 // target, Host, the headers as they are, Content-Length), without its
@@ -378,11 +385,11 @@ func writeRequest(w *bufio.Writer, req *http.Request, body []byte) error {
 	w.WriteString("\r\n")
 	for k, vs := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
-			return fmt.Errorf("proxy: header name %q cannot be sent", k)
+			return &unsendableError{fmt.Sprintf("header name %q cannot be sent", k)}
 		}
 		for _, v := range vs {
 			if !httpguts.ValidHeaderFieldValue(v) {
-				return fmt.Errorf("proxy: header %s has a value that cannot be sent", k)
+				return &unsendableError{"header " + k + " has a value that cannot be sent"}
 			}
 			w.WriteString(k)
 			w.WriteString(": ")

@@ -78,8 +78,9 @@ func TestWriteRequestRefusesSplitting(t *testing.T) {
 	} {
 		req := &http.Request{Method: "GET", URL: &url.URL{Path: "/v1/spaces/AAAA"}, Host: "example.com", Header: h}
 		w := bufio.NewWriter(nil)
-		if err := writeRequest(w, req, nil); err == nil {
-			t.Errorf("header %q was written", h)
+		var bad *unsendableError
+		if err := writeRequest(w, req, nil); !errors.As(err, &bad) {
+			t.Errorf("header %q: err = %v, want an unsendableError (never retried)", h, err)
 		}
 	}
 }
