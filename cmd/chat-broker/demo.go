@@ -50,6 +50,22 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	level, _ := parseLevel(c.logLevel)
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	// The broker's own addresses first: the emulator then takes a free
+	// port, which can never be one of them.
+	var pl net.Listener
+	var err error
+	if c.listen != "" {
+		if pl, err = net.Listen("tcp", c.listen); err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+		defer pl.Close()
+	}
+	al, err := net.Listen("tcp", c.admin)
+	if err != nil {
+		return fmt.Errorf("--admin: %w", err)
+	}
+	defer al.Close()
+
 	emu, err := emulator.New(emulator.Config{
 		Spaces:   []string{"spaces/DEMO"},
 		Approved: []chatapi.Scope{chatapi.ScopeAppMessagesReadonly},
@@ -78,12 +94,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	up, _ := url.Parse(emuURL)
 	in := &instance{
-		cfg:      c,
-		key:      key,
-		policy:   pol,
-		upstream: up,
-		log:      log,
-		audit:    slog.New(slog.NewJSONHandler(stderr, nil)),
+		cfg:           c,
+		key:           key,
+		policy:        pol,
+		upstream:      up,
+		log:           log,
+		audit:         slog.New(slog.NewJSONHandler(stderr, nil)),
+		proxyListener: pl,
+		adminListener: al,
 		onListening: func(proxyAddr, adminAddr string) {
 			fmt.Fprintf(stdout, `chat-broker demo: the broker at http://%s fronts an emulated Google (token endpoint
 and Chat API at %s). The demo caller may create, get and list messages in

@@ -201,6 +201,10 @@ type instance struct {
 	policy     *policy.Policy
 	upstream   *url.URL
 	log, audit *slog.Logger
+	// proxyListener and adminListener, if set, are already bound to
+	// --listen and --admin (demo binds them before its emulator takes a
+	// port of its own); run closes them.
+	proxyListener, adminListener net.Listener
 	// onListening, if set, is called once both listeners are bound.
 	onListening func(proxyAddr, adminAddr string)
 
@@ -253,11 +257,13 @@ func (in *instance) run(ctx context.Context) error {
 			l.Close()
 		}
 	}()
-	var pl net.Listener
-	if in.cfg.listen != "" {
+	pl, al := in.proxyListener, in.adminListener
+	if pl == nil && in.cfg.listen != "" {
 		if pl, err = net.Listen("tcp", in.cfg.listen); err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
+	}
+	if pl != nil {
 		listeners = append(listeners, pl)
 	}
 	if in.cfg.socket != "" {
@@ -269,9 +275,10 @@ func (in *instance) run(ctx context.Context) error {
 	} else if in.policy.HasUnixCallers() {
 		in.log.Warn("the policy identifies callers by unixUID/unixGID, but there is no --socket: they cannot call")
 	}
-	al, err := net.Listen("tcp", in.cfg.admin)
-	if err != nil {
-		return fmt.Errorf("--admin: %w", err)
+	if al == nil {
+		if al, err = net.Listen("tcp", in.cfg.admin); err != nil {
+			return fmt.Errorf("--admin: %w", err)
+		}
 	}
 	listeners = append(listeners, al)
 
