@@ -15,7 +15,9 @@
 //  2. Identify the caller from facts it cannot forge: the kernel's peer
 //     credentials on a Unix socket (ConnContext, policy unixUID/unixGID),
 //     a Kubernetes projected service-account token verified against the
-//     cluster issuer (ServiceAccountVerifier), or the secret it sends as
+//     cluster issuer (ServiceAccountVerifier, whose issuerKeySet fetches
+//     keys on first use and for an unknown key id at most every 5 s),
+//     or the secret it sends as
 //     its bearer token, whose SHA-256 the policy holds. Never an IP
 //     address or a header. Unknown: 401; failed identifications are
 //     logged without the credential and limited (then 429). The Host of

@@ -46,7 +46,7 @@ const (
 	// projected token is one or two KiB.
 	maxServiceAccountToken = 16 << 10
 
-	// maxIssuerResponse caps discovery and JWKS bodies, which go-oidc reads
+	// maxIssuerResponse caps discovery and JWKS bodies, which are read
 	// whole.
 	maxIssuerResponse = 1 << 20
 
@@ -100,8 +100,8 @@ type verifiedServiceAccount struct {
 }
 
 // NewServiceAccountVerifier fetches discovery once (errors say what failed and how to fix it, e.g. issuer
-// mismatch, unreachable, no jwks_uri). Keys are fetched and rotated by go-oidc's RemoteKeySet: fetched on
-// first use and again whenever a token names a key id not yet seen.
+// mismatch, unreachable, no jwks_uri). Keys are fetched on first use and again when a token names a key
+// id not yet seen, at most once per jwksMinRefetch (see issuerKeySet).
 func NewServiceAccountVerifier(ctx context.Context, cfg ServiceAccountConfig) (*ServiceAccountVerifier, error) {
 	if cfg.Issuer == "" {
 		return nil, errors.New(saErrPrefix + "no issuer: give the cluster's service-account issuer URL (the API server's --service-account-issuer; `kubectl get --raw /.well-known/openid-configuration` shows it as \"issuer\")")
@@ -129,16 +129,18 @@ func NewServiceAccountVerifier(ctx context.Context, cfg ServiceAccountConfig) (*
 		now = time.Now
 	}
 
-	// go-oidc takes its HTTP client from the context, for discovery now and
-	// for every later key fetch (which it runs with a background context).
-	ctx = oidc.ClientContext(ctx, capResponses(cfg.HTTPClient))
+	// go-oidc takes its HTTP client from the context for discovery; the
+	// key set fetches keys with the same client.
+	client := capResponses(cfg.HTTPClient)
+	ctx = oidc.ClientContext(ctx, client)
 	wellKnown := strings.TrimSuffix(cfg.Issuer, "/") + "/.well-known/openid-configuration"
 	provider, err := oidc.NewProvider(ctx, cfg.Issuer)
 	if err != nil {
 		return nil, discoveryError(wellKnown, err)
 	}
 	var meta struct {
-		JWKSURL string `json:"jwks_uri"`
+		JWKSURL string   `json:"jwks_uri"`
+		Algs    []string `json:"id_token_signing_alg_values_supported"`
 	}
 	if err := provider.Claims(&meta); err != nil {
 		return nil, fmt.Errorf(saErrPrefix+"discovery at %s: %w", wellKnown, err)
@@ -151,11 +153,11 @@ func NewServiceAccountVerifier(ctx context.Context, cfg ServiceAccountConfig) (*
 	}
 
 	return &ServiceAccountVerifier{
-		verifier: provider.Verifier(&oidc.Config{
+		verifier: oidc.NewVerifier(cfg.Issuer, newIssuerKeySet(meta.JWKSURL, client, now), &oidc.Config{
 			ClientID: audience,
-			// Signature algorithms come from discovery, filtered by go-oidc to
-			// asymmetric ones (never none or HS256); RS256 when discovery
-			// lists none.
+			// Signature algorithms come from discovery, kept to asymmetric
+			// ones (never none or HS256); RS256 when discovery lists none.
+			SupportedSigningAlgs: signingAlgorithms(meta.Algs),
 			//
 			// Expiry is checked in Verify instead, because a token with no
 			// exp must be refused with a message that says so (go-oidc calls
@@ -167,6 +169,21 @@ func NewServiceAccountVerifier(ctx context.Context, cfg ServiceAccountConfig) (*
 		now:      now,
 		cache:    cache,
 	}, nil
+}
+
+// signingAlgorithms keeps the algorithms discovery advertises that the key
+// set verifies; nil (go-oidc's RS256) when none is left.
+func signingAlgorithms(advertised []string) []string {
+	var out []string
+	for _, a := range advertised {
+		for _, known := range jwtAlgorithms {
+			if a == string(known) {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // checkIssuerURL refuses anything but an absolute https URL, or http to a
@@ -210,8 +227,8 @@ func discoveryError(wellKnown string, err error) error {
 // does no signature work for a token already seen.
 //
 // Errors never quote the token. A token with a key id the verifier has not
-// seen makes it fetch the issuer's keys (go-oidc collapses concurrent
-// fetches into one).
+// seen makes it fetch the issuer's keys (concurrent fetches are collapsed
+// into one).
 func (v *ServiceAccountVerifier) Verify(ctx context.Context, token string) (string, error) {
 	switch {
 	case token == "":
@@ -388,14 +405,14 @@ func isBase64URL(s string) bool {
 }
 
 // capResponses returns a copy of c (or of a default client with timeouts)
-// whose response bodies stop at maxIssuerResponse: go-oidc reads discovery
-// and JWKS bodies whole.
+// whose response bodies stop at maxIssuerResponse: discovery and JWKS
+// bodies are read whole.
 func capResponses(c *http.Client) *http.Client {
 	var out http.Client
 	if c != nil {
 		out = *c
 	}
-	// go-oidc fetches keys with a background context, so only the client's
+	// Keys are fetched without a caller's context, so only the client's
 	// timeout stops a fetch from a hung issuer.
 	if out.Timeout == 0 {
 		out.Timeout = issuerTimeout

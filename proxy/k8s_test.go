@@ -61,6 +61,8 @@ type fakeIssuer struct {
 	// wantBearer, when set, is the Authorization the server demands, as
 	// the API server demands a service account's token.
 	wantBearer string
+	// jwksStatus, when set, is the status key fetches are answered with.
+	jwksStatus int
 
 	jwksFetches atomic.Int32
 }
@@ -87,7 +89,7 @@ func (f *fakeIssuer) publish(kids ...string) {
 
 func (f *fakeIssuer) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
-	kids, iss, noJWKS, bearer := f.kids, f.discoveryIssuer, f.noJWKSURI, f.wantBearer
+	kids, iss, noJWKS, bearer, jwksStatus := f.kids, f.discoveryIssuer, f.noJWKSURI, f.wantBearer, f.jwksStatus
 	f.mu.Unlock()
 	if bearer != "" && r.Header.Get("Authorization") != bearer {
 		http.Error(w, `{"kind":"Status","message":"Unauthorized"}`, http.StatusUnauthorized)
@@ -111,6 +113,10 @@ func (f *fakeIssuer) serve(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(doc)
 	case "/openid/v1/jwks":
 		f.jwksFetches.Add(1)
+		if jwksStatus != 0 {
+			http.Error(w, "keys unavailable", jwksStatus)
+			return
+		}
 		var set jose.JSONWebKeySet
 		for _, kid := range kids {
 			set.Keys = append(set.Keys, jose.JSONWebKey{Key: &testKeys()[kid].PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"})
@@ -394,9 +400,10 @@ func TestServiceAccountCacheAndRotation(t *testing.T) {
 	fetches("first token", 1)
 
 	// Rotation: the issuer now publishes only key-b. A token with kid key-b
-	// makes go-oidc fetch the keys again, which also drops key-a from its
+	// makes the verifier fetch the keys again, which also drops key-a from its
 	// key set.
 	iss.publish("key-b")
+	clock.Advance(jwksMinRefetch)
 	bClaims := saClaims(iss.url(), clock.Now())
 	bClaims["kubernetes.io"].(map[string]any)["namespace"] = "staging"
 	bClaims["sub"] = "system:serviceaccount:staging:notifier"
@@ -409,21 +416,104 @@ func TestServiceAccountCacheAndRotation(t *testing.T) {
 	verify("cached token after its key was rotated out", tokA, "prod/notifier")
 	fetches("cached token", 2)
 
-	// A new token signed by the old key is refused (after one more fetch
-	// for the now-unknown kid).
+	// A new token signed by the old key is refused, at once: the keys the
+	// verifier holds are the ones just fetched, with no key-a.
 	clock.Advance(time.Second)
 	if _, err := v.Verify(ctx, sign(t, "key-a", "key-a", saClaims(iss.url(), clock.Now()))); err == nil {
 		t.Fatal("a new token signed by a rotated-out key verified")
 	}
+	fetches("rotated-out key within the refetch interval", 2)
+	// Past the refetch interval it fetches once more, and still refuses.
+	clock.Advance(jwksMinRefetch)
+	_, err := v.Verify(ctx, sign(t, "key-a", "key-a", saClaims(iss.url(), clock.Now())))
+	if err == nil || !strings.Contains(err.Error(), "a key the issuer does not publish") {
+		t.Fatalf("rotated-out key: got %v, want a refusal naming the unknown key", err)
+	}
+	fetches("rotated-out key past the refetch interval", 3)
 
 	// Past exp the cached entry is dropped and the token verified again,
 	// which refuses it.
 	clock.Advance(time.Hour)
-	_, err := v.Verify(ctx, tokB)
+	_, err = v.Verify(ctx, tokB)
 	if err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("cached token past exp: got %v, want an expired error", err)
 	}
 	checkNoLeak(t, err, tokB)
+}
+
+// TestServiceAccountUnknownKeyRefetchIsLimited: tokens naming key ids the
+// issuer never published (forged, or from another cluster) cost at most one
+// key fetch per jwksMinRefetch, however many arrive, concurrently or not;
+// a real new key is picked up once the interval has passed.
+func TestServiceAccountUnknownKeyRefetchIsLimited(t *testing.T) {
+	iss := newFakeIssuer(t, "key-a")
+	clock := &fakeClock{t: testEpoch}
+	v := newTestVerifier(t, iss, clock)
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, sign(t, "key-a", "key-a", saClaims(iss.url(), clock.Now()))); err != nil {
+		t.Fatal(err)
+	}
+
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			// key-b's key under made-up key ids.
+			tok := sign(t, "key-b", fmt.Sprintf("forged-%d", i), saClaims(iss.url(), clock.Now()))
+			_, err := v.Verify(ctx, tok)
+			if err == nil || !strings.Contains(err.Error(), "a key the issuer does not publish") {
+				t.Errorf("forged kid %d: got %v, want a refusal naming the unknown key", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := iss.jwksFetches.Load(); got != 1 {
+		t.Errorf("JWKS fetches after 50 unknown key ids within %s of the first fetch = %d, want 1", jwksMinRefetch, got)
+	}
+
+	// The issuer rotates. Within the interval the new key is not fetched;
+	// after it, it is, once.
+	iss.publish("key-a", "key-b")
+	clock.Advance(jwksMinRefetch - time.Second)
+	tokB := sign(t, "key-b", "key-b", saClaims(iss.url(), clock.Now()))
+	if _, err := v.Verify(ctx, tokB); err == nil {
+		t.Fatal("key-b verified without its key being fetched")
+	}
+	clock.Advance(time.Second)
+	for i := range 3 {
+		if got, err := v.Verify(ctx, tokB); err != nil || got != "prod/notifier" {
+			t.Fatalf("try %d after the interval: Verify = %q, %v; want prod/notifier", i, got, err)
+		}
+	}
+	if got := iss.jwksFetches.Load(); got != 2 {
+		t.Errorf("JWKS fetches after the rotation = %d, want 2", got)
+	}
+}
+
+// TestServiceAccountKeyFetchFails: an issuer answering the key fetch with
+// an error refuses the token with what the issuer said, and keeps the keys
+// it had.
+func TestServiceAccountKeyFetchFails(t *testing.T) {
+	iss := newFakeIssuer(t, "key-a")
+	clock := &fakeClock{t: testEpoch}
+	v := newTestVerifier(t, iss, clock)
+	ctx := context.Background()
+	tokA := sign(t, "key-a", "key-a", saClaims(iss.url(), clock.Now()))
+	if _, err := v.Verify(ctx, tokA); err != nil {
+		t.Fatal(err)
+	}
+	iss.mu.Lock()
+	iss.jwksStatus = http.StatusServiceUnavailable
+	iss.mu.Unlock()
+	clock.Advance(jwksMinRefetch)
+	_, err := v.Verify(ctx, sign(t, "key-b", "key-b", saClaims(iss.url(), clock.Now())))
+	if err == nil || !strings.Contains(err.Error(), "503 Service Unavailable") {
+		t.Fatalf("key fetch failing: got %v, want an error quoting the issuer's 503", err)
+	}
+	// A new token signed by the key already held still verifies.
+	clock.Advance(time.Second)
+	if _, err := v.Verify(ctx, sign(t, "key-a", "key-a", saClaims(iss.url(), clock.Now()))); err != nil {
+		t.Fatalf("known key after a failed fetch: %v", err)
+	}
 }
 
 // TestServiceAccountCacheIsKeyedByHash: the cache holds hashes, never the
@@ -480,7 +570,7 @@ func TestServiceAccountVerifyConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 	if got := iss.jwksFetches.Load(); got != 1 {
-		t.Errorf("JWKS fetches = %d, want 1 (go-oidc collapses concurrent fetches)", got)
+		t.Errorf("JWKS fetches = %d, want 1 (concurrent fetches are collapsed)", got)
 	}
 }
 
@@ -793,7 +883,7 @@ func TestServiceAccountVerifierInCluster(t *testing.T) {
 	}
 }
 
-// TestServiceAccountOversizeKeySet: go-oidc reads a key set whole, so the
+// TestServiceAccountOversizeKeySet: a key set is read whole, so the
 // verifier caps issuer responses.
 func TestServiceAccountOversizeKeySet(t *testing.T) {
 	var srvURL string
