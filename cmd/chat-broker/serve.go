@@ -368,7 +368,11 @@ func (in *instance) run(ctx context.Context) error {
 	drainCtx, cancel := context.WithTimeout(context.Background(), in.cfg.drain)
 	defer cancel()
 	err = proxySrv.Shutdown(drainCtx)
-	adminSrv.Close()
+	// Probes answered while draining (and the /quitquitquit that began it)
+	// finish; past the drain deadline they are cut.
+	if adminSrv.Shutdown(drainCtx) != nil {
+		adminSrv.Close()
+	}
 	px.CloseIdleConnections()
 	listeners = nil // Shutdown closed them; the socket file is unlinked
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
@@ -451,8 +455,11 @@ func (in *instance) adminHandler(b *broker.Broker, px *proxy.Proxy, reg *prometh
 	// /quitquitquit lets a Job's main container end the sidecar when it is
 	// done. The admin listener is loopback-only unless --unsafe-listen.
 	mux.HandleFunc("POST /quitquitquit", func(w http.ResponseWriter, r *http.Request) {
-		in.quitOnce.Do(func() { close(in.quit) })
+		// Answer first: shutdown closes the admin listener, and the caller
+		// must see its request succeed.
 		fmt.Fprintln(w, "shutting down")
+		http.NewResponseController(w).Flush()
+		in.quitOnce.Do(func() { close(in.quit) })
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		switch {
