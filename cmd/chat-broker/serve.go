@@ -343,7 +343,7 @@ func (in *instance) run(ctx context.Context) error {
 	}
 	in.log.Info("serving", "listen", listenAddr, "admin", al.Addr().String(), "socket", in.cfg.socket,
 		"upstream", in.upstream.String(), "key", in.key.ClientEmail, "key_fingerprint", in.key.Fingerprint(),
-		"callers", len(in.policy.Callers()))
+		"callers", len(in.policy.Callers()), "go_memory_limit", goMemoryLimit())
 	if in.onListening != nil {
 		in.onListening(listenAddr, al.Addr().String())
 	}
