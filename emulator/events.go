@@ -182,22 +182,11 @@ func (c *call) listSpaceEvents() (any, *chatapi.Error) {
 	if err != nil {
 		return nil, err
 	}
-	var page []any
-	next := ""
-	last := after
-	for _, ev := range sp.events {
-		if ev.seq <= after || !f.match(ev) {
-			continue
-		}
-		if len(page) == size {
-			next = pageToken("spaceEvents", last)
-			break
-		}
-		page = append(page, ev.wire(sp.name))
-		last = ev.seq
-	}
+	page, next := paginate(sp.events, size, "spaceEvents", func(ev *event) int64 { return ev.seq }, func(ev *event) bool {
+		return ev.seq > after && f.match(ev)
+	})
 	return struct {
 		SpaceEvents   []any  `json:"spaceEvents,omitempty"`
 		NextPageToken string `json:"nextPageToken,omitempty"`
-	}{page, next}, nil
+	}{wireAll(page, func(ev *event) any { return ev.wire(sp.name) }), next}, nil
 }

@@ -329,34 +329,21 @@ func (c *call) listMessages() (any, *chatapi.Error) {
 	if desc {
 		slices.Reverse(msgs)
 	}
-	var page []*message
-	next := ""
-	for _, m := range msgs {
+	page, next := paginate(msgs, size, kind, func(m *message) int64 { return m.seq }, func(m *message) bool {
 		if after >= 0 && ((!desc && m.seq <= after) || (desc && m.seq >= after)) {
-			continue
+			return false
 		}
-		if !f.match(func(field string) (string, time.Time) {
+		return f.match(func(field string) (string, time.Time) {
 			if field == "thread.name" {
 				return m.thread, time.Time{}
 			}
 			return "", m.created
-		}) {
-			continue
-		}
-		if len(page) == size {
-			next = pageToken(kind, page[len(page)-1].seq)
-			break
-		}
-		page = append(page, m)
-	}
-	out := make([]any, len(page))
-	for i, m := range page {
-		out[i] = m.wire()
-	}
+		})
+	})
 	return struct {
 		Messages      []any  `json:"messages,omitempty"`
 		NextPageToken string `json:"nextPageToken,omitempty"`
-	}{out, next}, nil
+	}{wireAll(page, func(m *message) any { return m.wire() }), next}, nil
 }
 
 // updateMessage serves messages.patch and messages.update. Only the paths

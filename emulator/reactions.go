@@ -146,11 +146,8 @@ func (c *call) listReactions() (any, *chatapi.Error) {
 	if err != nil {
 		return nil, err
 	}
-	var page []any
-	next := ""
-	last := after
-	for _, r := range m.reactions {
-		if r.seq <= after || !f.match(func(field string) (string, time.Time) {
+	page, next := paginate(m.reactions, size, "reactions", func(r *reaction) int64 { return r.seq }, func(r *reaction) bool {
+		return r.seq > after && f.match(func(field string) (string, time.Time) {
 			switch field {
 			case "emoji.unicode":
 				return r.unicode, time.Time{}
@@ -158,20 +155,12 @@ func (c *call) listReactions() (any, *chatapi.Error) {
 				return r.uid, time.Time{}
 			}
 			return r.user, time.Time{}
-		}) {
-			continue
-		}
-		if len(page) == size {
-			next = pageToken("reactions", last)
-			break
-		}
-		page = append(page, r.wire(m.name()))
-		last = r.seq
-	}
+		})
+	})
 	return struct {
 		Reactions     []any  `json:"reactions,omitempty"`
 		NextPageToken string `json:"nextPageToken,omitempty"`
-	}{page, next}, nil
+	}{wireAll(page, func(r *reaction) any { return r.wire(m.name()) }), next}, nil
 }
 
 // deleteReaction deletes one of the calling user's reactions.

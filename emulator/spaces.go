@@ -153,26 +153,14 @@ func (c *call) listSpaces() (any, *chatapi.Error) {
 	}
 	c.e.mu.Lock()
 	defer c.e.mu.Unlock()
-	var page []any
-	next := ""
-	for _, sp := range c.e.sortedSpacesLocked() {
-		if sp.seq <= after || (c.tok.subject == "" && !sp.appMember) {
-			continue
-		}
-		if !f.match(func(string) (string, time.Time) { return sp.spaceType, time.Time{} }) {
-			continue
-		}
-		if len(page) == size {
-			next = pageToken("spaces", after)
-			break
-		}
-		page = append(page, sp.wire())
-		after = sp.seq
-	}
+	page, next := paginate(c.e.sortedSpacesLocked(), size, "spaces", func(sp *space) int64 { return sp.seq }, func(sp *space) bool {
+		return sp.seq > after && (c.tok.subject != "" || sp.appMember) &&
+			f.match(func(string) (string, time.Time) { return sp.spaceType, time.Time{} })
+	})
 	return struct {
 		Spaces        []any  `json:"spaces,omitempty"`
 		NextPageToken string `json:"nextPageToken,omitempty"`
-	}{page, next}, nil
+	}{wireAll(page, func(sp *space) any { return sp.wire() }), next}, nil
 }
 
 var spaceFields = fieldSet("accessSettings", "adminInstalled", "createTime", "customer", "displayName",
@@ -335,22 +323,17 @@ func (c *call) listMembers() (any, *chatapi.Error) {
 			all = append(all, m)
 		}
 	}
-	if start < 0 {
-		start = 0
-	}
-	var page []any
+	// Memberships have no sequence: the token is the index to go on from.
+	start = min(max(start, 0), int64(len(all)))
+	end := min(start+int64(size), int64(len(all)))
 	next := ""
-	for i := int(start); i < len(all); i++ {
-		if len(page) == size {
-			next = pageToken("members", int64(i))
-			break
-		}
-		page = append(page, all[i].wire(sp.name))
+	if end < int64(len(all)) {
+		next = pageToken("members", end)
 	}
 	return struct {
 		Memberships   []any  `json:"memberships,omitempty"`
 		NextPageToken string `json:"nextPageToken,omitempty"`
-	}{page, next}, nil
+	}{wireAll(all[start:end], func(m membership) any { return m.wire(sp.name) }), next}, nil
 }
 
 var setupFields = fieldSet("memberships", "requestId", "space")

@@ -124,6 +124,33 @@ func pageToken(kind string, pos int64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("emu1:" + kind + ":" + strconv.FormatInt(pos, 10)))
 }
 
+// paginate returns the first size items keep accepts, in order, and the
+// token for the page after them ("" when none is left). A list's keep
+// skips what its page token says was already listed; pos is an item's
+// position in that token.
+func paginate[T any](items []T, size int, kind string, pos func(T) int64, keep func(T) bool) ([]T, string) {
+	var page []T
+	for _, it := range items {
+		if !keep(it) {
+			continue
+		}
+		if len(page) == size {
+			return page, pageToken(kind, pos(page[len(page)-1]))
+		}
+		page = append(page, it)
+	}
+	return page, ""
+}
+
+// wireAll turns a page of items into their wire form.
+func wireAll[T any](page []T, wire func(T) any) []any {
+	out := make([]any, len(page))
+	for i, it := range page {
+		out[i] = wire(it)
+	}
+	return out
+}
+
 // readPageToken returns the position in the pageToken parameter, or -1
 // when there is none.
 func (c *call) readPageToken(kind string) (int64, *chatapi.Error) {
