@@ -67,21 +67,20 @@ func (s *issuerKeySet) VerifySignature(ctx context.Context, jwt string) ([]byte,
 	kid := jws.Signatures[0].Header.KeyID
 
 	keys, _ := s.snapshot()
-	if payload, known, ok := verifyWith(jws, keys, kid); ok {
-		return payload, nil
-	} else if known {
-		// The key exists and the signature does not match it: a forgery
-		// or a corrupted token, not a rotation. Fetching would not help.
-		return nil, errors.New("signature does not match the issuer's key")
+	payload, known, ok := verifyWith(jws, keys, kid)
+	if !ok && !known {
+		// No key by that id: a rotation, perhaps. A known key that does
+		// not match is a forgery or a corrupted token; fetching would not
+		// help.
+		if keys, err = s.refresh(ctx); err != nil {
+			return nil, err
+		}
+		payload, known, ok = verifyWith(jws, keys, kid)
 	}
-
-	keys, err = s.refresh(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if payload, known, ok := verifyWith(jws, keys, kid); ok {
+	switch {
+	case ok:
 		return payload, nil
-	} else if known {
+	case known:
 		return nil, errors.New("signature does not match the issuer's key")
 	}
 	_, fetched := s.snapshot()

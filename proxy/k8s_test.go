@@ -489,6 +489,27 @@ func TestServiceAccountUnknownKeyRefetchIsLimited(t *testing.T) {
 	}
 }
 
+// TestServiceAccountForgedWithKnownKid: a token naming a published key id
+// but signed by another key is a forgery, not a rotation: refused without
+// fetching the keys again, even past the refetch interval.
+func TestServiceAccountForgedWithKnownKid(t *testing.T) {
+	iss := newFakeIssuer(t, "key-a")
+	clock := &fakeClock{t: testEpoch}
+	v := newTestVerifier(t, iss, clock)
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, sign(t, "key-a", "key-a", saClaims(iss.url(), clock.Now()))); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(jwksMinRefetch)
+	_, err := v.Verify(ctx, sign(t, "key-b", "key-a", saClaims(iss.url(), clock.Now())))
+	if err == nil || !strings.Contains(err.Error(), "signature does not match the issuer's key") {
+		t.Fatalf("key-b's signature under kid key-a: got %v, want a signature mismatch", err)
+	}
+	if got := iss.jwksFetches.Load(); got != 1 {
+		t.Errorf("JWKS fetches = %d, want 1 (a forgery fetches nothing)", got)
+	}
+}
+
 // TestServiceAccountKeyFetchFails: an issuer answering the key fetch with
 // an error refuses the token with what the issuer said, and keeps the keys
 // it had.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,9 +33,8 @@ const memoryLimitShare = 0.9
 func containerMemoryLimit(root string) (int64, error) {
 	var candidates []string
 	if b, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup")); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			if p, ok := strings.CutPrefix(sc.Text(), "0::"); ok && p != "/" && !strings.Contains(p, "..") {
+		for line := range strings.Lines(string(b)) {
+			if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok && p != "/" && !strings.Contains(p, "..") {
 				candidates = append(candidates, filepath.Join(root, "sys/fs/cgroup", p, "memory.max"))
 			}
 		}
