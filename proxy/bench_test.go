@@ -125,7 +125,6 @@ func benchCalls(b *testing.B) []struct {
 	up := httptest.NewServer(benchUpstream())
 	b.Cleanup(up.Close)
 	viaBroker := benchProxy(b, up.URL)
-	viaTransport := benchProxy(b, up.URL, func(c *proxy.Config) { c.Transport = proxy.NewTransport() })
 	const get, create = "/v1/spaces/AAAA/messages/M1", "/v1/spaces/AAAA/messages"
 	return []struct {
 		name string
@@ -134,17 +133,14 @@ func benchCalls(b *testing.B) []struct {
 		{"direct", benchCall{method: "GET", url: up.URL + get}},
 		{"broker/GET", benchCall{method: "GET", url: viaBroker + get, secret: notifierSecret}},
 		{"broker/POST", benchCall{method: "POST", url: viaBroker + create, secret: notifierSecret, body: benchBody}},
-		{"broker-nethttp-transport/GET", benchCall{method: "GET", url: viaTransport + get, secret: notifierSecret}},
 	}
 }
 
 // BenchmarkForward measures the latency of one call at a time over
 // loopback sockets: "direct" is the app calling a fast upstream itself,
 // "broker/GET" and "broker/POST" the same calls through the broker
-// (identify, route, decide, token, forward on its own HTTP/1.1 client,
-// audit), and "broker-nethttp-transport/GET" the broker forwarding with
-// net/http's Transport instead, which shows what its own client saves.
-// The broker's cost is the difference from "direct".
+// (identify, route, decide, token, forward through net/http's Transport,
+// audit). The broker's cost is the difference from "direct".
 func BenchmarkForward(b *testing.B) {
 	client := benchClient(b)
 	for _, bc := range benchCalls(b) {
@@ -211,11 +207,12 @@ func BenchmarkExplain(b *testing.B) {
 	}
 }
 
-// BenchmarkForwardTLS compares the two ways to Chat over TLS, as in
-// production: the broker's own client (HTTP/1.1 keep-alive connections,
-// ALPN http/1.1) and net/http's Transport, which negotiates HTTP/2 with
-// an upstream that offers it, as Google's front end does. "seq" is one
-// call at a time (latency), "par" about 32 in flight (throughput).
+// BenchmarkForwardTLS measures calls to an upstream over TLS that offers
+// HTTP/2, as Google's front end does: "direct" is the app calling it
+// itself with a tuned net/http client (HTTP/2, one connection), "broker"
+// the app calling the broker on loopback and the broker calling the
+// upstream over HTTP/2. "seq" is one call at a time (latency), "par"
+// about 32 in flight (throughput).
 func BenchmarkForwardTLS(b *testing.B) {
 	up := httptest.NewUnstartedServer(benchUpstream())
 	up.EnableHTTP2 = true
@@ -223,22 +220,27 @@ func BenchmarkForwardTLS(b *testing.B) {
 	b.Cleanup(up.Close)
 	roots := x509.NewCertPool()
 	roots.AddCert(up.Certificate())
-	h2 := proxy.NewTransport()
-	h2.TLSClientConfig = &tls.Config{RootCAs: roots}
-	targets := []struct{ name, url string }{
-		{"own-http1", benchProxy(b, up.URL, func(c *proxy.Config) { c.UpstreamTLS = &tls.Config{RootCAs: roots} })},
-		{"nethttp-http2", benchProxy(b, up.URL, func(c *proxy.Config) { c.Transport = h2 })},
+	direct := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 256}
+	b.Cleanup(direct.CloseIdleConnections)
+	plain := benchClient(b)
+	targets := []struct {
+		name   string
+		client *http.Client
+		call   benchCall
+	}{
+		{"direct", &http.Client{Transport: direct}, benchCall{method: "GET", url: up.URL + "/v1/spaces/AAAA/messages/M1"}},
+		{"broker", plain, benchCall{method: "GET", url: benchProxy(b, up.URL, func(c *proxy.Config) {
+			c.UpstreamTLS = &tls.Config{RootCAs: roots}
+		}) + "/v1/spaces/AAAA/messages/M1", secret: notifierSecret}},
 	}
-	client := benchClient(b)
 	for _, tg := range targets {
-		call := benchCall{method: "GET", url: tg.url + "/v1/spaces/AAAA/messages/M1", secret: notifierSecret}
-		if err := call.do(client); err != nil {
+		if err := tg.call.do(tg.client); err != nil {
 			b.Fatal(err)
 		}
 		b.Run(tg.name+"/seq", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := call.do(client); err != nil {
+				if err := tg.call.do(tg.client); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -248,7 +250,7 @@ func BenchmarkForwardTLS(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := call.do(client); err != nil {
+					if err := tg.call.do(tg.client); err != nil {
 						b.Error(err)
 						return
 					}

@@ -35,7 +35,8 @@
 //     again and an oversized one, even chunked, is answered 413 before
 //     anything goes upstream; media.upload bodies (up to 200 MB) stream
 //     and are never buffered. spaces.messages.create and spaces.create
-//     get a requestId (a random UUID) when the caller sent none.
+//     get a requestId (a random UUID) when the caller sent none; one the
+//     caller sent is scoped to it (below).
 //  6. Shape (below): the caller's token bucket, any hold Chat's 429s put
 //     on the space, the opt-in space and project buckets, and a slot
 //     among the calls in flight. Over a limit: 429 RATE_LIMITED or
@@ -79,10 +80,16 @@
 //     reads (chatapi.Method.ReadOnly) and for writes Chat deduplicates,
 //     spaces.messages.create and spaces.create, whose attempts all carry
 //     the same requestId;
-//   - a failed connect (nothing was sent): for every method;
-//   - a kept-alive connection failing before any answer
-//     ("stale_connection"): once, at once, for reads and deduplicated
-//     writes; a second time in the same call counts as a reset.
+//   - a failed connect (nothing was sent): for every method.
+//
+// A response head that does not come within Config.ResponseHeaderTimeout
+// (2 minutes) is like a reset: the attempt may have taken effect, so only
+// a read or a deduplicated write goes again, and the caller gets 504
+// UPSTREAM_TIMEOUT otherwise. An answer with no final HTTP status (a
+// status outside 100-599, a 101) is 502 UPSTREAM_BAD_RESPONSE and is not
+// retried. net/http's Transport itself sends a read again, within the
+// attempt, when a kept-alive connection turns out closed before it
+// answered, and any request whose bytes it never wrote.
 //
 // Other writes (patch, update, delete, members.create, spaces.setup, …)
 // are not retried after a response or a reset: the first attempt may have
@@ -95,9 +102,9 @@
 // (plus up to Retries.Backoff of jitter), otherwise an exponential
 // back-off from Retries.Backoff (100 ms) doubling to Retries.MaxBackoff
 // (10 s), jittered between half and all of it. At most
-// Retries.MaxAttempts (5) attempts, and none that would start after the
-// call's Deadline (30 s from its arrival, never past the caller's own
-// context).
+// Retries.MaxAttempts (5) attempts, and none, the 401 one included, that
+// would start after the call's Deadline (30 s from its arrival, never
+// past the caller's own context).
 //
 // A retry budget keeps an outage from multiplying the load on Chat, as
 // Finagle's RetryBudget does: every call forwarded deposits 0.2 retries
@@ -135,35 +142,50 @@
 // at once, so an outage builds no unbounded queue. A waiting call holds
 // its JSON body (at most 1 MiB) in memory.
 //
+// # requestId
+//
+// Chat answers a repeated requestId with what the first request created,
+// and every caller shares the app's identity: a requestId sent as the
+// caller wrote it would let one caller read another's message, or space,
+// by reusing its id. So a caller's requestId goes to Chat as a UUID
+// derived from the caller's policy name and the id (SHA-256, version 8):
+// the same caller retrying with the same id is deduplicated, two callers
+// sending the same id create two messages, and no caller can choose the
+// id Chat sees. The audit record keeps the id as the caller sent it.
+// Renaming a caller in the policy starts it on new ids. spaces.setup,
+// whose requestId is in its JSON body, is sent as it is.
+//
 // # Upstream connections
 //
-// Calls whose body is in memory or absent (every method but
-// media.upload) go over the broker's own pool of HTTP/1.1 keep-alive
-// connections (TLS for https, ALPN http/1.1): the request is written and
-// the answer read on the caller's goroutine, with net/http's
-// Request.Write and ReadResponse. net/http's Transport hands each
-// request to two goroutines of its connection and back; on a two-core
-// pod those hand-offs were the largest cost of a call after the system
-// calls themselves (the benchmark, cmd/chat-broker-bench, measures it).
-// HTTP/1.1 rather than HTTP/2 to Google: with a pool there is no
-// head-of-line blocking to avoid, and over TLS on loopback
-// (BenchmarkForwardTLS) a call took about 62 µs this way against 81 µs
-// through net/http's HTTP/2.
-// Up to 128 idle connections are kept, for 90 s; an idle one is checked
-// for a close from Google before it is used (a non-blocking peek at the
-// socket, on Linux). A call whose kept-alive connection still fails
-// before any answer (Google closed it as the request went out) is
-// retried once at once, without back-off, when Chat cannot do it twice
-// (below); the retry is an attempt like any other, in the metrics and
-// the retry budget.
-// New TLS connections resume a cached session (up to 128) rather than
-// handshake in full. Dial and TLS handshake are bounded at 10 s and the wait for a
-// response's head at 2 minutes; a caller leaving closes its exchange.
+// Every call goes through net/http's Transport; nothing in the broker
+// frames or parses HTTP on the wire. To an https upstream that offers
+// HTTP/2, as chat.googleapis.com does, calls go over HTTP/2 on one
+// Transport all callers share: each answer arrives on its request's own
+// stream. That Transport dials one connection at a time, so a burst of
+// calls after an idle spell waits for one TLS handshake and shares it
+// (a fresh Transport without that limit dials one per call); it opens
+// more, one at a time, when Google's stream limit is reached. A
+// connection that receives nothing for 30 s is pinged and closed if no
+// answer comes in 15 s.
 //
-// Media uploads, whose bodies stream for minutes, go through net/http's
-// Transport (NewTransport), which reads an early answer while the body
-// is still being sent; so does every call when Config.Transport is set
-// or an HTTP proxy (HTTPS_PROXY) applies to the upstream.
+// HTTP/1.1 is used where the upstream offers nothing else: a plain-http
+// upstream (the emulator on loopback, a local egress proxy), or an https
+// one whose TLS handshake does not select h2 (the broker refuses that
+// handshake before sending anything, says so once in the log, and uses
+// HTTP/1.1 from then on). HTTP/1.1 ties an answer to its request by order
+// alone, and net/http puts a connection back in its idle pool before it
+// looks for bytes the upstream sent unasked; an upstream that sends an
+// extra response can have it read as the next answer on that connection.
+// So over HTTP/1.1 each caller has its own pool of connections (up to 64
+// idle, for the 256 most recent callers): a stray answer can only reach
+// the caller whose connection it came on, never another.
+//
+// Idle connections are kept for 90 s, and new TLS connections resume a
+// cached session. Dial and TLS handshake are bounded at 10 s, response
+// heads at 1 MiB. A caller leaving cancels its exchange. Requests carry
+// no transparent compression (the caller gets Google's bytes as sent),
+// redirects are never followed, and HTTPS_PROXY and NO_PROXY are
+// honoured.
 //
 // Every wait goes through Config.Now and Config.After, so tests drive
 // back-off, holds and limits with a fake clock.

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/textproto"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -29,18 +32,31 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	defer resp.Body.Close()
 	p.modifyResponse(resp, c)
-
-	h := w.Header()
-	for k, v := range resp.Header {
-		if !hopByHop[k] {
-			h[k] = v
-		}
-	}
+	copyResponseHeader(w.Header(), resp.Header)
 	w.WriteHeader(resp.StatusCode)
 	if resp.Body == http.NoBody {
 		return nil
 	}
 	return copyBody(w, resp, c)
+}
+
+// copyResponseHeader copies the upstream's end-to-end headers to the
+// caller's response: not the connection's own (hopByHop), nor any header
+// the upstream's Connection header names (RFC 9110 §7.6.1).
+func copyResponseHeader(dst, src http.Header) {
+	var named []string
+	for _, v := range src["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				named = append(named, http.CanonicalHeaderKey(f))
+			}
+		}
+	}
+	for k, v := range src {
+		if !hopByHop[k] && !slices.Contains(named, k) {
+			dst[k] = v
+		}
+	}
 }
 
 // errAborted says the upstream's answer broke off part way.
@@ -86,8 +102,9 @@ func isEventStream(h http.Header) bool {
 }
 
 // hopByHop are the headers of one connection (RFC 9110 §7.6.1), never
-// forwarded either way. The hygiene checks allow no Connection header
-// other than close and keep-alive, so no others are named per request.
+// forwarded either way. The hygiene checks allow a caller no Connection
+// header other than close and keep-alive, so a request names no others;
+// copyResponseHeader also drops those an upstream's Connection names.
 var hopByHop = map[string]bool{
 	"Connection":          true,
 	"Proxy-Connection":    true,
@@ -138,11 +155,8 @@ func (p *Proxy) outgoing(r *http.Request, c *call) *http.Request {
 			Path:     p.basePath + c.path,
 			RawQuery: c.query,
 		},
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     h,
-		Host:       p.upstream.Host,
+		Header: h,
+		Host:   p.upstream.Host,
 	}
 	if !c.replayable { // media upload: streams
 		out.Body = r.Body
@@ -156,15 +170,12 @@ func (p *Proxy) outgoing(r *http.Request, c *call) *http.Request {
 	return out
 }
 
-// roundTrip makes one attempt of req, with c's buffered body if it has
-// one. Calls whose body is in memory or absent go over the broker's own
-// HTTP/1.1 connections (h1Client); streaming uploads, and every call when
-// Config.Transport is set or a proxy applies to the upstream, through the
-// transport.
+// roundTrip makes one attempt of req through net/http's Transport, with
+// c's buffered body if it has one (GetBody lets the Transport send it
+// again on a new connection when nothing of it was written). An answer
+// whose status is no final HTTP status (a 101, or outside 100-599) is
+// an upstream fault, never passed on.
 func (p *Proxy) roundTrip(ctx context.Context, req *http.Request, c *call) (*http.Response, error) {
-	if p.h1 != nil && c.replayable {
-		return p.h1.do(ctx, req, c.body)
-	}
 	if c.body != nil {
 		req.Body, _ = c.getBody()
 		req.GetBody = c.getBody
@@ -172,7 +183,19 @@ func (p *Proxy) roundTrip(ctx context.Context, req *http.Request, c *call) (*htt
 	} else if c.replayable && req.Method != http.MethodGet && req.Method != http.MethodDelete {
 		req.Body = http.NoBody
 	}
-	return p.transport.RoundTrip(req.WithContext(ctx))
+	resp, err := p.transport.roundTrip(req.WithContext(ctx), c.caller)
+	if err == nil && (resp.StatusCode < 200 || resp.StatusCode > 599) {
+		resp.Body.Close()
+		return nil, &badStatusError{resp.StatusCode}
+	}
+	return resp, err
+}
+
+// badStatusError is an upstream answer with no final HTTP status.
+type badStatusError struct{ status int }
+
+func (e *badStatusError) Error() string {
+	return "the upstream answered with status " + strconv.Itoa(e.status) + ", which is no final HTTP status"
 }
 
 // copyBuffers lends copyBody its 32 KiB buffers. Without it every
@@ -182,11 +205,4 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 
 // CloseIdleConnections closes the upstream connections no call is using,
 // as at shutdown.
-func (p *Proxy) CloseIdleConnections() {
-	if p.h1 != nil {
-		p.h1.CloseIdleConnections()
-	}
-	if t, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
-	}
-}
+func (p *Proxy) CloseIdleConnections() { p.transport.CloseIdleConnections() }

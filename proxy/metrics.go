@@ -55,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"method", "code"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_broker_retries_total",
-			Help: "Attempts after the first, by Chat method and what the previous one got (401, 429, 5xx, reset, connect, stale_connection: a kept-alive connection that failed before answering).",
+			Help: "Attempts after the first, by Chat method and what the previous one got (401, 429, 5xx, reset: no answer, or none in time; connect: nothing was sent).",
 		}, []string{"method", "reason"}),
 		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_broker_retry_budget_exhausted_total",

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/tls"
@@ -9,7 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,7 +18,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/net/http/httpproxy"
+
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/broker"
@@ -55,14 +56,14 @@ type Config struct {
 	Policy PolicySource
 	// Tokens supplies Google tokens. Required.
 	Tokens TokenSource
-	// Transport carries calls upstream; nil means the broker's own: an
-	// HTTP/1.1 client on the caller's goroutine for calls whose body is
-	// in memory, NewTransport() for streaming media uploads (and for
-	// every call when HTTPS_PROXY applies to the upstream).
-	Transport http.RoundTripper
-	// UpstreamTLS configures TLS to an https upstream when Transport is
-	// nil; nil means the system's roots. Tests set their own roots.
+	// UpstreamTLS configures TLS to an https upstream; nil means the
+	// system's roots. Tests set their own roots.
 	UpstreamTLS *tls.Config
+	// ResponseHeaderTimeout bounds the wait for an attempt's response
+	// head once its request is sent; 0 means 2 minutes. An attempt that
+	// times out may have taken effect: only a call Chat cannot do twice
+	// is tried again, and the caller gets 504 UPSTREAM_TIMEOUT.
+	ResponseHeaderTimeout time.Duration
 	// Audit receives one record per call; nil discards them.
 	Audit *slog.Logger
 	// Logger receives operational messages; nil discards them.
@@ -138,8 +139,7 @@ type Proxy struct {
 	tokens    TokenSource
 	router    *chatapi.Router
 	basePath  string
-	h1        *h1Client         // nil: everything goes through transport
-	transport http.RoundTripper // streaming uploads; everything when h1 is nil
+	transport *upstreamTransport
 	approvals approvals
 	hosts     map[string]bool
 	accounts  TokenVerifier
@@ -203,19 +203,7 @@ func New(cfg Config) (*Proxy, error) {
 		}
 	}
 	p.basePath = strings.TrimSuffix(cfg.Upstream.Path, "/")
-	p.transport = cfg.Transport
-	if p.transport == nil {
-		t := NewTransport()
-		if cfg.UpstreamTLS != nil {
-			t.TLSClientConfig = cfg.UpstreamTLS.Clone()
-		}
-		p.transport = t
-		if proxyURL, _ := t.Proxy(&http.Request{URL: cfg.Upstream}); proxyURL == nil {
-			p.h1 = newH1Client(cfg.Upstream, cfg.UpstreamTLS)
-		} else {
-			p.log.Info("an HTTP proxy applies to the upstream (HTTPS_PROXY): calls go through net/http's Transport", "upstream", cfg.Upstream.Host)
-		}
-	}
+	p.transport = newUpstreamTransport(cfg.Upstream, cfg.UpstreamTLS, cmp.Or(cfg.ResponseHeaderTimeout, upstreamHeaderTimeout), p.log)
 	return p, nil
 }
 
@@ -224,34 +212,6 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return l
-}
-
-// proxyFromEnvironment is http.ProxyFromEnvironment read when called,
-// not once per process, so that each proxy (and each test) sees the
-// environment of its time.
-func proxyFromEnvironment() func(*http.Request) (*url.URL, error) {
-	proxyFor := httpproxy.FromEnvironment().ProxyFunc()
-	return func(r *http.Request) (*url.URL, error) { return proxyFor(r.URL) }
-}
-
-// NewTransport returns net/http's transport as the proxy uses it for
-// streaming media uploads (and everything behind an HTTPS_PROXY): bounded
-// dial, TLS and header waits so a stalled Google cannot pin the broker's
-// goroutines, and enough idle connections for a busy pod. Redirects are
-// never followed (a Transport does not follow them; the proxy passes them
-// back, without their Location).
-func NewTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:                 proxyFromEnvironment(),
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 2 * time.Minute,
-		ExpectContinueTimeout: time.Second,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   128,
-	}
 }
 
 // call is what the proxy learns about one request on its way through; the
@@ -277,13 +237,10 @@ type call struct {
 	// idempotent reports whether Chat does the work at most once however
 	// often the request arrives: a read, or a write with a requestId.
 	idempotent bool
-	requestID  string    // the requestId sent, ours or the caller's
+	requestID  string    // the caller's requestId, or the one the broker made
 	deadline   time.Time // see Config.Deadline
 	attempts   int       // upstream attempts made
 	reauthed   bool      // a 401 has been retried with a fresh token
-	// staleRetried: an attempt that failed on a kept-alive connection
-	// before any answer has been retried at once.
-	staleRetried bool
 }
 
 // ServeHTTP implements http.Handler.
@@ -291,6 +248,28 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
 	c := &call{}
 	sw := &statusWriter{ResponseWriter: w}
+	recorded := false
+	defer func() {
+		// A panic (an upstream answer net/http refuses to write, a bug)
+		// still leaves its audit line and metrics; net/http then closes
+		// the caller's connection.
+		if v := recover(); v != nil {
+			if !recorded {
+				if v != http.ErrAbortHandler {
+					c.reason = "INTERNAL"
+					p.log.Error("call failed in the broker", "caller", c.caller, "method", c.method, "panic", fmt.Sprint(v))
+				}
+				status := sw.status
+				if status == 0 {
+					status = http.StatusInternalServerError
+				}
+				latency := p.now().Sub(start)
+				p.record(r, c, status, latency)
+				p.metrics.observe(c, status, latency)
+			}
+			panic(v)
+		}
+	}()
 	err := p.serve(sw, r, c)
 	if err != nil && err != errAborted {
 		_, c.reason = writeError(sw, err)
@@ -298,6 +277,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	latency := p.now().Sub(start)
 	p.record(r, c, sw.status, latency)
 	p.metrics.observe(c, sw.status, latency)
+	recorded = true
 	if err == errAborted {
 		// Cut the caller's connection, so that a response that broke
 		// off upstream does not end as if it were complete.
@@ -583,9 +563,13 @@ func bufferBody(r *http.Request, m *chatapi.Method, c *call) error {
 	return nil
 }
 
-// addRequestID gives a create Chat deduplicates (spaces.messages.create,
-// spaces.create) a requestId when the caller sent none, so that every
-// attempt of the call is one request to Chat.
+// addRequestID sets the requestId of a create Chat deduplicates
+// (spaces.messages.create, spaces.create), so that every attempt of the
+// call is one request to Chat. A call without one gets a random one. A
+// caller's own requestId is sent as scopedRequestID(caller, id): Chat
+// answers a repeated requestId with what the first request created, and
+// every caller shares the app's identity, so an id sent as it came would
+// let one caller read another's message by reusing its requestId.
 func (p *Proxy) addRequestID(m *chatapi.Method, c *call) {
 	if m.RequestIDParam == "" {
 		return
@@ -594,11 +578,13 @@ func (p *Proxy) addRequestID(m *chatapi.Method, c *call) {
 	if err != nil { // checkQuery built it; cannot happen
 		return
 	}
+	sent := newRequestID()
 	if c.requestID = q.Get(m.RequestIDParam); c.requestID != "" {
-		return
+		sent = scopedRequestID(c.caller, c.requestID)
+	} else {
+		c.requestID = sent
 	}
-	c.requestID = newRequestID()
-	q.Set(m.RequestIDParam, c.requestID)
+	q.Set(m.RequestIDParam, sent)
 	c.query = q.Encode()
 }
 
@@ -731,6 +717,14 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, c *call, e
 		// A retry that would have waited past the call's deadline for a
 		// hold on its space.
 		_, c.reason = writeError(w, err)
+	case isTimeout(err) && !isDialError(err):
+		p.log.Warn("upstream did not answer in time", "upstream", p.upstream.Host, "method", c.method, "err", err)
+		ref := refuse(http.StatusGatewayTimeout, "UPSTREAM_TIMEOUT", p.upstream.Host+" did not answer in time; the call may have taken effect: check before you send a write again, or send it with a requestId")
+		ref.retryAfter = time.Second
+		_, c.reason = writeError(w, ref)
+	case errors.As(err, new(*badStatusError)):
+		p.log.Warn("upstream answered with no final HTTP status", "upstream", p.upstream.Host, "method", c.method, "err", err)
+		_, c.reason = writeError(w, refuse(http.StatusBadGateway, "UPSTREAM_BAD_RESPONSE", p.upstream.Host+" sent an answer that is no HTTP response; the call may have taken effect"))
 	default:
 		p.log.Warn("upstream unreachable", "upstream", p.upstream.Host, "method", c.method, "err", err)
 		ref := refuse(http.StatusBadGateway, "UPSTREAM_UNAVAILABLE", "could not reach "+p.upstream.Host+"; retry later")

@@ -76,11 +76,17 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 // client has read the whole response.
 func (s *syncBuffer) waitFor(t *testing.T, want string) string {
 	t.Helper()
+	return s.waitForN(t, want, 1)
+}
+
+// waitForN blocks until the output contains want n times.
+func (s *syncBuffer) waitForN(t *testing.T, want string, n int) string {
+	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
 		s.mu.Lock()
 		got := s.b.String()
-		if strings.Contains(got, want) {
+		if strings.Count(got, want) >= n {
 			s.mu.Unlock()
 			return got
 		}
@@ -92,7 +98,7 @@ func (s *syncBuffer) waitFor(t *testing.T, want string) string {
 		select {
 		case <-ch:
 		case <-timeout:
-			t.Fatalf("logs never contained %q: %s", want, got)
+			t.Fatalf("logs never contained %q %d times: %s", want, n, got)
 			return ""
 		}
 	}

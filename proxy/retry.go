@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -182,21 +183,15 @@ func (p *Proxy) retry(ctx context.Context, c *call, attempt int, resp *http.Resp
 	}
 	now := p.now()
 	switch {
-	case err != nil && errors.As(err, new(*unsendableError)):
+	case err != nil && errors.As(err, new(*badStatusError)):
+		// The upstream is broken, not busy.
 		return 0, "", false
 	case err != nil && isDialError(err):
 		why = "connect"
-	case err != nil && isStaleConn(err) && !c.staleRetried:
-		// Most likely the upstream closed the kept-alive connection just
-		// as the request went out: go again at once, on another
-		// connection, if Chat cannot do the work twice. A second such
-		// failure in the call is treated as a reset.
-		if !c.idempotent {
-			return 0, "", false
-		}
-		why = "stale_connection"
-		c.staleRetried = true
 	case err != nil:
+		// A reset, an early EOF, or no response head in time (the
+		// upstream may be working on the call): only a call Chat cannot
+		// do twice goes again.
 		if !c.idempotent {
 			return 0, "", false
 		}
@@ -220,7 +215,7 @@ func (p *Proxy) retry(ctx context.Context, c *call, attempt int, resp *http.Resp
 	default:
 		return 0, "", false
 	}
-	if why != "401" && why != "stale_connection" {
+	if why != "401" {
 		wait = jitter(backoff(p.retries.Backoff, p.retries.MaxBackoff, attempt))
 		if resp != nil {
 			if ra, ok := retryAfter(resp.Header, now); ok {
@@ -228,9 +223,10 @@ func (p *Proxy) retry(ctx context.Context, c *call, attempt int, resp *http.Resp
 			}
 		}
 		wait = max(wait, p.holds.remaining(holdKey(c.space)))
-		if now.Add(wait).After(c.deadline) {
-			return 0, "", false
-		}
+	}
+	// No attempt starts after the call's deadline, the 401 one included.
+	if now.Add(wait).After(c.deadline) {
+		return 0, "", false
 	}
 	if !p.budget.withdraw(now) {
 		p.stats.exhausted.Add(1)
@@ -270,6 +266,13 @@ func discard(resp *http.Response) {
 	resp.Body.Close()
 }
 
+// isTimeout reports whether err is a wait that ran out: for a response
+// head, or a connection's reads or writes.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // isDialError reports whether err happened before the request was sent:
 // the connection could not be made.
 func isDialError(err error) bool {
@@ -300,7 +303,28 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 func newRequestID() string {
 	var b [16]byte
 	rand.Read(b[:]) // never fails on supported platforms
-	b[6] = b[6]&0x0f | 0x40
+	return formatUUID(b, 4)
+}
+
+// scopedRequestID is the requestId sent for one that caller chose: a
+// UUID (version 8, RFC 9562) from the SHA-256 of both. The same caller
+// sending the same id (a retry of its own) gets the same one, so Chat
+// still deduplicates; two callers sending the same id get two, so
+// neither sees what the other created. A caller cannot choose the id
+// Chat sees, so it cannot aim at another caller's.
+func scopedRequestID(caller, id string) string {
+	h := sha256.New()
+	h.Write([]byte("chat-broker requestId v1\x00"))
+	h.Write([]byte(caller))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	var b [16]byte
+	copy(b[:], h.Sum(nil))
+	return formatUUID(b, 8)
+}
+
+func formatUUID(b [16]byte, version byte) string {
+	b[6] = b[6]&0x0f | version<<4
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
