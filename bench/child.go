@@ -22,10 +22,14 @@ import (
 const (
 	childEnv    = "CHAT_BROKER_BENCH_CHILD"
 	upstreamEnv = "CHAT_BROKER_BENCH_UPSTREAM"
+	// The TLS upstream's certificate and key files (PEM).
+	tlsCertEnv = "CHAT_BROKER_BENCH_TLS_CERT"
+	tlsKeyEnv  = "CHAT_BROKER_BENCH_TLS_KEY"
 
-	roleUpstream  = "upstream"
-	roleBareProxy = "bare-proxy"
-	roleTuned     = "tuned-proxy"
+	roleUpstream    = "upstream"
+	roleBareProxy   = "bare-proxy"
+	roleTuned       = "tuned-proxy"
+	roleTLSUpstream = "tls-upstream"
 )
 
 // ChildMain plays the child role named in the environment, if any, and
@@ -36,7 +40,13 @@ func ChildMain() (handled bool, code int) {
 	if role == "" {
 		return false, 0
 	}
-	if err := serveChild(role, os.Getenv(upstreamEnv), os.Stderr); err != nil {
+	var err error
+	if role == roleTLSUpstream {
+		err = serveTLSUpstream(os.Getenv(tlsCertEnv), os.Getenv(tlsKeyEnv), os.Stderr)
+	} else {
+		err = serveChild(role, os.Getenv(upstreamEnv), os.Stderr)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "chat-broker-bench %s: %v\n", role, err)
 		return true, 1
 	}
@@ -60,37 +70,55 @@ func serveChild(role, upstream string, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("%s=%q: unknown role", childEnv, role)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
+	fmt.Fprintf(stderr, "listening %s\n", l.Addr())
+	return serveUntilStopped(map[*http.Server]net.Listener{newChildServer(h): l})
+}
+
+// newChildServer is the http.Server every child serves h with.
+func newChildServer(h http.Handler) *http.Server {
+	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	fmt.Fprintf(stderr, "listening %s\n", l.Addr())
+}
+
+// serveUntilStopped serves each server on its listener until one fails
+// or SIGTERM or an interrupt arrives, then shuts them all down, waiting
+// at most 2 s for calls in flight.
+func serveUntilStopped(srvs map[*http.Server]net.Listener) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	errc := make(chan error, len(srvs))
+	for srv, l := range srvs {
+		go func() { errc <- srv.Serve(l) }()
+	}
+	var failed error
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
-		return err
+	case failed = <-errc:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	for srv := range srvs {
+		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && failed == nil {
+			failed = err
+		}
 	}
-	return nil
+	return failed
 }
 
-// startServerChild starts self in role and returns it with its address.
-func startServerChild(self, role, upstream string) (*child, string, error) {
+// startServerChild starts self in role and returns it with its address
+// (what follows "listening " on its ready line). extraEnv are more
+// KEY=VALUE variables for the child.
+func startServerChild(self, role, upstream string, extraEnv ...string) (*child, string, error) {
 	env := append(cleanEnv(), childEnv+"="+role, upstreamEnv+"="+upstream)
+	env = append(env, extraEnv...)
 	c, err := startChild(role, self, nil, env, nil, func(l string) bool { return strings.HasPrefix(l, "listening ") })
 	if err != nil {
 		return nil, "", err

@@ -17,6 +17,21 @@
 //     (BareProxy, in a re-executed copy of this program) and nginx with
 //     one worker and a generated configuration.
 //
+// The pod section measures what the other sections cannot see on bare
+// loopback: the upstream as Google serves Chat, over TLS with HTTP/2, and
+// far away. A child serves the same fast upstream with a certificate made
+// for the run (the broker trusts it through SSL_CERT_FILE, as a private
+// CA) and counts the TLS handshakes it completes, full and resumed; a
+// toxiproxy relay in this process delays its bytes by 10 ms each way
+// without reading them. An app calls it directly, with the transport
+// Google's Go client uses, and through the broker; first under steady
+// closed-loop load, then, after both have idled past net/http's 90 s
+// idle connection timeout, in a burst of calls at once. At 20 ms a round
+// trip, latency is mostly round trips, so the section shows what the
+// broker's added hop costs against what its one shared HTTP/2 connection
+// and resumed TLS sessions save; the handshake counts, read around each
+// target's turn, show the saving itself.
+//
 // Load comes from Drive, a closed-loop driver: a fixed number of workers,
 // each sending its next request when the previous answer has been read
 // in full. Every measurement is bounded in time and in request count.

@@ -22,6 +22,7 @@ type Report struct {
 	Media         []MediaRow      `json:"media,omitempty"`
 	Startup       *Startup        `json:"startup,omitempty"`
 	Policy        []PolicyRow     `json:"policy,omitempty"`
+	Pod           *Pod            `json:"pod,omitempty"`
 	Targets       []TargetCheck   `json:"targets"`
 	// Skipped says which measurements did not run, and why
 	// ("nginx: skipped: nginx not installed").
@@ -162,6 +163,42 @@ type PolicyRow struct {
 	CPUPer1k    float64 `json:"cpuMsPer1kRequests"`
 	RSS         int64   `json:"rssBytes"`
 	VsOneRule   float64 `json:"vsOneRule"`
+}
+
+// Pod is the pod section: GET messages.get to an https upstream offering
+// HTTP/2, put RelayLatencyMS away each way by a relay, from an app calling
+// it directly and through the broker.
+type Pod struct {
+	RelayLatencyMS float64  `json:"relayLatencyMsEachWay"`
+	Relay          string   `json:"relay"`
+	IdleMS         float64  `json:"idleMs"` // before the burst
+	Rows           []PodRow `json:"rows"`   // steady direct, broker; burst direct, broker
+}
+
+// PodRow is one target under one load of the pod section.
+type PodRow struct {
+	Load        string `json:"load"`   // steady (closed loop) or burst (calls at once after the idle)
+	Target      string `json:"target"` // direct or broker
+	Concurrency int    `json:"concurrency"`
+	Requests    int    `json:"requests"`
+	Errors      int    `json:"errors"`
+	FirstError  string `json:"firstError,omitempty"`
+	// RPS is for the steady load only.
+	RPS float64 `json:"rps,omitempty"`
+	P50 float64 `json:"p50Us"`
+	P99 float64 `json:"p99Us"`
+	Max float64 `json:"maxUs"`
+	// P50VsDirect and P99VsDirect are the broker's over direct's, same
+	// load (broker rows only).
+	P50VsDirect float64 `json:"p50VsDirect,omitempty"`
+	P99VsDirect float64 `json:"p99VsDirect,omitempty"`
+	// What the upstream counted during the load, the steady load's
+	// warm-up included: the TLS handshakes it completed, and the requests
+	// it received over HTTP/2 and over HTTP/1.x.
+	FullHandshakes    int `json:"fullHandshakes"`
+	ResumedHandshakes int `json:"resumedHandshakes"`
+	UpstreamH2        int `json:"upstreamHttp2Requests"`
+	UpstreamH1        int `json:"upstreamHttp1Requests"`
 }
 
 // TargetCheck is one target of the issue and how this run did.
@@ -315,6 +352,29 @@ func (r *Report) WriteText(w io.Writer) {
 				p.ListeningMS, p.Concurrency, p.RPS, fmtPct(p.Spread), fmtUs(p.P50), fmtUs(p.P99), p.CPUPer1k, fmtMiB(p.RSS), fmtRatio(p.VsOneRule), p.Errors)
 		}
 		tw.Flush()
+	}
+
+	if p := r.Pod; p != nil {
+		fmt.Fprintf(w, "\n== pod: GET messages.get to an https upstream offering HTTP/2, %.0f ms away each way through a relay; direct: the app with Google's Go client's transport; broker: the app over loopback HTTP/1.1 to chat-broker ==\n", p.RelayLatencyMS)
+		fmt.Fprintf(w, "   steady: closed loop from fresh clients, handshakes counted from the warm-up; burst: calls fired at once after %v idle (net/http closes idle connections after 90s); ×p50/×p99: broker over direct; relay: %s\n",
+			time.Duration(p.IdleMS*float64(time.Millisecond)), p.Relay)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "load\ttarget\tc\treq/s\tp50\tp99\tmax\t×p50\t×p99\tfull handshakes\tresumed\tupstream h2/h1 req\terrors\t")
+		for _, row := range p.Rows {
+			rps := "-"
+			if row.RPS > 0 {
+				rps = fmt.Sprintf("%.0f", row.RPS)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d/%d\t%d\t\n", row.Load, row.Target, row.Concurrency, rps,
+				fmtUs(row.P50), fmtUs(row.P99), fmtUs(row.Max), fmtRatio(row.P50VsDirect), fmtRatio(row.P99VsDirect),
+				row.FullHandshakes, row.ResumedHandshakes, row.UpstreamH2, row.UpstreamH1, row.Errors)
+		}
+		tw.Flush()
+		for _, row := range p.Rows {
+			if row.FirstError != "" {
+				fmt.Fprintf(w, "  %s %s: first error: %s\n", row.Load, row.Target, row.FirstError)
+			}
+		}
 	}
 
 	if len(r.Targets) > 0 {

@@ -19,7 +19,7 @@ import (
 )
 
 // Sections are the parts of a run, in the order they run.
-var Sections = []string{"throughput", "allocs", "cold", "media", "startup", "policy"}
+var Sections = []string{"throughput", "allocs", "cold", "media", "startup", "policy", "pod"}
 
 // Config bounds a Run. Quick and Full give the defaults.
 type Config struct {
@@ -45,6 +45,13 @@ type Config struct {
 	// each idle for IdleSettle before its RSS is read.
 	StartupRuns int
 	IdleSettle  time.Duration
+	// PodIdle is how long the pod section leaves its targets idle before
+	// the burst: in a full run longer than net/http's 90 s
+	// IdleConnTimeout, so the burst finds its connections closed, as the
+	// first calls after a quiet spell in a pod do. PodBurst is the number
+	// of calls then fired at once.
+	PodIdle  time.Duration
+	PodBurst int
 	// AllocIters are the in-process handler benchmark's iterations.
 	AllocIters int
 	// CPUProfile, if set, is where a CPU profile of the in-process
@@ -81,6 +88,7 @@ func Full() Config {
 		Concurrency: []int{1, 32}, MaxRequests: 2_000_000,
 		Herd: 1000, MediaBytes: 200 << 20, Callers: 10_000,
 		StartupRuns: 10, IdleSettle: time.Second, AllocIters: 20_000,
+		PodIdle: 2 * time.Minute, PodBurst: 100,
 	}
 }
 
@@ -92,6 +100,7 @@ func Quick() Config {
 		Concurrency: []int{1, 8}, MaxRequests: 20_000,
 		Herd: 60, MediaBytes: 4 << 20, Callers: 500,
 		StartupRuns: 2, IdleSettle: 50 * time.Millisecond, AllocIters: 200,
+		PodIdle: 300 * time.Millisecond, PodBurst: 20,
 		Quick: true,
 	}
 }
@@ -124,6 +133,8 @@ func (c *Config) check() error {
 		return errors.New("bench: no concurrency")
 	case c.Herd <= 0 || c.MediaBytes <= 0 || c.Callers <= 0 || c.StartupRuns <= 0 || c.AllocIters <= 0:
 		return errors.New("bench: Herd, MediaBytes, Callers, StartupRuns and AllocIters must be positive")
+	case c.PodIdle < 0 || c.PodBurst <= 0 || c.PodBurst > 10_000:
+		return errors.New("bench: PodIdle must not be negative, PodBurst from 1 to 10000")
 	}
 	for _, n := range c.Concurrency {
 		if n <= 0 || n > 1024 {
@@ -171,6 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"media", runMedia},
 		{"startup", runStartup},
 		{"policy", runPolicy},
+		{"pod", runPod},
 	}
 	for _, s := range sections {
 		if !cfg.runs(s.name) {

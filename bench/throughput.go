@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -26,6 +27,14 @@ type target struct {
 	addr   string // host:port
 	pids   func() []int
 	broker *brokerProc // for its /metrics; nil for others
+	// client, if set, carries the load instead of a fresh NewClient, and
+	// measure leaves its connections open: the pod section bursts on
+	// them after an idle spell.
+	client *http.Client
+	// counts, if set, reads the TLS upstream's counters. measure reads
+	// them before and after each of the target's drives, one target at
+	// a time, so that what they count is this target's doing.
+	counts func() (upstreamCounts, error)
 }
 
 // measured is one target's merged slices.
@@ -36,6 +45,28 @@ type measured struct {
 	haveAllocs       bool
 	requestsForAlloc int
 	sliceRPS         []float64
+	// upstream is what target.counts counted over the warm-up and the
+	// slices; countErr is the first failure to read them.
+	upstream upstreamCounts
+	countErr error
+}
+
+// drive is Drive, with t's upstream counts read around it into m.
+func (m *measured) drive(ctx context.Context, t *target, client *http.Client, c Call, concurrency int, d time.Duration, limit int) Result {
+	if t.counts == nil {
+		return Drive(ctx, client, c, concurrency, d, limit)
+	}
+	before, err0 := t.counts()
+	res := Drive(ctx, client, c, concurrency, d, limit)
+	after, err1 := t.counts()
+	if err := errors.Join(err0, err1); err != nil {
+		if m.countErr == nil {
+			m.countErr = err
+		}
+		return res
+	}
+	m.upstream.add(after.minus(before))
+	return res
 }
 
 // spread is the range of the slices' req/s over their mean, in percent:
@@ -60,15 +91,20 @@ func (m *measured) spread() float64 {
 func measure(ctx context.Context, cfg Config, targets []*target, call func(*target) Call, c int) []measured {
 	out := make([]measured, len(targets))
 	clients := make([]*http.Client, len(targets))
-	for i, t := range targets {
-		clients[i] = NewClient(c)
-		Drive(ctx, clients[i], call(t), c, cfg.Warmup, cfg.MaxRequests)
-	}
+	var own []*http.Client
 	defer func() {
-		for _, cl := range clients {
+		for _, cl := range own {
 			cl.CloseIdleConnections()
 		}
 	}()
+	for i, t := range targets {
+		clients[i] = t.client
+		if clients[i] == nil {
+			clients[i] = NewClient(c)
+			own = append(own, clients[i])
+		}
+		out[i].drive(ctx, t, clients[i], call(t), c, cfg.Warmup, cfg.MaxRequests)
+	}
 	before := make([][2]float64, len(targets))
 	for i, t := range targets {
 		if t.broker != nil {
@@ -86,7 +122,7 @@ func measure(ctx context.Context, cfg Config, targets []*target, call func(*targ
 				pids = t.pids()
 			}
 			cpu0 := cpuTimeAll(pids)
-			res := Drive(ctx, clients[i], call(t), c, slice, cfg.MaxRequests/cfg.Rounds)
+			res := out[i].drive(ctx, t, clients[i], call(t), c, slice, cfg.MaxRequests/cfg.Rounds)
 			out[i].cpu += cpuTimeAll(pids) - cpu0
 			out[i].res.Add(res)
 			out[i].sliceRPS = append(out[i].sliceRPS, res.RPS())

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,8 @@ func TestQuickRun(t *testing.T) {
 		}
 	}
 
+	checkPod(t, r.Pod, quick)
+
 	if len(r.Targets) != 14 {
 		t.Errorf("%d targets checked, want 14", len(r.Targets))
 	}
@@ -153,10 +156,64 @@ func TestQuickRun(t *testing.T) {
 	// The tables name every section.
 	var text bytes.Buffer
 	r.WriteText(&text)
-	for _, head := range []string{"== throughput", "== allocations per request", "== cold herd", "== media", "== start-up and idle", "== policy size", "== targets", "load average"} {
+	for _, head := range []string{"== throughput", "== allocations per request", "== cold herd", "== media", "== start-up and idle", "== policy size", "== pod", "== targets", "load average"} {
 		if !strings.Contains(text.String(), head) {
 			t.Errorf("table has no %q:\n%s", head, text.String())
 		}
+	}
+}
+
+// checkPod checks the pod section's rows: both targets under both loads,
+// every call answered, and the broker on one HTTP/2 connection to the
+// upstream (at most 2 handshakes in the steady load), on which the
+// upstream saw every one of its requests arrive.
+func checkPod(t *testing.T, p *bench.Pod, quick bench.Config) {
+	t.Helper()
+	if p == nil {
+		t.Error("no pod section")
+		return
+	}
+	if p.RelayLatencyMS <= 0 || p.IdleMS != float64(quick.PodIdle/time.Millisecond) {
+		t.Errorf("pod: relay latency %v ms, idle %v ms: want a latency and the quick idle %v", p.RelayLatencyMS, p.IdleMS, quick.PodIdle)
+	}
+	want := []struct {
+		load, target string
+		c            int
+	}{
+		{"steady", "direct", slices.Max(quick.Concurrency)}, {"steady", "broker", slices.Max(quick.Concurrency)},
+		{"burst", "direct", quick.PodBurst}, {"burst", "broker", quick.PodBurst},
+	}
+	if len(p.Rows) != len(want) {
+		t.Fatalf("pod: %d rows, want %d: %+v", len(p.Rows), len(want), p.Rows)
+	}
+	for i, w := range want {
+		row := p.Rows[i]
+		if row.Load != w.load || row.Target != w.target || row.Concurrency != w.c {
+			t.Errorf("pod row %d: %s %s c=%d, want %s %s c=%d", i, row.Load, row.Target, row.Concurrency, w.load, w.target, w.c)
+		}
+		if row.Requests <= 0 || row.Errors != 0 || !(0 < row.P50 && row.P50 <= row.P99 && row.P99 <= row.Max) {
+			t.Errorf("pod %s %s: %d requests, %d errors (%s), p50 %v p99 %v max %v: want requests, no errors, ordered latencies",
+				row.Load, row.Target, row.Requests, row.Errors, row.FirstError, row.P50, row.P99, row.Max)
+		}
+		if (w.load == "steady") != (row.RPS > 0) {
+			t.Errorf("pod %s %s: %v req/s, want req/s for the steady load only", row.Load, row.Target, row.RPS)
+		}
+		// The steady load's counts include its warm-up's requests.
+		if row.UpstreamH2 < row.Requests || row.UpstreamH1 != 0 {
+			t.Errorf("pod %s %s: the upstream saw %d requests over HTTP/2 and %d over HTTP/1.x, want all (at least %d) over HTTP/2",
+				row.Load, row.Target, row.UpstreamH2, row.UpstreamH1, row.Requests)
+		}
+		if w.target == "broker" && (row.P50VsDirect <= 0 || row.P99VsDirect <= 0) {
+			t.Errorf("pod %s broker: ×p50 %v, ×p99 %v: want both ratios", row.Load, row.P50VsDirect, row.P99VsDirect)
+		}
+		t.Logf("pod %-6s %-6s handshakes: %d full, %d resumed", row.Load, row.Target, row.FullHandshakes, row.ResumedHandshakes)
+	}
+	if st := p.Rows[1]; st.FullHandshakes+st.ResumedHandshakes > 2 {
+		t.Errorf("pod steady broker: %d full and %d resumed handshakes, want at most 2 in all: one HTTP/2 connection carries its load",
+			st.FullHandshakes, st.ResumedHandshakes)
+	}
+	if st := p.Rows[0]; st.FullHandshakes < 1 {
+		t.Errorf("pod steady direct: %d full handshakes, want at least the first connection's", st.FullHandshakes)
 	}
 }
 
@@ -182,6 +239,8 @@ func TestFlagErrors(t *testing.T) {
 		{"bad concurrency", []string{"--concurrency", "1,x"}, "--concurrency"},
 		{"huge media", []string{"--media-mb", "5000"}, "--media-mb"},
 		{"argument", []string{"extra"}, `unexpected argument "extra"`},
+		{"negative pod idle", []string{"--pod-idle", "-1s"}, "--pod-idle"},
+		{"huge pod burst", []string{"--pod-burst", "20000"}, "--pod-burst"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			var out, errOut bytes.Buffer

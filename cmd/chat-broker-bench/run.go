@@ -42,6 +42,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		mediaMB     = fs.Int("media-mb", 0, "size of the media upload and download in MiB (default 200)")
 		callers     = fs.Int("callers", 0, "callers of the large policy (default 10000)")
 		startupRuns = fs.Int("startup-runs", 0, "fresh broker processes for start-up and idle RSS (default 10)")
+		podIdle     = fs.Duration("pod-idle", 0, "how long the pod section idles before its burst; 0s bursts at once (default 2m, longer than net/http's 90s idle connection timeout; 300ms with --quick)")
+		podBurst    = fs.Int("pod-burst", 0, "calls the pod section fires at once after the idle (default 100, 20 with --quick)")
 		brokerBin   = fs.String("broker-bin", "", "a built chat-broker `binary`; default: ./cmd/chat-broker of the module in the current directory, built as deploy/Dockerfile builds it (CGO_ENABLED=0, -trimpath, -ldflags \"-s -w\")")
 		nginx       = fs.String("nginx", "", "nginx `binary`, or \"off\"; default: nginx on PATH or /usr/sbin/nginx")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the in-process broker handler under load to `file` (allocs section)")
@@ -76,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		name string
 		v    int
 		dst  *int
-	}{{"rounds", *rounds, &cfg.Rounds}, {"herd", *herd, &cfg.Herd}, {"callers", *callers, &cfg.Callers}, {"startup-runs", *startupRuns, &cfg.StartupRuns}} {
+	}{{"rounds", *rounds, &cfg.Rounds}, {"herd", *herd, &cfg.Herd}, {"callers", *callers, &cfg.Callers}, {"startup-runs", *startupRuns, &cfg.StartupRuns}, {"pod-burst", *podBurst, &cfg.PodBurst}} {
 		if err := setInt(f.name, f.v, f.dst); err != nil {
 			return err
 		}
@@ -87,6 +89,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *duration > 0:
 		cfg.Duration = *duration
 		cfg.Warmup = min(cfg.Warmup, *duration/5)
+	}
+	if cfg.PodBurst > 10_000 {
+		return usageError{fmt.Errorf("--pod-burst %d: want 1 to 10000", cfg.PodBurst)}
+	}
+	// --pod-idle 0s is a burst on warm connections: tell it from unset.
+	podIdleSet := false
+	fs.Visit(func(f *flag.Flag) { podIdleSet = podIdleSet || f.Name == "pod-idle" })
+	switch {
+	case *podIdle < 0:
+		return usageError{fmt.Errorf("--pod-idle %v: want a duration of 0 or more", *podIdle)}
+	case podIdleSet:
+		cfg.PodIdle = *podIdle
 	}
 	if *mediaMB < 0 || *mediaMB > 1024 {
 		return usageError{fmt.Errorf("--media-mb %d: want 1 to 1024", *mediaMB)}
