@@ -157,7 +157,7 @@ func runPod(ctx context.Context, e *env, r *Report) error {
 			return err
 		}
 		res := fireAtOnce(ctx, t.client, call(t), e.cfg.PodBurst)
-		after, err := t.counts()
+		after, err := settledCounts(ctx, t.counts)
 		if err != nil {
 			return err
 		}
@@ -176,6 +176,24 @@ func runPod(ctx context.Context, e *env, r *Report) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// settledCounts reads counts until two reads 100 ms apart agree (at most
+// 5 s). A net/http Transport without a dial limit goes on with the dials a
+// burst started after every call has an answer, on connections other
+// calls opened first: those handshakes belong to the burst that started
+// them, not to whatever runs next.
+func settledCounts(ctx context.Context, counts func() (upstreamCounts, error)) (upstreamCounts, error) {
+	last, err := counts()
+	for deadline := time.Now().Add(5 * time.Second); err == nil && time.Now().Before(deadline) && ctx.Err() == nil; {
+		wait(ctx, 100*time.Millisecond)
+		var now upstreamCounts
+		if now, err = counts(); err == nil && now == last {
+			break
+		}
+		last = now
+	}
+	return last, err
 }
 
 // podRow is one target's row under one load (rows are direct, then

@@ -94,41 +94,15 @@ func startHostile(t *testing.T, useTLS bool, answer func(id string) (string, the
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
 		h.url = "https://" + ln.Addr().String()
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		close(h.done)
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+	serveConns(t, ln, func(_ int, c net.Conn) {
+		h.mu.Lock()
+		h.conns++
+		h.mu.Unlock()
+		h.serve(c, answer)
 	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			h.mu.Lock()
-			h.conns++
-			h.mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				h.serve(c, answer)
-			}()
-		}
-	}()
+	// Cleanups run last first: this one unblocks hung exchanges before
+	// serveConns's waits for them.
+	t.Cleanup(func() { close(h.done) })
 	return h
 }
 

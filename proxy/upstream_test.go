@@ -128,6 +128,14 @@ func rawUpstream(t *testing.T, serve func(n int, c net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveConns(t, ln, serve)
+	return "http://" + ln.Addr().String()
+}
+
+// serveConns serves each connection ln accepts with serve(n, conn), n
+// counting from 1, until the test ends; then it closes ln and every
+// connection (the broker keeps idle ones open) and waits for serve.
+func serveConns(t *testing.T, ln net.Listener, serve func(n int, c net.Conn)) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -137,7 +145,7 @@ func rawUpstream(t *testing.T, serve func(n int, c net.Conn)) string {
 		ln.Close()
 		mu.Lock()
 		for _, c := range conns {
-			c.Close() // the broker keeps idle connections open
+			c.Close()
 		}
 		mu.Unlock()
 		wg.Wait()
@@ -161,7 +169,6 @@ func rawUpstream(t *testing.T, serve func(n int, c net.Conn)) string {
 			}()
 		}
 	}()
-	return "http://" + ln.Addr().String()
 }
 
 const okResponse = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
