@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/chat-broker/chat-broker/broker"
@@ -174,45 +177,67 @@ const uploaderSecret = "uploader-secret-0123456789abcdef"
 
 // Media bodies stream: the upstream reads the first part of an upload the
 // caller has not finished sending, so a 200 MB upload costs a buffer, not
-// 200 MB.
+// 200 MB; over HTTP/1.1 to a plain upstream and over HTTP/2 to a TLS one.
 func TestMediaUploadStreams(t *testing.T) {
-	gotFirst := make(chan string, 1)
-	base := newStreamProxyWith(t, uploaderPolicy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		br := bufio.NewReader(r.Body)
-		first, _ := br.ReadString('\n')
-		gotFirst <- first
-		rest, _ := io.ReadAll(br)
-		io.WriteString(w, first+string(rest)) // echo what arrived
-	}))
-	pr, pw := io.Pipe()
-	req, _ := http.NewRequest("POST", base+"/upload/v1/spaces/AAAA/attachments:upload?uploadType=media", pr)
-	req.Header.Set("Authorization", "Bearer "+uploaderSecret)
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set(proxy.SubjectHeader, "alice@example.com")
-	done := make(chan *http.Response, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Error(err)
-			close(done)
-			return
-		}
-		done <- resp
-	}()
-	io.WriteString(pw, "first part\n")
-	if first := <-gotFirst; first != "first part\n" {
-		t.Errorf("upstream's first part = %q", first)
-	}
-	io.WriteString(pw, "second part")
-	pw.Close()
-	resp := <-done
-	if resp == nil {
-		return
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if want := "first part\nsecond part"; resp.StatusCode != 200 || string(body) != want {
-		t.Errorf("upstream echoed %d %q, want 200 %q", resp.StatusCode, body, want)
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http1", true: "http2"}[h2], func(t *testing.T) {
+			gotFirst := make(chan string, 1)
+			var proto atomic.Value
+			up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				proto.Store(r.Proto)
+				br := bufio.NewReader(r.Body)
+				first, _ := br.ReadString('\n')
+				gotFirst <- first
+				rest, _ := io.ReadAll(br)
+				io.WriteString(w, first+string(rest)) // echo what arrived
+			}))
+			var opts []func(*proxy.Config)
+			if h2 {
+				up.EnableHTTP2 = true
+				up.StartTLS()
+				roots := x509.NewCertPool()
+				roots.AddCert(up.Certificate())
+				opts = append(opts, func(c *proxy.Config) { c.UpstreamTLS = &tls.Config{RootCAs: roots} })
+			} else {
+				up.Start()
+			}
+			t.Cleanup(up.Close)
+			base := newProxyTo(t, up.URL, uploaderPolicy, opts...)
+
+			pr, pw := io.Pipe()
+			req, _ := http.NewRequest("POST", base+"/upload/v1/spaces/AAAA/attachments:upload?uploadType=media", pr)
+			req.Header.Set("Authorization", "Bearer "+uploaderSecret)
+			req.Header.Set("Content-Type", "application/octet-stream")
+			req.Header.Set(proxy.SubjectHeader, "alice@example.com")
+			done := make(chan *http.Response, 1)
+			go func() {
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					close(done)
+					return
+				}
+				done <- resp
+			}()
+			io.WriteString(pw, "first part\n")
+			if first := <-gotFirst; first != "first part\n" {
+				t.Errorf("upstream's first part = %q", first)
+			}
+			io.WriteString(pw, "second part")
+			pw.Close()
+			resp := <-done
+			if resp == nil {
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := "first part\nsecond part"; resp.StatusCode != 200 || string(body) != want {
+				t.Errorf("upstream echoed %d %q, want 200 %q", resp.StatusCode, body, want)
+			}
+			if want := map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[h2]; proto.Load() != want {
+				t.Errorf("the upload went over %v, want %s", proto.Load(), want)
+			}
+		})
 	}
 }
 
