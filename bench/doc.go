@@ -1,8 +1,11 @@
 // Package bench measures chat-broker's speed and memory on one machine,
 // in one run, side by side with baselines: the broker's request path
-// against the same fast upstream reached directly, through a bare
-// httputil.ReverseProxy that injects a static header, and through nginx
-// doing the same (when nginx is installed).
+// against the same fast upstream reached directly, through an
+// httputil.ReverseProxy that injects a static header (tuned: idle
+// connections kept and a buffer pool, the baseline the broker is held
+// to; and bare, on http.DefaultTransport, which churns connections under
+// load and flatters any proxy, so it is reported but no target), and
+// through nginx doing the same (when nginx is installed).
 //
 // Run starts, all on loopback:
 //
@@ -13,9 +16,9 @@
 //     endpoint only: mints are rare because the broker caches tokens;
 //   - the chat-broker binary ("chat-broker serve") as a child process, so
 //     its CPU time, RSS and start-up time are its own;
-//   - the baselines as child processes: the bare reverse proxy
-//     (BareProxy, in a re-executed copy of this program) and nginx with
-//     one worker and a generated configuration.
+//   - the baselines as child processes: the reverse proxies (TunedProxy
+//     and BareProxy, in re-executed copies of this program) and nginx
+//     with one worker and a generated configuration.
 //
 // The pod section measures what the other sections cannot see on bare
 // loopback: the upstream as Google serves Chat, over TLS with HTTP/2, and

@@ -58,7 +58,7 @@ type Settings struct {
 type ThroughputRow struct {
 	Op          string  `json:"op"` // "GET messages.get" or "POST messages.create"
 	Concurrency int     `json:"concurrency"`
-	Target      string  `json:"target"` // direct, broker, bare-rp, nginx
+	Target      string  `json:"target"` // direct, broker, bare-rp, go-rp-tuned, nginx
 	Requests    int     `json:"requests"`
 	Errors      int     `json:"errors"`
 	FirstError  string  `json:"firstError,omitempty"`
@@ -69,8 +69,9 @@ type ThroughputRow struct {
 	P99         float64 `json:"p99Us"`
 	AddedP50    float64 `json:"addedP50Us"` // over direct, same load
 	AddedP99    float64 `json:"addedP99Us"`
-	VsDirect    float64 `json:"vsDirect"` // RPS / direct's RPS
-	VsBare      float64 `json:"vsBare,omitempty"`
+	VsDirect    float64 `json:"vsDirect"`          // RPS / direct's RPS
+	VsTuned     float64 `json:"vsTuned,omitempty"` // RPS / go-rp-tuned's: the target's baseline
+	VsBare      float64 `json:"vsBare,omitempty"`  // RPS / bare-rp's: reported, no target
 	VsNginx     float64 `json:"vsNginx,omitempty"`
 	CPUPer1k    float64 `json:"cpuMsPer1kRequests,omitempty"` // the proxy process(es): user+system
 	RSS         int64   `json:"rssBytes,omitempty"`           // the proxy process at the end of the load
@@ -262,10 +263,10 @@ func (r *Report) WriteText(w io.Writer) {
 		s.Concurrency, s.MaxRequests, map[bool]string{true: " (--quick)"}[s.Quick])
 
 	if len(r.Throughput) > 0 {
-		fmt.Fprintln(w, "\n== throughput: closed loop, loopback; spread is the slices' req/s range over their mean; +p50/+p99 over direct; ×bare and ×nginx are the broker's req/s over theirs; cpu is the proxy process's user+system per 1,000 requests ==")
-		fmt.Fprintln(w, "   bare-rp: httputil.ReverseProxy + static header, http.DefaultTransport (the issue's baseline); go-rp-tuned: the same with 128 idle conns/host and a BufferPool (for reference, no target)")
+		fmt.Fprintln(w, "\n== throughput: closed loop, loopback; spread is the slices' req/s range over their mean; +p50/+p99 over direct; ×tuned, ×bare and ×nginx are the broker's req/s over theirs; cpu is the proxy process's user+system per 1,000 requests ==")
+		fmt.Fprintln(w, "   go-rp-tuned: httputil.ReverseProxy + static header, 128 idle conns/host and a BufferPool (the baseline of the target); bare-rp: the same on http.DefaultTransport, which churns connections at c=32 (reported, no target)")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "op\tc\ttarget\treq/s\tspread\tp50\tp90\tp99\t+p50\t+p99\t×direct\t×bare\t×nginx\tcpu/1k req\trss\terrors\t")
+		fmt.Fprintln(tw, "op\tc\ttarget\treq/s\tspread\tp50\tp90\tp99\t+p50\t+p99\t×direct\t×tuned\t×bare\t×nginx\tcpu/1k req\trss\terrors\t")
 		for _, t := range r.Throughput {
 			added50, added99 := "-", "-"
 			if t.Target != "direct" {
@@ -275,9 +276,9 @@ func (r *Report) WriteText(w io.Writer) {
 			if t.CPUPer1k > 0 {
 				cpu = fmt.Sprintf("%.0f ms", t.CPUPer1k)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n",
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n",
 				t.Op, t.Concurrency, t.Target, t.RPS, fmtPct(t.Spread), fmtUs(t.P50), fmtUs(t.P90), fmtUs(t.P99), added50, added99,
-				fmtRatio(t.VsDirect), fmtRatio(t.VsBare), fmtRatio(t.VsNginx), cpu, fmtMiB(t.RSS), t.Errors)
+				fmtRatio(t.VsDirect), fmtRatio(t.VsTuned), fmtRatio(t.VsBare), fmtRatio(t.VsNginx), cpu, fmtMiB(t.RSS), t.Errors)
 		}
 		tw.Flush()
 		for _, t := range r.Throughput {

@@ -35,7 +35,7 @@ func checkTargets(r *Report, cfg Config) []TargetCheck {
 		for _, base := range []struct {
 			name string
 			min  float64
-		}{{"bare-rp", 1.2}, {"nginx", 0.6}} {
+		}{{"go-rp-tuned", 0.9}, {"nginx", 0.6}} {
 			name := fmt.Sprintf("%s c=%d req/s vs %s", o.name, high, base.name)
 			want := fmt.Sprintf(">= %.1f×", base.min)
 			b := find(o.name, high, base.name)

@@ -235,6 +235,9 @@ func runThroughput(ctx context.Context, e *env, r *Report) error {
 				row.AddedP50, row.AddedP99 = row.P50-direct.P50, row.P99-direct.P99
 			}
 			if br := byName["broker"]; br != nil {
+				if x := byName["go-rp-tuned"]; x != nil && x.RPS > 0 {
+					br.VsTuned = br.RPS / x.RPS
+				}
 				if x := byName["bare-rp"]; x != nil && x.RPS > 0 {
 					br.VsBare = br.RPS / x.RPS
 				}

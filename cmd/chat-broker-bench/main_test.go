@@ -74,8 +74,8 @@ func TestQuickRun(t *testing.T) {
 				if target != "direct" && (row.RSS <= 0 || row.CPUPer1k < 0) {
 					t.Errorf("throughput %s c=%d %s: rss %d, cpu %v: want the proxy's RSS and CPU", op, c, target, row.RSS, row.CPUPer1k)
 				}
-				if target == "broker" && (row.VsDirect <= 0 || row.VsBare <= 0 || nginx && row.VsNginx <= 0) {
-					t.Errorf("throughput %s c=%d broker: ratios %v ×direct, %v ×bare, %v ×nginx: want all", op, c, row.VsDirect, row.VsBare, row.VsNginx)
+				if target == "broker" && (row.VsDirect <= 0 || row.VsTuned <= 0 || row.VsBare <= 0 || nginx && row.VsNginx <= 0) {
+					t.Errorf("throughput %s c=%d broker: ratios %v ×direct, %v ×tuned, %v ×bare, %v ×nginx: want all", op, c, row.VsDirect, row.VsTuned, row.VsBare, row.VsNginx)
 				}
 			}
 		}
