@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/identity"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -71,7 +72,7 @@ func newRawBroker(t *testing.T) *rawBroker {
 	}
 	srv := &http.Server{
 		Handler:           px,
-		ConnContext:       proxy.ConnContext,
+		ConnContext:       identity.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10, // as cmd/chat-broker serve

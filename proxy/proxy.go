@@ -23,6 +23,7 @@ import (
 
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/identity"
 	"github.com/chat-broker/chat-broker/policy"
 )
 
@@ -384,11 +385,11 @@ func (p *Proxy) identify(r *http.Request, pol *policy.Policy) (*policy.Caller, e
 		return nil, err
 	}
 	var byPeer, byBearer *policy.Caller
-	if peer, ok := peerFrom(r.Context()); ok {
+	if peer, ok := identity.PeerFrom(r.Context()); ok {
 		byPeer, _ = pol.CallerByPeer(peer.UID, peer.GID)
 	}
 	if bearer != "" {
-		if p.accounts != nil && LooksLikeJWT(bearer) {
+		if p.accounts != nil && identity.LooksLikeJWT(bearer) {
 			account, err := p.accounts.Verify(r.Context(), bearer)
 			switch {
 			case err != nil && byPeer == nil:
@@ -429,7 +430,7 @@ func (p *Proxy) identifyFailed(r *http.Request, path string, err error) error {
 	if errors.As(err, &ref) {
 		reason = ref.reason
 	}
-	_, unix := peerFrom(r.Context())
+	_, unix := identity.PeerFrom(r.Context())
 	p.log.Warn("caller identification failed", "reason", reason, "remote", r.RemoteAddr, "unix_socket", unix, "method", r.Method, "path", path)
 	return err
 }
@@ -440,7 +441,7 @@ func (p *Proxy) checkHost(r *http.Request) error {
 	if p.hosts == nil {
 		return nil
 	}
-	if _, unix := peerFrom(r.Context()); unix {
+	if _, unix := identity.PeerFrom(r.Context()); unix {
 		return nil
 	}
 	if !p.hosts[strings.ToLower(r.Host)] {

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/chat-broker/chat-broker/proxy"
+	"github.com/chat-broker/chat-broker/internal/identity"
 )
 
 // k8sConfig is the Kubernetes service-account identity flags.
@@ -23,7 +23,7 @@ type k8sConfig struct {
 // secret or a uid are not held hostage by an unreachable API server; until
 // then, service-account callers get a 401 that says why.
 type lazyVerifier struct {
-	v       atomic.Pointer[proxy.ServiceAccountVerifier]
+	v       atomic.Pointer[identity.ServiceAccountVerifier]
 	lastErr atomic.Value // string
 }
 
@@ -41,17 +41,17 @@ func (l *lazyVerifier) Verify(ctx context.Context, token string) (string, error)
 func (l *lazyVerifier) start(ctx context.Context, cfg k8sConfig, log *slog.Logger) error {
 	var client *http.Client
 	if cfg.caFile != "" || cfg.tokenFile != "" {
-		c, err := proxy.NewInClusterHTTPClient(cfg.caFile, cfg.tokenFile)
+		c, err := identity.NewInClusterHTTPClient(cfg.caFile, cfg.tokenFile)
 		if err != nil {
 			return err
 		}
 		client = c
 	}
-	sc := proxy.ServiceAccountConfig{Issuer: cfg.issuer, Audience: cfg.audience, HTTPClient: client}
+	sc := identity.ServiceAccountConfig{Issuer: cfg.issuer, Audience: cfg.audience, HTTPClient: client}
 	go func() {
 		backoff := time.Second
 		for {
-			v, err := proxy.NewServiceAccountVerifier(ctx, sc)
+			v, err := identity.NewServiceAccountVerifier(ctx, sc)
 			if err == nil {
 				l.v.Store(v)
 				log.Info("verifying Kubernetes service-account tokens", "issuer", cfg.issuer, "audience", cmp.Or(cfg.audience, "chat-broker"))

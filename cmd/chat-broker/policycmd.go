@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/identity"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -68,7 +69,7 @@ func runHashSecret(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 		return errors.New("hash-secret: no secret on standard input; e.g. openssl rand -base64 32 | tee secret | chat-broker hash-secret")
 	case len(secret) < minSecretLen:
 		return fmt.Errorf("hash-secret: the secret is %d bytes; use at least %d random bytes, e.g. openssl rand -base64 32", len(secret), minSecretLen)
-	case proxy.LooksLikeJWT(secret):
+	case identity.LooksLikeJWT(secret):
 		return errors.New("hash-secret: the secret looks like a JWT, which the broker reads as a Kubernetes service-account token; use random bytes, e.g. openssl rand -base64 32")
 	case strings.ContainsAny(secret, " \t"):
 		return errors.New("hash-secret: the secret contains white space, which an 'Authorization: Bearer' header cannot carry; use base64 or hex")

@@ -25,6 +25,7 @@ import (
 
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/identity"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -289,7 +290,7 @@ func (in *instance) run(ctx context.Context) error {
 	proxySrv := &http.Server{
 		// ConnContext reads the kernel's peer credentials of Unix-socket
 		// connections, which identify unixUID callers.
-		ConnContext: proxy.ConnContext,
+		ConnContext: identity.ConnContext,
 		// "OPTIONS *" reaches the proxy (and is refused) instead of being
 		// answered by net/http.
 		DisableGeneralOptionsHandler: true,

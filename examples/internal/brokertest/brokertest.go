@@ -22,6 +22,7 @@ import (
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
+	"github.com/chat-broker/chat-broker/internal/identity"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -111,7 +112,7 @@ func Start(t testing.TB, withSocket bool) *Env {
 		}
 		// ConnContext hands the proxy the kernel's peer credentials, as
 		// `chat-broker serve --socket` does.
-		s := &http.Server{Handler: px, ConnContext: proxy.ConnContext}
+		s := &http.Server{Handler: px, ConnContext: identity.ConnContext}
 		go s.Serve(l)
 		t.Cleanup(func() { s.Close() })
 	}

@@ -1,4 +1,4 @@
-package proxy
+package identity
 
 import (
 	"context"
@@ -20,9 +20,9 @@ func ContextWithPeer(ctx context.Context, p Peer) context.Context {
 	return context.WithValue(ctx, peerKey{}, p)
 }
 
-// peerFrom returns the Unix-socket peer of the request's connection, if it
+// PeerFrom returns the Unix-socket peer of the request's connection, if it
 // came over a Unix socket.
-func peerFrom(ctx context.Context) (Peer, bool) {
+func PeerFrom(ctx context.Context) (Peer, bool) {
 	p, ok := ctx.Value(peerKey{}).(Peer)
 	return p, ok
 }
