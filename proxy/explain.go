@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/refusal"
 	"github.com/chat-broker/chat-broker/policy"
 )
 
@@ -66,9 +67,9 @@ func Explain(pol *policy.Policy, caller, request, subject string) (Explanation, 
 		_, d, err = resolve(chatapi.NewRouter(), pol, c, r, path, subject, cl)
 	}
 	e.Method, e.Space, e.Rule = cl.method, cl.space, d.Rule
-	var ref *refusal
+	var ref *refusal.Error
 	if errors.As(err, &ref) {
-		e.Reason, e.Message, e.Status = ref.reason, ref.msg, ref.code
+		e.Reason, e.Message, e.Status = ref.Reason, ref.Message, ref.Code
 		return e, nil
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/refusal"
 )
 
 // The seed corpora live in testdata/fuzz/FuzzTarget and
@@ -37,8 +38,8 @@ func FuzzTarget(f *testing.F) {
 		}
 		path, err := checkTarget(r)
 		if err != nil {
-			var ref *refusal
-			if !errors.As(err, &ref) || ref.reason == "" || ref.msg == "" || ref.code < 400 || ref.code > 499 {
+			var ref *refusal.Error
+			if !errors.As(err, &ref) || ref.Reason == "" || ref.Message == "" || ref.Code < 400 || ref.Code > 499 {
 				t.Fatalf("checkTarget(%s %q) = %v, want a refusal with a reason, a message and a 4xx code", verb, target, err)
 			}
 			return
@@ -126,8 +127,8 @@ func FuzzQuery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string, mediaDownload bool) {
 		fwd, err := checkQuery(raw, mediaDownload)
 		if err != nil {
-			var ref *refusal
-			if !errors.As(err, &ref) || ref.reason == "" || ref.msg == "" || ref.code != http.StatusBadRequest {
+			var ref *refusal.Error
+			if !errors.As(err, &ref) || ref.Reason == "" || ref.Message == "" || ref.Code != http.StatusBadRequest {
 				t.Fatalf("checkQuery(%q) = %v, want a 400 refusal with a reason and a message", raw, err)
 			}
 			return

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/chat-broker/chat-broker/internal/refusal"
 )
 
 // The request hygiene rules of DESIGN.md step 2 and chat-api.md §D. Each
@@ -191,27 +193,27 @@ func checkFraming(w http.ResponseWriter, r *http.Request) (err error) {
 		}
 	}()
 	if !(r.ProtoMajor == 1 && r.ProtoMinor == 1) && r.ProtoMajor != 2 {
-		return refuse(http.StatusBadRequest, reasonHTTPVersionNotSupported, r.Proto+" is not supported: send the request as HTTP/1.1")
+		return refusal.New(http.StatusBadRequest, reasonHTTPVersionNotSupported, r.Proto+" is not supported: send the request as HTTP/1.1")
 	}
 	if len(r.TransferEncoding) > 1 || len(r.TransferEncoding) == 1 && r.TransferEncoding[0] != "chunked" {
-		return refuse(http.StatusBadRequest, reasonFramingAmbiguous, fmt.Sprintf("Transfer-Encoding %q is not supported: send the body with a Content-Length, or chunked", strings.Join(r.TransferEncoding, ", ")))
+		return refusal.New(http.StatusBadRequest, reasonFramingAmbiguous, fmt.Sprintf("Transfer-Encoding %q is not supported: send the body with a Content-Length, or chunked", strings.Join(r.TransferEncoding, ", ")))
 	}
 	cl := r.Header.Values("Content-Length")
 	switch {
 	case len(cl) > 1:
-		return refuse(http.StatusBadRequest, reasonFramingAmbiguous, "more than one Content-Length header: send exactly one")
+		return refusal.New(http.StatusBadRequest, reasonFramingAmbiguous, "more than one Content-Length header: send exactly one")
 	case len(cl) == 1 && len(r.TransferEncoding) > 0:
-		return refuse(http.StatusBadRequest, reasonFramingAmbiguous, "both Content-Length and Transfer-Encoding: send one of them")
+		return refusal.New(http.StatusBadRequest, reasonFramingAmbiguous, "both Content-Length and Transfer-Encoding: send one of them")
 	case len(cl) == 1 && cl[0] != strconv.FormatInt(r.ContentLength, 10):
-		return refuse(http.StatusBadRequest, reasonFramingAmbiguous, fmt.Sprintf("Content-Length %q is not a plain decimal number: send the byte count without sign, spaces or leading zeros", cl[0]))
+		return refusal.New(http.StatusBadRequest, reasonFramingAmbiguous, fmt.Sprintf("Content-Length %q is not a plain decimal number: send the byte count without sign, spaces or leading zeros", cl[0]))
 	}
 	if r.Trailer != nil {
 		// Declared trailers (the Trailer header) would arrive after the
 		// checks below have let the headers through.
-		return refuse(http.StatusBadRequest, reasonTrailerNotAllowed, "trailer fields are not allowed: send every field as a header, before the body")
+		return refusal.New(http.StatusBadRequest, reasonTrailerNotAllowed, "trailer fields are not allowed: send every field as a header, before the body")
 	}
 	if ex := r.Header.Values("Expect"); len(ex) > 1 || len(ex) == 1 && !strings.EqualFold(ex[0], "100-continue") {
-		return refuse(http.StatusExpectationFailed, reasonExpectationNotSupported, fmt.Sprintf("Expect %q is not supported: send no Expect header, or Expect: 100-continue", strings.Join(ex, ", ")))
+		return refusal.New(http.StatusExpectationFailed, reasonExpectationNotSupported, fmt.Sprintf("Expect %q is not supported: send no Expect header, or Expect: 100-continue", strings.Join(ex, ", ")))
 	}
 	// An upgrade (h2c, WebSocket) would turn the connection into a tunnel
 	// to Google that no later check sees, as httputil.ReverseProxy would
@@ -219,7 +221,7 @@ func checkFraming(w http.ResponseWriter, r *http.Request) (err error) {
 	_, upgrade := r.Header["Upgrade"]
 	_, settings := r.Header["Http2-Settings"]
 	if upgrade || settings || connectionHas(r.Header, "upgrade") {
-		return refuse(http.StatusBadRequest, reasonUpgradeNotAllowed, "protocol upgrades (Upgrade: h2c, websocket) are not allowed: send plain HTTP/1.1 requests to the Chat REST API")
+		return refusal.New(http.StatusBadRequest, reasonUpgradeNotAllowed, "protocol upgrades (Upgrade: h2c, websocket) are not allowed: send plain HTTP/1.1 requests to the Chat REST API")
 	}
 	// Connection may name headers to drop on the way (RFC 9110 §7.6.1),
 	// and a proxy that obeys (httputil.ReverseProxy does) would forward
@@ -228,7 +230,7 @@ func checkFraming(w http.ResponseWriter, r *http.Request) (err error) {
 	for _, v := range r.Header.Values("Connection") {
 		for _, opt := range strings.Split(v, ",") {
 			if opt = strings.ToLower(strings.TrimSpace(opt)); opt != "close" && opt != "keep-alive" && opt != "" {
-				return refuse(http.StatusBadRequest, reasonConnectionOptionNotAllowed, fmt.Sprintf("Connection %q is not allowed: send no Connection header, or Connection: close or keep-alive", opt))
+				return refusal.New(http.StatusBadRequest, reasonConnectionOptionNotAllowed, fmt.Sprintf("Connection %q is not allowed: send no Connection header, or Connection: close or keep-alive", opt))
 			}
 		}
 	}
@@ -255,39 +257,39 @@ func connectionHas(h http.Header, opt string) bool {
 // and re-encoding gives back the bytes the caller sent.
 func checkTarget(r *http.Request) (string, error) {
 	if r.Method == http.MethodConnect {
-		return "", refuse(http.StatusMethodNotAllowed, reasonConnectNotAllowed, "CONNECT is not allowed: chat-broker is not a forward proxy; send Chat API requests to it directly")
+		return "", refusal.New(http.StatusMethodNotAllowed, reasonConnectNotAllowed, "CONNECT is not allowed: chat-broker is not a forward proxy; send Chat API requests to it directly")
 	}
 	if !strings.HasPrefix(r.RequestURI, "/") {
-		return "", refuse(http.StatusBadRequest, reasonTargetNotOriginForm, "the request target must be a path such as /v1/spaces/AAAA/messages, not an absolute URL: chat-broker always forwards to its configured upstream")
+		return "", refusal.New(http.StatusBadRequest, reasonTargetNotOriginForm, "the request target must be a path such as /v1/spaces/AAAA/messages, not an absolute URL: chat-broker always forwards to its configured upstream")
 	}
 	raw, rawQuery, _ := strings.Cut(r.RequestURI, "?")
 	if len(raw) > maxPathBytes {
-		return "", refuse(http.StatusRequestURITooLong, reasonURITooLong, fmt.Sprintf("the path is %d bytes long: Chat API paths are at most %d bytes; check how the resource name was built", len(raw), maxPathBytes))
+		return "", refusal.New(http.StatusRequestURITooLong, reasonURITooLong, fmt.Sprintf("the path is %d bytes long: Chat API paths are at most %d bytes; check how the resource name was built", len(raw), maxPathBytes))
 	}
 	if len(rawQuery) > maxQueryBytes {
-		return "", refuse(http.StatusRequestURITooLong, reasonURITooLong, fmt.Sprintf("the query string is %d bytes long: send at most %d bytes of query (long filters belong in a shorter form)", len(rawQuery), maxQueryBytes))
+		return "", refusal.New(http.StatusRequestURITooLong, reasonURITooLong, fmt.Sprintf("the query string is %d bytes long: send at most %d bytes of query (long filters belong in a shorter form)", len(rawQuery), maxQueryBytes))
 	}
 	if i := strings.IndexByte(raw, '%'); i >= 0 {
-		return "", refuse(http.StatusBadRequest, reasonPathNotCanonical, "percent-encoded characters are not allowed in the path; send resource names unescaped (spaces/AAAA/messages/BBBB)")
+		return "", refusal.New(http.StatusBadRequest, reasonPathNotCanonical, "percent-encoded characters are not allowed in the path; send resource names unescaped (spaces/AAAA/messages/BBBB)")
 	}
 	if strings.ContainsAny(raw, "\\;") {
-		return "", refuse(http.StatusBadRequest, reasonPathNotCanonical, `"\" and ";" are not allowed in the path: send the resource name as Chat returned it`)
+		return "", refusal.New(http.StatusBadRequest, reasonPathNotCanonical, `"\" and ";" are not allowed in the path: send the resource name as Chat returned it`)
 	}
 	for i := 0; i < len(raw); i++ {
 		if !pathByte(raw[i]) {
-			return "", refuse(http.StatusBadRequest, reasonPathCharacterNotAllowed, fmt.Sprintf("the path holds %q at byte %d: Chat API paths use only letters, digits, \"/\" and \"-._~:@+=\"; send the resource name as Chat returned it", raw[i:i+1], i))
+			return "", refusal.New(http.StatusBadRequest, reasonPathCharacterNotAllowed, fmt.Sprintf("the path holds %q at byte %d: Chat API paths use only letters, digits, \"/\" and \"-._~:@+=\"; send the resource name as Chat returned it", raw[i:i+1], i))
 		}
 	}
 	for _, seg := range strings.Split(raw[1:], "/") {
 		switch {
 		case seg == "":
-			return "", refuse(http.StatusBadRequest, reasonPathNotCanonical, "empty path segments (// or a trailing /) are not allowed: remove the extra slash")
+			return "", refusal.New(http.StatusBadRequest, reasonPathNotCanonical, "empty path segments (// or a trailing /) are not allowed: remove the extra slash")
 		case seg == "." || seg == "..":
-			return "", refuse(http.StatusBadRequest, reasonPathNotCanonical, `dot segments ("." and "..") are not allowed in the path: send the resolved path`)
+			return "", refusal.New(http.StatusBadRequest, reasonPathNotCanonical, `dot segments ("." and "..") are not allowed in the path: send the resolved path`)
 		case strings.HasSuffix(seg, "."):
 			// Some servers drop trailing dots ("AAAA." is "AAAA"), others
 			// do not: the broker cannot know which space Google would see.
-			return "", refuse(http.StatusBadRequest, reasonPathNotCanonical, fmt.Sprintf("path segment %q ends in a dot: remove the trailing dot", seg))
+			return "", refusal.New(http.StatusBadRequest, reasonPathNotCanonical, fmt.Sprintf("path segment %q ends in a dot: remove the trailing dot", seg))
 		}
 	}
 	if err := checkTargetQuery(raw, rawQuery); err != nil {
@@ -326,26 +328,26 @@ func checkTargetQuery(path, rawQuery string) error {
 	}
 	for i := 0; i < len(rawQuery); i++ {
 		if c := rawQuery[i]; c <= ' ' || c >= 0x7f {
-			return refuse(http.StatusBadRequest, reasonQueryMalformed, fmt.Sprintf("the query string holds %q: percent-encode spaces, control characters and non-ASCII bytes", rawQuery[i:i+1]))
+			return refusal.New(http.StatusBadRequest, reasonQueryMalformed, fmt.Sprintf("the query string holds %q: percent-encode spaces, control characters and non-ASCII bytes", rawQuery[i:i+1]))
 		}
 	}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return refuse(http.StatusBadRequest, reasonQueryMalformed, "the query string is malformed: percent-encode parameter values (a bare ';' or a bad escape is not allowed)")
+		return refusal.New(http.StatusBadRequest, reasonQueryMalformed, "the query string is malformed: percent-encode parameter values (a bare ';' or a bad escape is not allowed)")
 	}
 	for _, name := range sortedKeys(q) {
 		switch strings.ToLower(name) {
 		case "uploadtype", "upload_protocol":
 			if !uploadPath(path) {
-				return refuse(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is allowed only on the upload paths (/upload/v1/…): remove it")
+				return refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is allowed only on the upload paths (/upload/v1/…): remove it")
 			}
 		case "parent", "resourcename":
-			return refuse(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" names a resource: name it in the path only")
+			return refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" names a resource: name it in the path only")
 		case "name":
 			// spaces.findDirectMessage takes the user to look for as
 			// ?name=users/…; everywhere else name is the path's.
 			if path != "/v1/spaces:findDirectMessage" {
-				return refuse(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" names a resource: name it in the path only")
+				return refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" names a resource: name it in the path only")
 			}
 		}
 	}
@@ -360,46 +362,46 @@ func checkHeaders(h http.Header) error {
 		// environment variables) read "_" as "-":
 		// X_HTTP_Method_Override would slip past the checks below.
 		if strings.IndexByte(name, '_') >= 0 {
-			return refuse(http.StatusBadRequest, reasonHeaderNameNotAllowed, fmt.Sprintf("header %q is not allowed: header names with \"_\" are read differently by different servers; use \"-\"", name))
+			return refusal.New(http.StatusBadRequest, reasonHeaderNameNotAllowed, fmt.Sprintf("header %q is not allowed: header names with \"_\" are read differently by different servers; use \"-\"", name))
 		}
 	}
 	for _, name := range overrideHeaders {
 		if _, ok := h[name]; ok {
-			return refuse(http.StatusBadRequest, reasonMethodOverrideNotAllowed, name+" is not allowed: send the request with the HTTP verb you mean")
+			return refusal.New(http.StatusBadRequest, reasonMethodOverrideNotAllowed, name+" is not allowed: send the request with the HTTP verb you mean")
 		}
 	}
 	for _, name := range credentialHeaders {
 		if _, ok := h[name]; ok {
-			return refuse(http.StatusBadRequest, reasonCredentialNotAllowed, name+" is not allowed: chat-broker supplies Google credentials itself; send only the caller secret as 'Authorization: Bearer <secret>'")
+			return refusal.New(http.StatusBadRequest, reasonCredentialNotAllowed, name+" is not allowed: chat-broker supplies Google credentials itself; send only the caller secret as 'Authorization: Bearer <secret>'")
 		}
 	}
 	for _, name := range billingHeaders {
 		if _, ok := h[name]; ok {
-			return refuse(http.StatusBadRequest, reasonHeaderNotAllowed, name+" is not allowed: it moves the call's quota, billing or identity, which chat-broker sets itself; remove the header")
+			return refusal.New(http.StatusBadRequest, reasonHeaderNotAllowed, name+" is not allowed: it moves the call's quota, billing or identity, which chat-broker sets itself; remove the header")
 		}
 	}
 	for name := range h {
 		if hasPrefixFold(name, "X-Forwarded-") {
-			return refuse(http.StatusBadRequest, reasonForwardingHeaderNotAllowed, name+" is not allowed: call chat-broker directly, not through another proxy")
+			return refusal.New(http.StatusBadRequest, reasonForwardingHeaderNotAllowed, name+" is not allowed: call chat-broker directly, not through another proxy")
 		}
 	}
 	for _, name := range forwardingHeaders {
 		if _, ok := h[name]; ok {
-			return refuse(http.StatusBadRequest, reasonForwardingHeaderNotAllowed, name+" is not allowed: call chat-broker directly, not through another proxy")
+			return refusal.New(http.StatusBadRequest, reasonForwardingHeaderNotAllowed, name+" is not allowed: call chat-broker directly, not through another proxy")
 		}
 	}
 	cts := h.Values("Content-Type")
 	if len(cts) > 1 {
 		// The broker checks the first; Google might read another.
-		return refuse(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, "more than one Content-Type header: send exactly one, Content-Type: application/json")
+		return refusal.New(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, "more than one Content-Type header: send exactly one, Content-Type: application/json")
 	}
 	if ct := strings.ToLower(h.Get("Content-Type")); strings.HasPrefix(ct, "application/grpc") || strings.Contains(ct, "protobuf") {
-		return refuse(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, "gRPC and protobuf bodies are not allowed: use the Chat REST API with JSON")
+		return refusal.New(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, "gRPC and protobuf bodies are not allowed: use the Chat REST API with JSON")
 	}
 	// gzip is what Google's Java client sends by default. Anything else
 	// (or gzip twice) is a body the broker could not read if it had to.
 	if ce := h.Values("Content-Encoding"); len(ce) > 1 || len(ce) == 1 && !strings.EqualFold(strings.TrimSpace(ce[0]), "gzip") && !strings.EqualFold(strings.TrimSpace(ce[0]), "identity") {
-		return refuse(http.StatusUnsupportedMediaType, reasonContentEncodingNotAllowed, fmt.Sprintf("Content-Encoding %q is not allowed: send the body uncompressed or gzip-compressed", strings.Join(ce, ", ")))
+		return refusal.New(http.StatusUnsupportedMediaType, reasonContentEncodingNotAllowed, fmt.Sprintf("Content-Encoding %q is not allowed: send the body uncompressed or gzip-compressed", strings.Join(ce, ", ")))
 	}
 	return nil
 }
@@ -426,11 +428,11 @@ func bearerOf(h http.Header) (string, error) {
 	case len(auth) == 0:
 		return "", nil
 	case len(auth) > 1:
-		return "", refuse(http.StatusBadRequest, reasonCredentialNotAllowed, "more than one Authorization header: send exactly one, 'Authorization: Bearer <secret>'")
+		return "", refusal.New(http.StatusBadRequest, reasonCredentialNotAllowed, "more than one Authorization header: send exactly one, 'Authorization: Bearer <secret>'")
 	}
 	scheme, secret, ok := strings.Cut(auth[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" || strings.ContainsAny(secret, " \t") {
-		return "", refuse(http.StatusUnauthorized, reasonCallerCredentialMalformed, "the Authorization header must be 'Bearer <secret>' with the caller secret from the policy")
+		return "", refusal.New(http.StatusUnauthorized, reasonCallerCredentialMalformed, "the Authorization header must be 'Bearer <secret>' with the caller secret from the policy")
 	}
 	return secret, nil
 }
@@ -444,38 +446,38 @@ func checkQuery(rawQuery string, mediaDownload bool) (string, error) {
 	}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return "", refuse(http.StatusBadRequest, reasonQueryMalformed, "the query string is malformed: percent-encode parameter values (a bare ';' or a bad escape is not allowed)")
+		return "", refusal.New(http.StatusBadRequest, reasonQueryMalformed, "the query string is malformed: percent-encode parameter values (a bare ';' or a bad escape is not allowed)")
 	}
 	// In name order, so a query with two faults always gets the same
 	// answer.
 	for _, name := range sortedKeys(q) {
 		vals := q[name]
 		if !paramName(name) {
-			return "", refuse(http.StatusBadRequest, reasonQueryMalformed, fmt.Sprintf("query parameter name %q is malformed: names are letters, digits, \".\", \"_\" and \"$\"", name))
+			return "", refusal.New(http.StatusBadRequest, reasonQueryMalformed, fmt.Sprintf("query parameter name %q is malformed: names are letters, digits, \".\", \"_\" and \"$\"", name))
 		}
 		lower := strings.ToLower(name)
 		if why, ok := refusedParams[lower]; ok {
-			return "", refuse(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is not allowed ("+why+"): chat-broker supplies identity and billing itself; remove it")
+			return "", refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is not allowed ("+why+"): chat-broker supplies identity and billing itself; remove it")
 		}
 		if canon, ok := systemParams[lower]; ok && canon != name {
-			return "", refuse(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is not allowed: spell it "+canon)
+			return "", refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is not allowed: spell it "+canon)
 		}
 		if len(vals) > 1 && !repeatable[name] {
-			return "", refuse(http.StatusBadRequest, reasonParameterRepeated, "query parameter "+name+" is given more than once: give it once")
+			return "", refusal.New(http.StatusBadRequest, reasonParameterRepeated, "query parameter "+name+" is given more than once: give it once")
 		}
 		for _, v := range vals {
 			if !utf8.ValidString(v) || strings.ContainsFunc(v, isControl) {
-				return "", refuse(http.StatusBadRequest, reasonQueryMalformed, "query parameter "+name+" holds control characters or invalid UTF-8: send printable UTF-8, percent-encoded")
+				return "", refusal.New(http.StatusBadRequest, reasonQueryMalformed, "query parameter "+name+" holds control characters or invalid UTF-8: send printable UTF-8, percent-encoded")
 			}
 		}
 		switch name {
 		case "alt", "$alt":
 			if vals[0] != "json" && !(vals[0] == "media" && mediaDownload) {
-				return "", refuse(http.StatusBadRequest, reasonParameterNotAllowed, "alt="+vals[0]+" is not allowed: only alt=json, and alt=media on media downloads (/v1/media/…)")
+				return "", refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "alt="+vals[0]+" is not allowed: only alt=json, and alt=media on media downloads (/v1/media/…)")
 			}
 		default:
 			if strings.HasPrefix(name, "$") && name != "$.xgafv" && name != "$fields" && name != "$prettyPrint" {
-				return "", refuse(http.StatusBadRequest, reasonParameterNotAllowed, "system parameter "+name+" is not allowed: remove it")
+				return "", refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "system parameter "+name+" is not allowed: remove it")
 			}
 		}
 	}

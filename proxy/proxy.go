@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,12 +17,12 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/identity"
+	"github.com/chat-broker/chat-broker/internal/refusal"
 	"github.com/chat-broker/chat-broker/policy"
 )
 
@@ -273,7 +272,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	err := p.serve(sw, r, c)
 	if err != nil && err != errAborted {
-		_, c.reason = writeError(sw, err)
+		_, c.reason = refusal.Write(sw, err)
 	}
 	latency := p.now().Sub(start)
 	p.record(r, c, sw.status, latency)
@@ -393,11 +392,11 @@ func (p *Proxy) identify(r *http.Request, pol *policy.Policy) (*policy.Caller, e
 			account, err := p.accounts.Verify(r.Context(), bearer)
 			switch {
 			case err != nil && byPeer == nil:
-				return nil, refuse(http.StatusUnauthorized, "SERVICE_ACCOUNT_TOKEN_INVALID", "the Kubernetes service account token did not verify: "+err.Error())
+				return nil, refusal.New(http.StatusUnauthorized, "SERVICE_ACCOUNT_TOKEN_INVALID", "the Kubernetes service account token did not verify: "+err.Error())
 			case err == nil:
 				var ok bool
 				if byBearer, ok = pol.CallerByServiceAccount(account); !ok && byPeer == nil {
-					return nil, refuse(http.StatusUnauthorized, "CALLER_UNKNOWN", "service account "+account+" is no caller in the policy: add a caller with identify.serviceAccount: "+account)
+					return nil, refusal.New(http.StatusUnauthorized, "CALLER_UNKNOWN", "service account "+account+" is no caller in the policy: add a caller with identify.serviceAccount: "+account)
 				}
 			}
 		} else {
@@ -406,29 +405,29 @@ func (p *Proxy) identify(r *http.Request, pol *policy.Policy) (*policy.Caller, e
 	}
 	switch {
 	case byPeer != nil && byBearer != nil && byPeer != byBearer:
-		return nil, refuse(http.StatusUnauthorized, "CALLER_AMBIGUOUS", fmt.Sprintf("the connection's Unix user is caller %q but the bearer credential is caller %q: send one identity", byPeer.Name, byBearer.Name))
+		return nil, refusal.New(http.StatusUnauthorized, "CALLER_AMBIGUOUS", fmt.Sprintf("the connection's Unix user is caller %q but the bearer credential is caller %q: send one identity", byPeer.Name, byBearer.Name))
 	case byPeer != nil:
 		return byPeer, nil
 	case byBearer != nil:
 		return byBearer, nil
 	case bearer == "":
-		return nil, refuse(http.StatusUnauthorized, "CALLER_CREDENTIAL_MISSING", "no caller credential: send the caller secret as 'Authorization: Bearer <secret>' (in a Google client library, as the access token)")
+		return nil, refusal.New(http.StatusUnauthorized, "CALLER_CREDENTIAL_MISSING", "no caller credential: send the caller secret as 'Authorization: Bearer <secret>' (in a Google client library, as the access token)")
 	}
-	return nil, refuse(http.StatusUnauthorized, "CALLER_UNKNOWN", "the caller secret matches no caller in the policy: check the secret the app sends, and that its SHA-256 (chat-broker hash-secret) is a callers[].identify.secretSHA256")
+	return nil, refusal.New(http.StatusUnauthorized, "CALLER_UNKNOWN", "the caller secret matches no caller in the policy: check the secret the app sends, and that its SHA-256 (chat-broker hash-secret) is a callers[].identify.secretSHA256")
 }
 
 // identifyFailed logs a failed identification (never the credential) and
 // answers it, with 429 once failures come faster than the limit.
 func (p *Proxy) identifyFailed(r *http.Request, path string, err error) error {
 	if !p.failures.Allow() {
-		ref := refuse(http.StatusTooManyRequests, "TOO_MANY_FAILED_ATTEMPTS", "too many requests failed identification; check the app's credential and retry later")
-		ref.retryAfter = time.Second
+		ref := refusal.New(http.StatusTooManyRequests, "TOO_MANY_FAILED_ATTEMPTS", "too many requests failed identification; check the app's credential and retry later")
+		ref.RetryAfter = time.Second
 		return ref
 	}
-	var ref *refusal
+	var ref *refusal.Error
 	reason := "INVALID"
 	if errors.As(err, &ref) {
-		reason = ref.reason
+		reason = ref.Reason
 	}
 	_, unix := identity.PeerFrom(r.Context())
 	p.log.Warn("caller identification failed", "reason", reason, "remote", r.RemoteAddr, "unix_socket", unix, "method", r.Method, "path", path)
@@ -445,7 +444,7 @@ func (p *Proxy) checkHost(r *http.Request) error {
 		return nil
 	}
 	if !p.hosts[strings.ToLower(r.Host)] {
-		return refuse(http.StatusBadRequest, "HOST_NOT_ALLOWED", "Host "+strconv.Quote(r.Host)+" is not this broker's address: call it by the address it listens on")
+		return refusal.New(http.StatusBadRequest, "HOST_NOT_ALLOWED", "Host "+strconv.Quote(r.Host)+" is not this broker's address: call it by the address it listens on")
 	}
 	return nil
 }
@@ -456,18 +455,18 @@ func (p *Proxy) checkHost(r *http.Request) error {
 // expired token is never sent instead.
 func (p *Proxy) tokenError(r *http.Request, c *call, err error) error {
 	if r.Context().Err() != nil {
-		return refuse(499, "CANCELLED", "the caller went away before a token was ready")
+		return refusal.New(499, "CANCELLED", "the caller went away before a token was ready")
 	}
 	p.log.Error("no token", "caller", c.caller, "method", c.method, "scopes", chatapi.ScopeKey(c.scopes), "subject", c.subject, "err", err)
 	var me *broker.MintError
 	if errors.As(err, &me) && me.Code == "unauthorized_client" && c.subject != "" {
-		return refuse(http.StatusForbidden, "DELEGATION_NOT_GRANTED", fmt.Sprintf(
+		return refusal.New(http.StatusForbidden, "DELEGATION_NOT_GRANTED", fmt.Sprintf(
 			"Google refused to let the Chat app act as %s with %s (unauthorized_client): a Workspace admin must grant the service account domain-wide delegation for this scope (Admin console: Security > API controls > Domain-wide delegation)",
 			c.subject, chatapi.ScopeKey(c.scopes)))
 	}
-	ref := refuse(http.StatusServiceUnavailable, "TOKEN_UNAVAILABLE", fmt.Sprintf("could not get a Google token with %s: %v", chatapi.ScopeKey(c.scopes), err))
+	ref := refusal.New(http.StatusServiceUnavailable, "TOKEN_UNAVAILABLE", fmt.Sprintf("could not get a Google token with %s: %v", chatapi.ScopeKey(c.scopes), err))
 	if d, ok := broker.RetryAfter(err); ok {
-		ref.retryAfter = d
+		ref.RetryAfter = d
 	}
 	return ref
 }
@@ -480,16 +479,16 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 	m, vars, err := router.Match(r)
 	switch {
 	case errors.Is(err, chatapi.ErrVerbNotAllowed):
-		return nil, policy.Decision{}, refuse(http.StatusMethodNotAllowed, "VERB_NOT_ALLOWED", r.Method+" "+path+" is not a Google Chat API method; the path exists with another HTTP verb")
+		return nil, policy.Decision{}, refusal.New(http.StatusMethodNotAllowed, "VERB_NOT_ALLOWED", r.Method+" "+path+" is not a Google Chat API method; the path exists with another HTTP verb")
 	case err != nil:
-		return nil, policy.Decision{}, refuse(http.StatusNotFound, "UNKNOWN_METHOD", r.Method+" "+path+" is not a Google Chat API method chat-broker knows; check the path (e.g. /v1/spaces/AAAA/messages)")
+		return nil, policy.Decision{}, refusal.New(http.StatusNotFound, "UNKNOWN_METHOD", r.Method+" "+path+" is not a Google Chat API method chat-broker knows; check the path (e.g. /v1/spaces/AAAA/messages)")
 	}
 	c.method, c.space, c.path = m.ID, m.Space(vars), path
 	// A resumable upload continues at a URL Google returns, outside the
 	// broker: the caller would send its bytes (and credential) straight
 	// to Google, or nowhere. Refuse it up front.
 	if m.ID == "media.upload" && (strings.HasPrefix(path, "/resumable/") || strings.EqualFold(r.URL.Query().Get("uploadType"), "resumable")) {
-		return m, policy.Decision{}, refuse(http.StatusBadRequest, "RESUMABLE_UPLOAD_NOT_SUPPORTED", "resumable uploads continue at a Google URL outside the broker; upload with uploadType=multipart or uploadType=media (up to 200 MB)")
+		return m, policy.Decision{}, refusal.New(http.StatusBadRequest, "RESUMABLE_UPLOAD_NOT_SUPPORTED", "resumable uploads continue at a Google URL outside the broker; upload with uploadType=multipart or uploadType=media (up to 200 MB)")
 	}
 	if c.query, err = checkQuery(r.URL.RawQuery, m.ID == "media.download"); err != nil {
 		return m, policy.Decision{}, err
@@ -498,10 +497,10 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 	c.rule, c.decision = d.Rule, "allow"
 	if !d.Allow {
 		c.decision = "deny"
-		ref := refuse(http.StatusForbidden, d.Reason, d.Message)
-		ref.metadata = map[string]string{"caller": caller.Name, "method": m.ID}
+		ref := refusal.New(http.StatusForbidden, d.Reason, d.Message)
+		ref.Metadata = map[string]string{"caller": caller.Name, "method": m.ID}
 		if d.Rule != "" {
-			ref.metadata["rule"] = d.Rule
+			ref.Metadata["rule"] = d.Rule
 		}
 		return m, d, ref
 	}
@@ -515,15 +514,15 @@ func checkBody(w http.ResponseWriter, r *http.Request, m *chatapi.Method) error 
 		return nil
 	}
 	if m.MaxBody == 0 {
-		return refuse(http.StatusBadRequest, reasonBodyNotAllowed, m.ID+" takes no request body: send it without one")
+		return refusal.New(http.StatusBadRequest, reasonBodyNotAllowed, m.ID+" takes no request body: send it without one")
 	}
 	if r.ContentLength > m.MaxBody {
-		return refuse(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, m.MaxBody))
+		return refusal.New(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, m.MaxBody))
 	}
 	if m.ID != "media.upload" {
 		ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
 		if !strings.EqualFold(strings.TrimSpace(ct), "application/json") {
-			return refuse(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, m.ID+" takes a JSON body: send Content-Type: application/json")
+			return refusal.New(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, m.ID+" takes a JSON body: send Content-Type: application/json")
 		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, m.MaxBody)
@@ -546,11 +545,11 @@ func bufferBody(r *http.Request, m *chatapi.Method, c *call) error {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		return refuse(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, tooBig.Limit))
+		return refusal.New(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, tooBig.Limit))
 	case r.Context().Err() != nil:
 		return errCancelled
 	case err != nil:
-		return refuse(http.StatusBadRequest, "BODY_INCOMPLETE", "the request body could not be read to its end: send it whole")
+		return refusal.New(http.StatusBadRequest, "BODY_INCOMPLETE", "the request body could not be read to its end: send it whole")
 	}
 	r.Body.Close()
 	c.body, c.replayable = buf, true
@@ -698,9 +697,9 @@ func subjectOf(h http.Header) (string, error) {
 	case len(v) == 0:
 		return "", nil
 	case len(v) > 1:
-		return "", refuse(http.StatusBadRequest, "SUBJECT_AMBIGUOUS", SubjectHeader+" is given more than once: name one user")
+		return "", refusal.New(http.StatusBadRequest, "SUBJECT_AMBIGUOUS", SubjectHeader+" is given more than once: name one user")
 	case strings.TrimSpace(v[0]) == "":
-		return "", refuse(http.StatusBadRequest, "SUBJECT_EMPTY", SubjectHeader+" is empty: name the user's email, or leave the header out to act as the app")
+		return "", refusal.New(http.StatusBadRequest, "SUBJECT_EMPTY", SubjectHeader+" is empty: name the user's email, or leave the header out to act as the app")
 	}
 	return strings.TrimSpace(v[0]), nil
 }
@@ -710,27 +709,27 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, c *call, e
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		_, c.reason = writeError(w, refuse(http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", fmt.Sprintf("%s takes at most %d bytes of body", c.method, tooBig.Limit)))
+		_, c.reason = refusal.Write(w, refusal.New(http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", fmt.Sprintf("%s takes at most %d bytes of body", c.method, tooBig.Limit)))
 	case r.Context().Err() != nil:
 		c.reason = "CANCELLED"
 		w.WriteHeader(499)
-	case errors.As(err, new(*refusal)):
+	case errors.As(err, new(*refusal.Error)):
 		// A retry that would have waited past the call's deadline for a
 		// hold on its space.
-		_, c.reason = writeError(w, err)
+		_, c.reason = refusal.Write(w, err)
 	case isTimeout(err) && !isDialError(err):
 		p.log.Warn("upstream did not answer in time", "upstream", p.upstream.Host, "method", c.method, "err", err)
-		ref := refuse(http.StatusGatewayTimeout, "UPSTREAM_TIMEOUT", p.upstream.Host+" did not answer in time; the call may have taken effect: check before you send a write again, or send it with a requestId")
-		ref.retryAfter = time.Second
-		_, c.reason = writeError(w, ref)
+		ref := refusal.New(http.StatusGatewayTimeout, "UPSTREAM_TIMEOUT", p.upstream.Host+" did not answer in time; the call may have taken effect: check before you send a write again, or send it with a requestId")
+		ref.RetryAfter = time.Second
+		_, c.reason = refusal.Write(w, ref)
 	case errors.As(err, new(*badStatusError)):
 		p.log.Warn("upstream answered with no final HTTP status", "upstream", p.upstream.Host, "method", c.method, "err", err)
-		_, c.reason = writeError(w, refuse(http.StatusBadGateway, "UPSTREAM_BAD_RESPONSE", p.upstream.Host+" sent an answer that is no HTTP response; the call may have taken effect"))
+		_, c.reason = refusal.Write(w, refusal.New(http.StatusBadGateway, "UPSTREAM_BAD_RESPONSE", p.upstream.Host+" sent an answer that is no HTTP response; the call may have taken effect"))
 	default:
 		p.log.Warn("upstream unreachable", "upstream", p.upstream.Host, "method", c.method, "err", err)
-		ref := refuse(http.StatusBadGateway, "UPSTREAM_UNAVAILABLE", "could not reach "+p.upstream.Host+"; retry later")
-		ref.retryAfter = time.Second
-		_, c.reason = writeError(w, ref)
+		ref := refusal.New(http.StatusBadGateway, "UPSTREAM_UNAVAILABLE", "could not reach "+p.upstream.Host+"; retry later")
+		ref.RetryAfter = time.Second
+		_, c.reason = refusal.Write(w, ref)
 	}
 }
 

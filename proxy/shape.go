@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/refusal"
 	"github.com/chat-broker/chat-broker/policy"
 )
 
@@ -231,10 +232,10 @@ func (p *Proxy) throttle(ctx context.Context, deadline time.Time, limits []limit
 	}
 }
 
-func (l *limit) refusal(retryAfter time.Duration) *refusal {
-	ref := refuse(http.StatusTooManyRequests, l.reason, fmt.Sprintf("%s; retry after %s", l.msg, retryAfter.Round(time.Millisecond)))
-	ref.retryAfter = max(retryAfter, time.Second)
-	ref.metadata = l.meta
+func (l *limit) refusal(retryAfter time.Duration) *refusal.Error {
+	ref := refusal.New(http.StatusTooManyRequests, l.reason, fmt.Sprintf("%s; retry after %s", l.msg, retryAfter.Round(time.Millisecond)))
+	ref.RetryAfter = max(retryAfter, time.Second)
+	ref.Metadata = l.meta
 	return ref
 }
 
@@ -565,27 +566,27 @@ func releaseHeadLocked(e *holdEntry) {
 	close(w.ready)
 }
 
-func holdRefusal(key string, left time.Duration) *refusal {
+func holdRefusal(key string, left time.Duration) *refusal.Error {
 	if left <= 0 {
 		// The hold is over but the callers queued ahead of this one did
 		// not all go within its deadline.
-		ref := refuse(http.StatusTooManyRequests, reasonSpaceRateLimited, "calls queued after Chat answered 429 (quota exceeded) did not all go within this call's deadline; retry shortly")
-		ref.retryAfter = time.Second
-		ref.metadata = map[string]string{"limit": "chat-429"}
+		ref := refusal.New(http.StatusTooManyRequests, reasonSpaceRateLimited, "calls queued after Chat answered 429 (quota exceeded) did not all go within this call's deadline; retry shortly")
+		ref.RetryAfter = time.Second
+		ref.Metadata = map[string]string{"limit": "chat-429"}
 		if key != projectHoldKey {
-			ref.metadata["space"] = key
+			ref.Metadata["space"] = key
 		}
 		return ref
 	}
 	if key == projectHoldKey {
-		ref := refuse(http.StatusTooManyRequests, reasonRateLimited, fmt.Sprintf("Chat answered 429 (quota exceeded) for this project; chat-broker holds such calls for %s", left.Round(time.Millisecond)))
-		ref.retryAfter = max(left, time.Second)
-		ref.metadata = map[string]string{"limit": "chat-429"}
+		ref := refusal.New(http.StatusTooManyRequests, reasonRateLimited, fmt.Sprintf("Chat answered 429 (quota exceeded) for this project; chat-broker holds such calls for %s", left.Round(time.Millisecond)))
+		ref.RetryAfter = max(left, time.Second)
+		ref.Metadata = map[string]string{"limit": "chat-429"}
 		return ref
 	}
-	ref := refuse(http.StatusTooManyRequests, reasonSpaceRateLimited, fmt.Sprintf("Chat answered 429 (quota exceeded) for %s; chat-broker holds calls to it for %s", key, left.Round(time.Millisecond)))
-	ref.retryAfter = max(left, time.Second)
-	ref.metadata = map[string]string{"space": key, "limit": "chat-429"}
+	ref := refusal.New(http.StatusTooManyRequests, reasonSpaceRateLimited, fmt.Sprintf("Chat answered 429 (quota exceeded) for %s; chat-broker holds calls to it for %s", key, left.Round(time.Millisecond)))
+	ref.RetryAfter = max(left, time.Second)
+	ref.Metadata = map[string]string{"space": key, "limit": "chat-429"}
 	return ref
 }
 
@@ -636,13 +637,13 @@ func (w *waitCap) done() {
 	}
 }
 
-func (w *waitCap) refusal() *refusal {
-	ref := refuse(http.StatusServiceUnavailable, reasonOverloaded, fmt.Sprintf("chat-broker already has %d calls waiting (--max-waiting); retry shortly", w.max))
-	ref.retryAfter = time.Second
+func (w *waitCap) refusal() *refusal.Error {
+	ref := refusal.New(http.StatusServiceUnavailable, reasonOverloaded, fmt.Sprintf("chat-broker already has %d calls waiting (--max-waiting); retry shortly", w.max))
+	ref.RetryAfter = time.Second
 	return ref
 }
 
-func (p *Proxy) overloaded() *refusal { return p.waiting.refusal() }
+func (p *Proxy) overloaded() *refusal.Error { return p.waiting.refusal() }
 
 // admit takes one of the MaxInFlight slots for calls to Chat, waiting
 // for one (within the call's deadline, among at most MaxWaiting waiting
@@ -677,11 +678,11 @@ func (p *Proxy) admit(ctx context.Context, deadline time.Time) (release func(), 
 	}
 }
 
-func (p *Proxy) slotsRefusal() *refusal {
-	ref := refuse(http.StatusServiceUnavailable, reasonOverloaded, fmt.Sprintf("chat-broker is at its limit of %d concurrent calls to Chat (--max-in-flight) and none finished within the call's deadline; retry shortly", cap(p.slots)))
-	ref.retryAfter = time.Second
+func (p *Proxy) slotsRefusal() *refusal.Error {
+	ref := refusal.New(http.StatusServiceUnavailable, reasonOverloaded, fmt.Sprintf("chat-broker is at its limit of %d concurrent calls to Chat (--max-in-flight) and none finished within the call's deadline; retry shortly", cap(p.slots)))
+	ref.RetryAfter = time.Second
 	return ref
 }
 
 // errCancelled is a wait cut short because the caller went away.
-var errCancelled = refuse(499, "CANCELLED", "the caller went away while the call waited")
+var errCancelled = refusal.New(499, "CANCELLED", "the caller went away while the call waited")

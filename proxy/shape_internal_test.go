@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/refusal"
 )
 
 func newTestHolds(clk *FakeClock) *holds {
@@ -78,8 +79,8 @@ func TestHoldDeadlinesAndBackoff(t *testing.T) {
 	h := newTestHolds(clk)
 	h.set("spaces/A", 3*time.Second)
 	_, err := h.wait(context.Background(), "spaces/A", clk.Now().Add(time.Second), nil)
-	var ref *refusal
-	if !errors.As(err, &ref) || ref.code != http.StatusTooManyRequests || ref.reason != reasonSpaceRateLimited || ref.retryAfter != 3*time.Second {
+	var ref *refusal.Error
+	if !errors.As(err, &ref) || ref.Code != http.StatusTooManyRequests || ref.Reason != reasonSpaceRateLimited || ref.RetryAfter != 3*time.Second {
 		t.Fatalf("wait past the deadline: %v, want 429 SPACE_RATE_LIMITED with Retry-After 3s", err)
 	}
 	if _, err := h.wait(context.Background(), "project", clk.Now(), nil); err != nil {
