@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/inbound"
 	"github.com/chat-broker/chat-broker/internal/refusal"
 	"github.com/chat-broker/chat-broker/policy"
 )
@@ -61,7 +62,7 @@ func Explain(pol *policy.Policy, caller, request, subject string) (Explanation, 
 
 	e := Explanation{Caller: c.Name, Subject: subject, Decision: "deny", Scopes: []chatapi.Scope{}}
 	cl := &call{}
-	path, err := checkTarget(r)
+	path, err := inbound.CheckTarget(r)
 	var d policy.Decision
 	if err == nil {
 		_, d, err = resolve(chatapi.NewRouter(), pol, c, r, path, subject, cl)

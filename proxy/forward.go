@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/chat-broker/chat-broker/internal/inbound"
 )
 
 // forward is step 8: it sends the call upstream, retrying when safe
@@ -53,7 +55,7 @@ func copyResponseHeader(dst, src http.Header) {
 		}
 	}
 	for k, v := range src {
-		if !hopByHop[k] && !slices.Contains(named, k) {
+		if !inbound.HopByHop[k] && !slices.Contains(named, k) {
 			dst[k] = v
 		}
 	}
@@ -97,43 +99,9 @@ func copyBody(w http.ResponseWriter, resp *http.Response, c *call) error {
 
 func isEventStream(h http.Header) bool {
 	ct := strings.TrimSpace(h.Get("Content-Type"))
-	return hasPrefixFold(ct, "text/event-stream") &&
+	return len(ct) >= len("text/event-stream") && strings.EqualFold(ct[:len("text/event-stream")], "text/event-stream") &&
 		(len(ct) == len("text/event-stream") || ct[len("text/event-stream")] == ';' || ct[len("text/event-stream")] == ' ')
 }
-
-// hopByHop are the headers of one connection (RFC 9110 §7.6.1), never
-// forwarded either way. The hygiene checks allow a caller no Connection
-// header other than close and keep-alive, so a request names no others;
-// copyResponseHeader also drops those an upstream's Connection names.
-var hopByHop = map[string]bool{
-	"Connection":          true,
-	"Proxy-Connection":    true,
-	"Keep-Alive":          true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
-}
-
-// dropOut are the request headers never forwarded: the connection's own,
-// the caller's credential (replaced by the broker's token) and headers
-// that change identity, billing or quota. The hygiene checks refuse most
-// of them outright; this is the second line. Headers of the broker's own
-// (X-Chat-Broker-*) are dropped too.
-var dropOut = func() map[string]bool {
-	m := map[string]bool{"Authorization": true, "Content-Length": true}
-	for h := range hopByHop {
-		m[h] = true
-	}
-	for _, h := range append(append([]string(nil), credentialHeaders...), billingHeaders...) {
-		m[http.CanonicalHeaderKey(h)] = true
-	}
-	return m
-}()
-
-const brokerHeaderPrefix = "X-Chat-Broker-"
 
 // outgoing is the first attempt's request: the caller's method, the
 // path and query the checks settled on, at the pinned upstream, with the
@@ -143,7 +111,7 @@ const brokerHeaderPrefix = "X-Chat-Broker-"
 func (p *Proxy) outgoing(r *http.Request, c *call) *http.Request {
 	h := make(http.Header, len(r.Header)+1)
 	for k, v := range r.Header {
-		if !dropOut[k] && !strings.HasPrefix(k, brokerHeaderPrefix) {
+		if !inbound.Dropped(k) {
 			h[k] = v
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/identity"
+	"github.com/chat-broker/chat-broker/internal/inbound"
 	"github.com/chat-broker/chat-broker/internal/refusal"
 	"github.com/chat-broker/chat-broker/policy"
 )
@@ -286,18 +287,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
-	if err := checkFraming(w, r); err != nil {
+	if err := inbound.CheckFraming(w, r); err != nil {
 		return err
 	}
-	path, err := checkTarget(r)
+	path, err := inbound.CheckTarget(r)
 	if err != nil {
 		return err
 	}
-	applyPatchOverride(r)
-	if err := checkHeaders(r.Header); err != nil {
+	inbound.ApplyPatchOverride(r)
+	if err := inbound.CheckHeaders(r.Header); err != nil {
 		return err
 	}
-	dropGoogHeaders(r.Header)
+	inbound.DropGoogHeaders(r.Header)
 	if err := p.checkHost(r); err != nil {
 		return err
 	}
@@ -321,7 +322,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	c.scopes, c.subject = d.Scopes, d.Subject
 
-	if err := checkBody(w, r, m); err != nil {
+	if err := inbound.CheckBody(w, r, m); err != nil {
 		return err
 	}
 	if err := bufferBody(r, m, c); err != nil {
@@ -379,7 +380,7 @@ const (
 // account token, or the secret whose SHA-256 the policy holds. Never an
 // IP address or a free-form header.
 func (p *Proxy) identify(r *http.Request, pol *policy.Policy) (*policy.Caller, error) {
-	bearer, err := bearerOf(r.Header)
+	bearer, err := inbound.Bearer(r.Header)
 	if err != nil {
 		return nil, err
 	}
@@ -490,7 +491,7 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 	if m.ID == "media.upload" && (strings.HasPrefix(path, "/resumable/") || strings.EqualFold(r.URL.Query().Get("uploadType"), "resumable")) {
 		return m, policy.Decision{}, refusal.New(http.StatusBadRequest, "RESUMABLE_UPLOAD_NOT_SUPPORTED", "resumable uploads continue at a Google URL outside the broker; upload with uploadType=multipart or uploadType=media (up to 200 MB)")
 	}
-	if c.query, err = checkQuery(r.URL.RawQuery, m.ID == "media.download"); err != nil {
+	if c.query, err = inbound.CheckQuery(r.URL.RawQuery, m.ID == "media.download"); err != nil {
 		return m, policy.Decision{}, err
 	}
 	d := pol.Decide(caller, m, c.space, subject)
@@ -507,51 +508,21 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 	return m, d, nil
 }
 
-// checkBody caps the request body at what the method can carry and
-// requires JSON where Chat takes JSON.
-func checkBody(w http.ResponseWriter, r *http.Request, m *chatapi.Method) error {
-	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
-		return nil
-	}
-	if m.MaxBody == 0 {
-		return refusal.New(http.StatusBadRequest, reasonBodyNotAllowed, m.ID+" takes no request body: send it without one")
-	}
-	if r.ContentLength > m.MaxBody {
-		return refusal.New(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, m.MaxBody))
-	}
-	if m.ID != "media.upload" {
-		ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
-		if !strings.EqualFold(strings.TrimSpace(ct), "application/json") {
-			return refusal.New(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, m.ID+" takes a JSON body: send Content-Type: application/json")
-		}
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, m.MaxBody)
-	return nil
-}
-
-// bufferBody reads a JSON body whole (checkBody capped it), so that it
-// can be sent again on a retry and an oversized one, even chunked, is
-// refused with 413 before anything goes upstream. Media bodies (up to
-// 200 MB) stream instead and are never retried.
+// bufferBody reads a JSON body whole (inbound.CheckBody capped it), so
+// that it can be sent again on a retry; a media upload's body streams and
+// is never retried.
 func bufferBody(r *http.Request, m *chatapi.Method, c *call) error {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		c.replayable = true
 		return nil
 	}
-	if m.ID == "media.upload" {
+	if inbound.Streams(m) {
 		return nil
 	}
-	buf, err := io.ReadAll(r.Body)
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return refusal.New(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, tooBig.Limit))
-	case r.Context().Err() != nil:
-		return errCancelled
-	case err != nil:
-		return refusal.New(http.StatusBadRequest, "BODY_INCOMPLETE", "the request body could not be read to its end: send it whole")
+	buf, err := inbound.ReadBody(r, m, errCancelled)
+	if err != nil {
+		return err
 	}
-	r.Body.Close()
 	c.body, c.replayable = buf, true
 	r.Body, _ = c.getBody()
 	r.GetBody = c.getBody

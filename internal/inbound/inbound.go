@@ -1,7 +1,9 @@
-package proxy
+package inbound
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -9,12 +11,12 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/refusal"
 )
 
-// The request hygiene rules of DESIGN.md step 2 and chat-api.md §D. Each
-// rule refuses rather than repairs: a request the broker cannot read one
-// way only is not guessed at.
+// The request hygiene rules. Each rule refuses rather than repairs: a
+// request the broker cannot read one way only is not guessed at.
 //
 // Go's HTTP/1 server answers some malformed shapes itself, before the
 // handler runs, with a plain-text status and no Google-shaped body
@@ -37,7 +39,7 @@ import (
 // Content-Lengths into one. Neither is ambiguous once Go has read it, and
 // the broker re-frames every request it forwards, so Google never sees
 // the caller's framing. What is left to guard is a front end in the pod
-// that read the same bytes by their Content-Length: checkFraming makes a
+// that read the same bytes by their Content-Length: CheckFraming makes a
 // chunked request the last one read from its connection.
 
 // Reasons of the hygiene refusals, the ErrorInfo reason callers get.
@@ -82,14 +84,14 @@ var overrideHeaders = []string{
 	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
 }
 
-// applyPatchOverride turns the one override shape Google's Java client
+// ApplyPatchOverride turns the one override shape Google's Java client
 // sends into the verb it means. Java's HttpURLConnection cannot send
 // PATCH, so google-http-client's default transport sends POST with
 // "X-HTTP-Method-Override: PATCH". Exactly that shape becomes a real
 // PATCH before routing: the policy decides on PATCH and Google receives a
 // PATCH with no override header, so nothing is left for the two to read
-// differently. Any other override is refused by checkHeaders.
-func applyPatchOverride(r *http.Request) {
+// differently. Any other override is refused by CheckHeaders.
+func ApplyPatchOverride(r *http.Request) {
 	v := r.Header.Values("X-Http-Method-Override")
 	if r.Method != http.MethodPost || len(v) != 1 || v[0] != http.MethodPatch {
 		return
@@ -171,13 +173,13 @@ var systemParams = map[string]string{
 // different values.
 var repeatable = map[string]bool{"users": true}
 
-// checkFraming refuses requests whose HTTP framing or connection handling
+// CheckFraming refuses requests whose HTTP framing or connection handling
 // the broker and a front end could read differently, or that would turn
 // the connection into something other than requests and responses. Over
 // HTTP/1 Go's server has refused most such shapes already (see above); the
 // checks that it makes unreachable stay for HTTP/2 and for whatever
 // front end the broker is ever put behind.
-func checkFraming(w http.ResponseWriter, r *http.Request) (err error) {
+func CheckFraming(w http.ResponseWriter, r *http.Request) (err error) {
 	if len(r.TransferEncoding) > 0 {
 		// Go dropped any Content-Length sent with this chunked body (see
 		// above), so the handler cannot tell whether there was one. A
@@ -249,13 +251,13 @@ func connectionHas(h http.Header, opt string) bool {
 	return false
 }
 
-// checkTarget refuses request targets that are not plain origin-form
+// CheckTarget refuses request targets that are not plain origin-form
 // paths in canonical form, and returns the decoded path to route on. The
 // path forwarded upstream is re-encoded from this value, so Google sees
 // exactly the path the policy decided on: every byte it accepts is one
 // that url.URL.EscapedPath leaves as it is, so decoding is the identity
 // and re-encoding gives back the bytes the caller sent.
-func checkTarget(r *http.Request) (string, error) {
+func CheckTarget(r *http.Request) (string, error) {
 	if r.Method == http.MethodConnect {
 		return "", refusal.New(http.StatusMethodNotAllowed, reasonConnectNotAllowed, "CONNECT is not allowed: chat-broker is not a forward proxy; send Chat API requests to it directly")
 	}
@@ -321,7 +323,7 @@ func uploadPath(path string) bool {
 // path: upload parameters off the upload paths, and parameters that name
 // the resource again, which Google's transcoding could bind in place of
 // the path the policy decided on. The rest of the query is checked once
-// the request is routed (checkQuery).
+// the request is routed (CheckQuery).
 func checkTargetQuery(path, rawQuery string) error {
 	if rawQuery == "" {
 		return nil
@@ -354,9 +356,9 @@ func checkTargetQuery(path, rawQuery string) error {
 	return nil
 }
 
-// checkHeaders refuses headers that could change the verb, the identity or
+// CheckHeaders refuses headers that could change the verb, the identity or
 // the encoding of a call.
-func checkHeaders(h http.Header) error {
+func CheckHeaders(h http.Header) error {
 	for name := range h {
 		// Some servers (CGI, and anything that maps headers to
 		// environment variables) read "_" as "-":
@@ -406,9 +408,9 @@ func checkHeaders(h http.Header) error {
 	return nil
 }
 
-// dropGoogHeaders removes the X-Goog-* headers not in passGoogHeaders.
-// checkHeaders has refused the identity and billing ones already.
-func dropGoogHeaders(h http.Header) {
+// DropGoogHeaders removes the X-Goog-* headers not in passGoogHeaders.
+// CheckHeaders has refused the identity and billing ones already.
+func DropGoogHeaders(h http.Header) {
 	for name := range h {
 		if hasPrefixFold(name, "X-Goog-") && !passGoogHeaders[http.CanonicalHeaderKey(name)] {
 			delete(h, name)
@@ -420,9 +422,9 @@ func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
-// bearerOf returns the credential of the one Authorization header, or ""
+// Bearer returns the credential of the one Authorization header, or ""
 // when there is none.
-func bearerOf(h http.Header) (string, error) {
+func Bearer(h http.Header) (string, error) {
 	auth := h.Values("Authorization")
 	switch {
 	case len(auth) == 0:
@@ -437,10 +439,10 @@ func bearerOf(h http.Header) (string, error) {
 	return secret, nil
 }
 
-// checkQuery parses the query strictly and refuses parameters that bypass
+// CheckQuery parses the query strictly and refuses parameters that bypass
 // the policy. It returns the query to forward, re-encoded from what was
 // parsed.
-func checkQuery(rawQuery string, mediaDownload bool) (string, error) {
+func CheckQuery(rawQuery string, mediaDownload bool) (string, error) {
 	if rawQuery == "" {
 		return "", nil
 	}
@@ -509,4 +511,96 @@ func sortedKeys(q url.Values) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// CheckBody caps the request body at what method m can carry and requires
+// JSON where Chat takes JSON. It wraps the body in a MaxBytesReader, so a
+// chunked body past the cap fails when read (ReadBody answers 413).
+func CheckBody(w http.ResponseWriter, r *http.Request, m *chatapi.Method) error {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	if m.MaxBody == 0 {
+		return refusal.New(http.StatusBadRequest, reasonBodyNotAllowed, m.ID+" takes no request body: send it without one")
+	}
+	if r.ContentLength > m.MaxBody {
+		return refusal.New(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, m.MaxBody))
+	}
+	if !Streams(m) {
+		ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+		if !strings.EqualFold(strings.TrimSpace(ct), "application/json") {
+			return refusal.New(http.StatusUnsupportedMediaType, reasonContentTypeNotAllowed, m.ID+" takes a JSON body: send Content-Type: application/json")
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, m.MaxBody)
+	return nil
+}
+
+// Streams reports whether m's request body streams (media.upload, up to
+// 200 MB) rather than being read whole.
+func Streams(m *chatapi.Method) bool { return m.ID == "media.upload" }
+
+// ReadBody reads a JSON body whole (CheckBody capped it), so that it can
+// be sent again on a retry and an oversized one, even chunked, is refused
+// with 413 before anything goes upstream. It returns nil for no body, or
+// an empty one, and for a body that streams (Streams), which it leaves
+// unread. cancelled is returned when the caller went away meanwhile.
+func ReadBody(r *http.Request, m *chatapi.Method, cancelled error) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || Streams(m) {
+		return nil, nil
+	}
+	buf, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, refusal.New(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("%s takes at most %d bytes of body: send a smaller one", m.ID, tooBig.Limit))
+	case r.Context().Err() != nil:
+		return nil, cancelled
+	case err != nil:
+		return nil, refusal.New(http.StatusBadRequest, "BODY_INCOMPLETE", "the request body could not be read to its end: send it whole")
+	}
+	r.Body.Close()
+	return buf, nil
+}
+
+// HopByHop are the headers of one connection (RFC 9110 §7.6.1), never
+// forwarded either way. The hygiene checks allow a caller no Connection
+// header other than close and keep-alive, so a request names no others;
+// the proxy also drops those an upstream's Connection names from its answers.
+var HopByHop = map[string]bool{
+	"Connection":          true,
+	"Proxy-Connection":    true,
+	"Keep-Alive":          true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+}
+
+// dropOut are the request headers never forwarded: the connection's own,
+// the caller's credential (replaced by the broker's token) and headers
+// that change identity, billing or quota. The hygiene checks refuse most
+// of them outright; this is the second line. Headers of the broker's own
+// (X-Chat-Broker-*) are dropped too.
+var dropOut = func() map[string]bool {
+	m := map[string]bool{"Authorization": true, "Content-Length": true}
+	for h := range HopByHop {
+		m[h] = true
+	}
+	for _, h := range append(append([]string(nil), credentialHeaders...), billingHeaders...) {
+		m[http.CanonicalHeaderKey(h)] = true
+	}
+	return m
+}()
+
+// BrokerHeaderPrefix starts the headers of the broker's own, such as the
+// subject header: read by the broker, never forwarded.
+const BrokerHeaderPrefix = "X-Chat-Broker-"
+
+// Dropped reports whether the request header name (in canonical form) is
+// never forwarded upstream: see dropOut and BrokerHeaderPrefix.
+func Dropped(name string) bool {
+	return dropOut[name] || strings.HasPrefix(name, BrokerHeaderPrefix)
 }

@@ -1,4 +1,4 @@
-package proxy
+package inbound
 
 import (
 	"bufio"
@@ -22,8 +22,8 @@ import (
 // To search further: go test -run='^$' -fuzz=FuzzTarget -fuzztime=3m ./proxy/
 
 // FuzzTarget feeds a verb and a request target, parsed the way Go's
-// server parses them, to checkTarget and the router. Neither may panic,
-// and whatever checkTarget accepts is a canonical path that the router
+// server parses them, to CheckTarget and the router. Neither may panic,
+// and whatever CheckTarget accepts is a canonical path that the router
 // and the upstream request read the same way, and that routes to at most
 // one catalog method.
 func FuzzTarget(f *testing.F) {
@@ -36,11 +36,11 @@ func FuzzTarget(f *testing.F) {
 		if err != nil {
 			return // Go's server answers 400 before the broker runs
 		}
-		path, err := checkTarget(r)
+		path, err := CheckTarget(r)
 		if err != nil {
 			var ref *refusal.Error
 			if !errors.As(err, &ref) || ref.Reason == "" || ref.Message == "" || ref.Code < 400 || ref.Code > 499 {
-				t.Fatalf("checkTarget(%s %q) = %v, want a refusal with a reason, a message and a 4xx code", verb, target, err)
+				t.Fatalf("CheckTarget(%s %q) = %v, want a refusal with a reason, a message and a 4xx code", verb, target, err)
 			}
 			return
 		}
@@ -116,7 +116,7 @@ func FuzzTarget(f *testing.F) {
 	})
 }
 
-// FuzzQuery feeds a raw query to checkQuery. It may not panic, and a
+// FuzzQuery feeds a raw query to CheckQuery. It may not panic, and a
 // query it accepts, once parsed, holds no refused parameter, no unknown
 // system parameter, no repeated parameter, no control character and no
 // alt other than json (or media on downloads), and is forwarded as it
@@ -125,20 +125,20 @@ func FuzzQuery(f *testing.F) {
 	f.Add("alt=json&fields=name", false)
 	f.Add("alt=media", true)
 	f.Fuzz(func(t *testing.T, raw string, mediaDownload bool) {
-		fwd, err := checkQuery(raw, mediaDownload)
+		fwd, err := CheckQuery(raw, mediaDownload)
 		if err != nil {
 			var ref *refusal.Error
 			if !errors.As(err, &ref) || ref.Reason == "" || ref.Message == "" || ref.Code != http.StatusBadRequest {
-				t.Fatalf("checkQuery(%q) = %v, want a 400 refusal with a reason and a message", raw, err)
+				t.Fatalf("CheckQuery(%q) = %v, want a 400 refusal with a reason and a message", raw, err)
 			}
 			return
 		}
 		got, err := url.ParseQuery(fwd)
 		if err != nil {
-			t.Fatalf("checkQuery(%q) forwards %q, which does not parse: %v", raw, fwd, err)
+			t.Fatalf("CheckQuery(%q) forwards %q, which does not parse: %v", raw, fwd, err)
 		}
 		if want, _ := url.ParseQuery(raw); !(len(got) == 0 && len(want) == 0) && !reflect.DeepEqual(got, want) {
-			t.Fatalf("checkQuery(%q) forwards %v, want what it parsed, %v", raw, got, want)
+			t.Fatalf("CheckQuery(%q) forwards %v, want what it parsed, %v", raw, got, want)
 		}
 		for name, vals := range got {
 			lower := strings.ToLower(name)
