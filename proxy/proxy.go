@@ -24,6 +24,7 @@ import (
 	"github.com/chat-broker/chat-broker/internal/identity"
 	"github.com/chat-broker/chat-broker/internal/inbound"
 	"github.com/chat-broker/chat-broker/internal/refusal"
+	"github.com/chat-broker/chat-broker/internal/retry"
 	"github.com/chat-broker/chat-broker/policy"
 )
 
@@ -153,7 +154,7 @@ type Proxy struct {
 
 	deadline    time.Duration
 	retries     Retries
-	budget      *retryBudget
+	budget      *retry.Budget
 	shaping     Shaping
 	limitWait   time.Duration
 	holds       *holds

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/retry"
 )
 
 // configureResilience fills in the defaults of the retry, shaping and
@@ -31,7 +32,7 @@ func (p *Proxy) configureResilience(cfg Config) error {
 	r.BudgetRatio = budgetDefault(r.BudgetRatio, defaultBudgetRatio)
 	r.BudgetFloor = budgetDefault(r.BudgetFloor, defaultBudgetFloor)
 	p.retries = r
-	p.budget = newRetryBudget(r.BudgetRatio, r.BudgetFloor, p.now())
+	p.budget = retry.NewBudget(r.BudgetRatio, r.BudgetFloor, p.now())
 
 	sh := cfg.Shaping
 	p.limitWait = sh.Wait

@@ -10,10 +10,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
+
+	"github.com/chat-broker/chat-broker/internal/retry"
 )
 
 // Retries is when and how the proxy tries a call again (DESIGN.md step 9).
@@ -54,72 +53,25 @@ type Retries struct {
 
 // Defaults of Retries and of the Config fields for shaping and back-pressure.
 const (
-	defaultMaxAttempts  = 5
-	defaultBackoff      = 100 * time.Millisecond
-	defaultMaxBackoff   = 10 * time.Second
-	defaultBudgetRatio  = 0.2
-	defaultBudgetFloor  = 10
-	budgetReserveWindow = 10 * time.Second
-	defaultDeadline     = 30 * time.Second
-	defaultLimitWait    = time.Second
-	defaultHoldBackoff  = time.Second
-	defaultMaxInFlight  = 256
-	defaultMaxWaiting   = 1024
+	defaultMaxAttempts = 5
+	defaultBackoff     = 100 * time.Millisecond
+	defaultMaxBackoff  = 10 * time.Second
+	defaultBudgetRatio = 0.2
+	defaultBudgetFloor = 10
+	defaultDeadline    = 30 * time.Second
+	defaultLimitWait   = time.Second
+	defaultHoldBackoff = time.Second
+	defaultMaxInFlight = 256
+	defaultMaxWaiting  = 1024
 	// maxDrain is how much of a failed attempt's body is read (so its
 	// connection can be reused) before it is closed.
 	maxDrain = 64 << 10
-	// maxRetryAfter caps a Retry-After the broker honours.
-	maxRetryAfter = time.Hour
 )
-
-// retryBudget is a token bucket of retries: calls deposit ratio each,
-// time deposits floor per second, a retry withdraws 1, and the balance is
-// capped at reserve (floor × 10 s), where it starts.
-type retryBudget struct {
-	ratio, floor, reserve float64
-
-	mu      sync.Mutex
-	balance float64
-	last    time.Time
-}
-
-func newRetryBudget(ratio, floor float64, now time.Time) *retryBudget {
-	reserve := floor * budgetReserveWindow.Seconds()
-	return &retryBudget{ratio: ratio, floor: floor, reserve: max(reserve, 1), balance: reserve, last: now}
-}
-
-func (b *retryBudget) refillLocked(now time.Time) {
-	if dt := now.Sub(b.last); dt > 0 {
-		b.balance = min(b.reserve, b.balance+b.floor*dt.Seconds())
-		b.last = now
-	}
-}
-
-// deposit is called once per call forwarded.
-func (b *retryBudget) deposit(now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.refillLocked(now)
-	b.balance = min(b.reserve, b.balance+b.ratio)
-}
-
-// withdraw reports whether a retry may go, spending one if so.
-func (b *retryBudget) withdraw(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.refillLocked(now)
-	// Deposits of 0.2 add up to a little under 1 in floating point.
-	if b.balance < 1-1e-9 {
-		return false
-	}
-	b.balance--
-	return true
-}
 
 // send makes the attempts of one call and returns the last one's
 // response, which forward streams to the caller.
 func (p *Proxy) send(ctx context.Context, req *http.Request, c *call) (*http.Response, error) {
-	p.budget.deposit(p.now())
+	p.budget.Deposit(p.now())
 	p.stats.calls.Add(1)
 	out := req
 	for attempt := 1; ; attempt++ {
@@ -131,7 +83,7 @@ func (p *Proxy) send(ctx context.Context, req *http.Request, c *call) (*http.Res
 		resp, err := p.roundTrip(ctx, out, c)
 		p.metrics.attempt(c.method, resp, err)
 		if err == nil && resp.StatusCode == http.StatusTooManyRequests {
-			ra, _ := retryAfter(resp.Header, p.now())
+			ra, _ := retry.After(resp.Header, p.now())
 			p.holds.set(holdKey(c.space), ra)
 		}
 		wait, why, ok := p.retry(ctx, c, attempt, resp, err)
@@ -216,10 +168,10 @@ func (p *Proxy) retry(ctx context.Context, c *call, attempt int, resp *http.Resp
 		return 0, "", false
 	}
 	if why != "401" {
-		wait = jitter(backoff(p.retries.Backoff, p.retries.MaxBackoff, attempt))
+		wait = retry.Jitter(retry.Backoff(p.retries.Backoff, p.retries.MaxBackoff, attempt))
 		if resp != nil {
-			if ra, ok := retryAfter(resp.Header, now); ok {
-				wait = ra + randUpTo(p.retries.Backoff)
+			if ra, ok := retry.After(resp.Header, now); ok {
+				wait = ra + retry.UpTo(p.retries.Backoff)
 			}
 		}
 		wait = max(wait, p.holds.remaining(holdKey(c.space)))
@@ -228,22 +180,12 @@ func (p *Proxy) retry(ctx context.Context, c *call, attempt int, resp *http.Resp
 	if now.Add(wait).After(c.deadline) {
 		return 0, "", false
 	}
-	if !p.budget.withdraw(now) {
+	if !p.budget.Withdraw(now) {
 		p.stats.exhausted.Add(1)
 		p.metrics.budgetExhausted(c.method)
 		return 0, "", false
 	}
 	return wait, why, true
-}
-
-// backoff is the wait after attempt: base doubled for each attempt
-// before it, at most ceiling.
-func backoff(base, ceiling time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < ceiling; i++ {
-		d *= 2
-	}
-	return min(d, ceiling)
 }
 
 // replay is the request of a further attempt: the first one's, with the
@@ -278,24 +220,6 @@ func isTimeout(err error) bool {
 func isDialError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
-}
-
-// retryAfter reads a Retry-After header, in seconds or as an HTTP date.
-func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
-		}
-		return min(time.Duration(min(secs, int64(maxRetryAfter/time.Second)))*time.Second, maxRetryAfter), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0), maxRetryAfter), true
-	}
-	return 0, false
 }
 
 // newRequestID returns a random UUID (version 4), the form Chat

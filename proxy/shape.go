@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sort"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/refusal"
+	"github.com/chat-broker/chat-broker/internal/retry"
 	"github.com/chat-broker/chat-broker/policy"
 )
 
@@ -405,7 +405,7 @@ func (h *holds) set(key string, retryAfter time.Duration) time.Duration {
 	}
 	d := retryAfter
 	if d <= 0 {
-		d = jitter(h.base << e.strikes)
+		d = retry.Jitter(h.base << e.strikes)
 	}
 	if until := now.Add(d); until.After(e.until) {
 		if !now.Before(e.until) {
@@ -588,24 +588,6 @@ func holdRefusal(key string, left time.Duration) *refusal.Error {
 	ref.RetryAfter = max(left, time.Second)
 	ref.Metadata = map[string]string{"space": key, "limit": "chat-429"}
 	return ref
-}
-
-// jitter returns a duration between d/2 and d, so callers that back off
-// together do not come back together.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	half := d / 2
-	return half + rand.N(d-half)
-}
-
-// randUpTo returns a random duration in [0, d].
-func randUpTo(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return rand.N(d + 1)
 }
 
 // waitCap counts the calls waiting (for a bucket's token, a hold or an

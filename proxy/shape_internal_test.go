@@ -106,38 +106,6 @@ func TestHoldDeadlinesAndBackoff(t *testing.T) {
 	}
 }
 
-// The budget allows its reserve (10 s of the floor), then 20% of the
-// calls, then the floor per second.
-func TestRetryBudget(t *testing.T) {
-	clk := NewFakeClock()
-	b := newRetryBudget(0.2, 10, clk.Now())
-	n := 0
-	for b.withdraw(clk.Now()) {
-		n++
-	}
-	if n != 100 {
-		t.Errorf("reserve allowed %d retries, want 100", n)
-	}
-	for range 50 {
-		b.deposit(clk.Now())
-	}
-	n = 0
-	for b.withdraw(clk.Now()) {
-		n++
-	}
-	if n != 10 {
-		t.Errorf("50 calls allowed %d retries, want 10", n)
-	}
-	clk.Advance(time.Second)
-	n = 0
-	for b.withdraw(clk.Now()) {
-		n++
-	}
-	if n != 10 {
-		t.Errorf("a second allowed %d retries, want 10", n)
-	}
-}
-
 func TestParseRate(t *testing.T) {
 	for _, tc := range []struct {
 		in      string
@@ -188,42 +156,5 @@ func TestParseProjectLimits(t *testing.T) {
 		if _, err := ParseProjectLimits(bad); err == nil {
 			t.Errorf("ParseProjectLimits(%q) succeeded", bad)
 		}
-	}
-}
-
-func TestRetryAfterHeader(t *testing.T) {
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		v    string
-		want time.Duration
-		ok   bool
-	}{
-		{"2", 2 * time.Second, true},
-		{"0", 0, true},
-		{"", 0, false},
-		{"-1", 0, false},
-		{"soon", 0, false},
-		{"99999999999999", maxRetryAfter, true},
-		{now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second, true},
-		{now.Add(-5 * time.Second).Format(http.TimeFormat), 0, true},
-	} {
-		got, ok := retryAfter(http.Header{"Retry-After": {tc.v}}, now)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("Retry-After %q = %v, %v; want %v, %v", tc.v, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	for _, tc := range []struct {
-		attempt int
-		want    time.Duration
-	}{{1, 100 * time.Millisecond}, {2, 200 * time.Millisecond}, {4, 800 * time.Millisecond}, {8, 10 * time.Second}, {1000, 10 * time.Second}} {
-		if got := backoff(100*time.Millisecond, 10*time.Second, tc.attempt); got != tc.want {
-			t.Errorf("backoff after attempt %d = %v, want %v", tc.attempt, got, tc.want)
-		}
-	}
-	if got := backoff(time.Hour, time.Hour, 100); got != time.Hour {
-		t.Errorf("a large base overflowed: %v", got)
 	}
 }
