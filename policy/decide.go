@@ -112,9 +112,10 @@ func (p *Policy) Decide(c *Caller, m *chatapi.Method, space, subject string) Dec
 
 	// 4. The narrowest accepted scope the caller is granted.
 	scope := firstGranted(accepted, c.granted)
-	// chat.bot with a subject is refused by Chat (chat-api.md §A.3); the
-	// catalog never lists it as a user scope, and this keeps a future
-	// catalog mistake from minting such a token.
+	// Chat refuses a chat.bot token minted for a user: chat.bot is for
+	// app authentication only. The catalog never lists it as a user
+	// scope, and this keeps a future catalog mistake from minting such a
+	// token.
 	if scope == "" || (subject != "" && scope == chatapi.ScopeBot) {
 		return deny(ReasonScopeNotGranted, c.path+".scopes",
 			fmt.Sprintf("caller %q may not call %s %s: it needs %s, which %s.scopes does not grant; add it to %s.scopes in %s",

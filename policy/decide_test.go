@@ -175,14 +175,16 @@ func TestDecide(t *testing.T) {
 		{"caller from another policy", otherNotifier, "spaces.messages.create", "spaces/AAAA", "",
 			Decision{Reason: ReasonUnknownCaller, Message: "the caller is not in the current policy; identify it again"}},
 	} {
-		var m *chatapi.Method
-		if tc.method != "" {
-			m = method(tc.method)
-		}
-		got := p.Decide(tc.caller, m, tc.space, tc.subject)
-		if !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("%s:\n got %+v\nwant %+v", tc.desc, got, tc.want)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			var m *chatapi.Method
+			if tc.method != "" {
+				m = method(tc.method)
+			}
+			got := p.Decide(tc.caller, m, tc.space, tc.subject)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("\n got %+v\nwant %+v", got, tc.want)
+			}
+		})
 	}
 }
 

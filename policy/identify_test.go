@@ -3,7 +3,6 @@ package policy
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -45,22 +44,25 @@ callers:
 		t.Error("the trailing newline counted as part of the secret")
 	}
 	for _, tc := range []struct {
+		desc     string
 		uid, gid uint32
 		want     string
 	}{
-		{1001, 3000, "uid-and-gid"},
-		{1001, 5, "uid-only"},
-		{7, 3000, "gid-only"},
-		{7, 5, ""},
+		{"uid and gid match: the most specific caller", 1001, 3000, "uid-and-gid"},
+		{"uid matches, gid does not", 1001, 5, "uid-only"},
+		{"gid matches, uid does not", 7, 3000, "gid-only"},
+		{"neither matches", 7, 5, ""},
 	} {
-		c, ok := p.CallerByPeer(tc.uid, tc.gid)
-		got := ""
-		if ok {
-			got = c.Name
-		}
-		if got != tc.want {
-			t.Errorf("CallerByPeer(%d, %d) = %q, want %q", tc.uid, tc.gid, got, tc.want)
-		}
+		t.Run("CallerByPeer/"+tc.desc, func(t *testing.T) {
+			c, ok := p.CallerByPeer(tc.uid, tc.gid)
+			got := ""
+			if ok {
+				got = c.Name
+			}
+			if got != tc.want {
+				t.Errorf("CallerByPeer(%d, %d) = %q, want %q", tc.uid, tc.gid, got, tc.want)
+			}
+		})
 	}
 	if c, ok := p.CallerByServiceAccount("prod/notifier"); !ok || c.Name != "pod" {
 		t.Errorf("CallerByServiceAccount = %v %v", c, ok)
@@ -71,64 +73,23 @@ callers:
 	if got, ok := p.CallerBySecret(""); ok {
 		t.Errorf("empty secret matched %s", got.Name)
 	}
-	for name, want := range map[string]string{
-		"from-file": "secret", "uid-only": "unix uid 1001", "uid-and-gid": "unix uid 1001 gid 3000",
-		"gid-only": "unix gid 3000", "pod": "service account prod/notifier",
+	for _, tc := range []struct {
+		desc, caller, want string
+	}{
+		{"secret file", "from-file", "secret"},
+		{"uid only", "uid-only", "unix uid 1001"},
+		{"uid and gid", "uid-and-gid", "unix uid 1001 gid 3000"},
+		{"gid only", "gid-only", "unix gid 3000"},
+		{"service account", "pod", "service account prod/notifier"},
 	} {
-		c, _ := p.CallerByName(name)
-		if got := c.Identity(); got != want {
-			t.Errorf("%s.Identity() = %q, want %q", name, got, want)
-		}
+		t.Run("Identity/"+tc.desc, func(t *testing.T) {
+			c, _ := p.CallerByName(tc.caller)
+			if got := c.Identity(); got != tc.want {
+				t.Errorf("%s.Identity() = %q, want %q", tc.caller, got, tc.want)
+			}
+		})
 	}
 	if !p.HasUnixCallers() || !p.HasServiceAccountCallers() {
 		t.Error("HasUnixCallers/HasServiceAccountCallers = false")
-	}
-}
-
-func TestIdentifyModeErrors(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "short.secret"), []byte("short\n"), 0o600)
-	os.WriteFile(filepath.Join(dir, "dup.secret"), []byte("duplicated-secret-0123456789\n"), 0o600)
-	file := filepath.Join(dir, "policy.yaml")
-	data := `version: 1
-callers:
-  - name: a
-    identify: {secretFile: missing.secret}` + identifyRules + `
-  - name: b
-    identify: {secretFile: short.secret}` + identifyRules + `
-  - name: c
-    identify: {secretFile: dup.secret}` + identifyRules + `
-  - name: d
-    identify: {secretSHA256: "` + HashSecret("duplicated-secret-0123456789") + `"}` + identifyRules + `
-  - name: e
-    identify: {unixUID: 1001}` + identifyRules + `
-  - name: f
-    identify: {unixUID: 1001}` + identifyRules + `
-  - name: g
-    identify: {serviceAccount: prod/x}` + identifyRules + `
-  - name: h
-    identify: {serviceAccount: prod/x}` + identifyRules + `
-  - name: i
-    identify: {serviceAccount: notifier}` + identifyRules + `
-  - name: j
-    identify: {unixUID: 5, serviceAccount: prod/j}` + identifyRules + `
-`
-	os.WriteFile(file, []byte(data), 0o600)
-	_, err := Load(file)
-	if err == nil {
-		t.Fatal("Load accepted a broken policy")
-	}
-	want := file + `: callers[0].identify.secretFile: open ` + filepath.Join(dir, "missing.secret") + `: no such file or directory; mount the caller's Secret there, or use secretSHA256
-` + file + `: callers[1].identify.secretFile: ` + filepath.Join(dir, "short.secret") + ` holds a secret of 5 bytes; use at least 16 random bytes (openssl rand -base64 32); mount the caller's Secret there, or use secretSHA256
-` + file + `: callers[2].identify.secretFile: the same secret is used twice (also callers[3].identify.secretSHA256 or .secretFile); give each caller its own secret, or a request's caller would be ambiguous
-` + file + `: callers[4].identify: the same unixUID/unixGID is used twice (also callers[5].identify); give each caller its own uid (or uid and gid), or a connection's caller would be ambiguous
-` + file + `: callers[6].identify.serviceAccount: "prod/x" is used twice (also callers[7].identify.serviceAccount); give each caller its own service account
-` + file + `: callers[8].identify.serviceAccount: "notifier": want namespace/name of a Kubernetes service account, e.g. prod/notifier
-` + file + `: callers[9].identify: sets unixUID/unixGID and serviceAccount; set exactly one way to identify the caller`
-	if got := err.Error(); got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
-	}
-	if strings.Contains(err.Error(), "duplicated-secret") {
-		t.Error("an error echoes a secret")
 	}
 }

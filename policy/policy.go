@@ -68,10 +68,24 @@ type Limits struct {
 	// PerMinute is the sustained rate, in calls per minute.
 	PerMinute int `json:"perMinute"`
 	// Burst is how many calls may go at once above the sustained rate.
-	// When the file sets PerMinute but not Burst, Parse sets Burst to one
-	// second's worth of PerMinute (at least 1): a token bucket with burst
-	// 0 would refuse every call.
+	// When the file sets PerMinute but not Burst, Parse sets Burst to
+	// EffectiveBurst.
 	Burst int `json:"burst"`
+}
+
+// EffectiveBurst returns the burst of the token bucket that enforces l:
+// Burst when it is above 0, otherwise one second's worth of PerMinute,
+// rounded up and at least 1 (a bucket with burst 0 would refuse every
+// call). It returns 0 when PerMinute is 0 or less, which means no
+// per-caller limit.
+func (l Limits) EffectiveBurst() int {
+	switch {
+	case l.PerMinute <= 0:
+		return 0
+	case l.Burst > 0:
+		return l.Burst
+	}
+	return max(1, (l.PerMinute+59)/60)
 }
 
 // rule is one compiled entry of a caller's allow list.

@@ -545,7 +545,7 @@ func validateLimits(cd *callerDoc, c *Caller, ps *problems) {
 		ps.add(lp+".burst", "has no effect without perMinute; set perMinute too, or remove burst")
 	}
 	if l.PerMinute > 0 && l.Burst == 0 {
-		l.Burst = max(1, (l.PerMinute+59)/60)
+		l.Burst = l.EffectiveBurst()
 	}
 	c.Limits = l
 }

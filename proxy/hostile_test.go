@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chat-broker/chat-broker/internal/fakeclock"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -236,7 +237,7 @@ func hostileProxy(t *testing.T, h *hostile, opts ...func(*proxy.Config)) (string
 	return newProxyTo(t, h.url, twoCallersPolicy, append([]func(*proxy.Config){func(c *proxy.Config) {
 		c.UpstreamTLS = &tls.Config{RootCAs: h.roots}
 		c.Audit = slog.New(slog.NewJSONHandler(&audit, nil))
-		clock := proxy.NewInstantClock()
+		clock := fakeclock.NewInstant()
 		c.Now, c.After = clock.Now, clock.After
 	}}, opts...)...), &audit
 }

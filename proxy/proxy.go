@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/broker"
@@ -25,6 +24,7 @@ import (
 	"github.com/chat-broker/chat-broker/internal/inbound"
 	"github.com/chat-broker/chat-broker/internal/refusal"
 	"github.com/chat-broker/chat-broker/internal/retry"
+	"github.com/chat-broker/chat-broker/internal/shaping"
 	"github.com/chat-broker/chat-broker/policy"
 )
 
@@ -102,8 +102,9 @@ type Config struct {
 	Retries Retries
 	// Shaping paces calls before they go upstream; the zero value holds a
 	// space after Chat answers 429 and applies the policy's per-caller
-	// limits, nothing more.
-	Shaping Shaping
+	// limits, nothing more. Its clock, caps and gauges are set by New from
+	// the fields below.
+	Shaping shaping.Config
 	// MaxInFlight caps the calls being forwarded to Chat at once (from
 	// the first attempt to the end of the response, back-off included);
 	// 0 means 256.
@@ -152,19 +153,11 @@ type Proxy struct {
 	now       func() time.Time
 	after     func(time.Duration) <-chan time.Time
 
-	deadline    time.Duration
-	retries     Retries
-	budget      *retry.Budget
-	shaping     Shaping
-	limitWait   time.Duration
-	holds       *holds
-	callers     callerLimiters
-	spaceReads  *lru.Cache[string, *rate.Limiter]
-	spaceWrites *lru.Cache[string, *rate.Limiter]
-	project     map[chatapi.QuotaClass]*rate.Limiter
-	slots       chan struct{}
-	waiting     *waitCap
-	stats       stats
+	deadline time.Duration
+	retries  Retries
+	budget   *retry.Budget
+	shaper   *shaping.Shaper
+	stats    stats
 }
 
 // New returns a Proxy for cfg.
@@ -337,10 +330,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	// Chat's 429s put on the space, then the opt-in space and project
 	// buckets, then a slot among the calls in flight. Each may wait
 	// briefly or answer 429/503 before anything goes upstream.
-	if err := p.throttle(r.Context(), c.deadline, p.callerLimit(pol, caller)); err != nil {
+	callerLimit := p.shaper.CallerLimit(caller.Name, caller.Limits.PerMinute, caller.Limits.EffectiveBurst())
+	if err := p.shaper.Throttle(r.Context(), c.deadline, callerLimit); err != nil {
 		return err
 	}
-	pass, err := p.holds.wait(r.Context(), holdKey(c.space), c.deadline, p.waiting)
+	pass, err := p.shaper.WaitHold(r.Context(), c.space, c.deadline, true)
 	if err != nil {
 		return err
 	}
@@ -348,11 +342,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	// the space's limits, so the queue leaves in arrival order. Not
 	// after its slot: a slot may be held by a retry queued behind it.
 	defer pass()
-	if err := p.throttle(r.Context(), c.deadline, p.limitsFor(m, c.space)); err != nil {
+	if err := p.shaper.Throttle(r.Context(), c.deadline, p.shaper.Buckets(m, c.space)); err != nil {
 		return err
 	}
 	pass()
-	release, err := p.admit(r.Context(), c.deadline)
+	release, err := p.shaper.Admit(r.Context(), c.deadline)
 	if err != nil {
 		return err
 	}
@@ -520,7 +514,7 @@ func bufferBody(r *http.Request, m *chatapi.Method, c *call) error {
 	if inbound.Streams(m) {
 		return nil
 	}
-	buf, err := inbound.ReadBody(r, m, errCancelled)
+	buf, err := inbound.ReadBody(r, m, shaping.ErrCancelled)
 	if err != nil {
 		return err
 	}

@@ -5,10 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
-	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/retry"
+	"github.com/chat-broker/chat-broker/internal/shaping"
 )
 
 // configureResilience fills in the defaults of the retry, shaping and
@@ -35,45 +33,13 @@ func (p *Proxy) configureResilience(cfg Config) error {
 	p.budget = retry.NewBudget(r.BudgetRatio, r.BudgetFloor, p.now())
 
 	sh := cfg.Shaping
-	p.limitWait = sh.Wait
-	switch {
-	case sh.Wait == 0:
-		p.limitWait = defaultLimitWait
-	case sh.Wait < 0:
-		p.limitWait = 0
+	sh.MaxInFlight, sh.MaxWaiting = cfg.MaxInFlight, cfg.MaxWaiting
+	sh.Now, sh.After = p.now, p.after
+	sh.OnInFlight, sh.OnWaiting = p.metrics.setInFlight, p.metrics.setWaiting
+	var err error
+	if p.shaper, err = shaping.New(sh); err != nil {
+		return fmt.Errorf("proxy: %w", err)
 	}
-	sh.HoldBackoff = orDefault(sh.HoldBackoff, defaultHoldBackoff)
-	known := quotaClasses()
-	p.project = map[chatapi.QuotaClass]*rate.Limiter{}
-	for class, rt := range sh.Project {
-		if !known[class] {
-			return fmt.Errorf("proxy: Shaping.Project: unknown quota class %q", class)
-		}
-		if !rt.IsZero() {
-			p.project[class] = rt.limiter()
-		}
-	}
-	p.shaping = sh
-	p.spaceReads = newSpaceLimiters(sh.SpaceReads)
-	p.spaceWrites = newSpaceLimiters(sh.SpaceWrites)
-	p.holds = &holds{now: p.now, after: p.after, base: sh.HoldBackoff, m: map[string]*holdEntry{}}
-
-	inFlight := cfg.MaxInFlight
-	switch {
-	case inFlight < 0:
-		return fmt.Errorf("proxy: MaxInFlight %d is negative", inFlight)
-	case inFlight == 0:
-		inFlight = defaultMaxInFlight
-	}
-	p.slots = make(chan struct{}, inFlight)
-	waiting := cfg.MaxWaiting
-	switch {
-	case waiting < 0:
-		waiting = 0
-	case waiting == 0:
-		waiting = defaultMaxWaiting
-	}
-	p.waiting = &waitCap{max: int64(waiting), onChange: p.metrics.setWaiting}
 	return nil
 }
 
@@ -127,8 +93,8 @@ func (p *Proxy) Stats() Stats {
 		Retries:         p.stats.retries.Load(),
 		Reauths:         p.stats.reauths.Load(),
 		BudgetExhausted: p.stats.exhausted.Load(),
-		Holds:           p.holds.count.Load(),
-		InFlight:        int64(len(p.slots)),
-		Waiting:         p.waiting.n.Load(),
+		Holds:           p.shaper.Holds(),
+		InFlight:        p.shaper.InFlight(),
+		Waiting:         p.shaper.Waiting(),
 	}
 }

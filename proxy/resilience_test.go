@@ -17,6 +17,8 @@ import (
 
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
+	"github.com/chat-broker/chat-broker/internal/fakeclock"
+	"github.com/chat-broker/chat-broker/internal/shaping"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -135,7 +137,7 @@ func TestChaosCreatesNothingLostNothingDoubled(t *testing.T) {
 		creates = 200
 	}
 	const rate = 0.2
-	clk := proxy.NewWarpClock(100)
+	clk := fakeclock.NewWarp(100)
 	cfg := twoSpaces
 	cfg.Seed = 20261127
 	e := newEnvWith(t, cfg, testPolicy, withClock(clk))
@@ -243,7 +245,7 @@ func TestUpstream401RetriedWithFreshToken(t *testing.T) {
 func TestReadRetriedAfterRetryAfter(t *testing.T) {
 	for _, status := range []int{503, 429} {
 		t.Run(strconv.Itoa(status), func(t *testing.T) {
-			clk := proxy.NewFakeClock()
+			clk := fakeclock.New()
 			e := newEnvWith(t, twoSpaces, testPolicy, withClock(clk))
 			name := createMessage(t, e, "spaces/AAAA", "hello")
 			e.emu.InjectFault(emulator.Fault{Method: "spaces.messages.get", Status: status, RetryAfter: 2 * time.Second, Times: 1})
@@ -278,7 +280,7 @@ func TestReadRetriedAfterRetryAfter(t *testing.T) {
 // What is retried and what is not, one fault at a time. The clock skips
 // every back-off.
 func TestRetriesByKind(t *testing.T) {
-	e := newEnvWith(t, twoSpaces, testPolicy, withClock(proxy.NewInstantClock()))
+	e := newEnvWith(t, twoSpaces, testPolicy, withClock(fakeclock.NewInstant()))
 	for i, tc := range []struct {
 		desc         string
 		method, verb string
@@ -354,7 +356,7 @@ func TestRetriesByKind(t *testing.T) {
 // on this clock. Callers get Chat's 503.
 func TestRetryBudgetUnderOutage(t *testing.T) {
 	const calls, workers = 300, 10
-	e := newEnvWith(t, twoSpaces, testPolicy, withClock(proxy.NewInstantClock()))
+	e := newEnvWith(t, twoSpaces, testPolicy, withClock(fakeclock.NewInstant()))
 	e.emu.InjectFault(emulator.Fault{Method: "spaces.messages.get", Status: 503})
 	var wg sync.WaitGroup
 	var next atomic.Int64
@@ -392,7 +394,7 @@ func TestRetryBudgetUnderOutage(t *testing.T) {
 // answered 429 at once, the others wait and go when the hold ends. Calls
 // to spaces/BBBB flow throughout.
 func TestSpaceHold(t *testing.T) {
-	clk := proxy.NewFakeClock()
+	clk := fakeclock.New()
 	e := newEnvWith(t, twoSpaces, testPolicy, withClock(clk), func(c *proxy.Config) {
 		c.Retries.MaxAttempts = 1 // the hold alone, without the broker's own retry
 		c.Deadline = time.Second
@@ -508,28 +510,28 @@ func TestLimitsUnderConcurrency(t *testing.T) {
 	create := func(base string) answer {
 		return send(base, "POST", "/v1/spaces/AAAA/messages", opsSecret, `{"text":"x"}`)
 	}
-	sixtyTen := proxy.Rate{Events: 60, Per: time.Minute, Burst: 10}
+	sixtyTen := shaping.Rate{Events: 60, Per: time.Minute, Burst: 10}
 	shared := newEnvWith(t, twoSpaces, limitedPolicy)
 	for _, tc := range []struct {
 		desc   string
-		shape  proxy.Shaping
+		shape  shaping.Config
 		method string
 		call   func(base string) answer
 		want   map[string]int
 	}{
-		{"per caller (policy limits)", proxy.Shaping{}, "spaces.messages.get", getM1(limitedSecret),
+		{"per caller (policy limits)", shaping.Config{}, "spaces.messages.get", getM1(limitedSecret),
 			map[string]int{"404": 10, "429 RATE_LIMITED": 90}},
-		{"per space, writes", proxy.Shaping{SpaceWrites: sixtyTen}, "spaces.messages.create", create,
+		{"per space, writes", shaping.Config{SpaceWrites: sixtyTen}, "spaces.messages.create", create,
 			map[string]int{"200": 10, "429 SPACE_RATE_LIMITED": 90}},
-		{"per space, reads", proxy.Shaping{SpaceReads: sixtyTen}, "spaces.messages.get", getM1(opsSecret),
+		{"per space, reads", shaping.Config{SpaceReads: sixtyTen}, "spaces.messages.get", getM1(opsSecret),
 			map[string]int{"404": 10, "429 SPACE_RATE_LIMITED": 90}},
-		{"per project", proxy.Shaping{Project: map[chatapi.QuotaClass]proxy.Rate{chatapi.QuotaMessageWrites: sixtyTen}}, "spaces.messages.create", create,
+		{"per project", shaping.Config{Project: map[chatapi.QuotaClass]shaping.Rate{chatapi.QuotaMessageWrites: sixtyTen}}, "spaces.messages.create", create,
 			map[string]int{"200": 10, "429 RATE_LIMITED": 90}},
-		{"a limit on another class", proxy.Shaping{Project: map[chatapi.QuotaClass]proxy.Rate{chatapi.QuotaMessageReads: sixtyTen}}, "spaces.messages.create", create,
+		{"a limit on another class", shaping.Config{Project: map[chatapi.QuotaClass]shaping.Rate{chatapi.QuotaMessageReads: sixtyTen}}, "spaces.messages.create", create,
 			map[string]int{"200": 100}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			e := shared.withProxy(t, withClock(proxy.NewFakeClock()), func(c *proxy.Config) {
+			e := shared.withProxy(t, withClock(fakeclock.New()), func(c *proxy.Config) {
 				c.Shaping = tc.shape
 				c.Shaping.Wait = 500 * time.Millisecond // below the 1 s a token takes
 			})
@@ -555,7 +557,7 @@ func TestLimitsUnderConcurrency(t *testing.T) {
 // Shaping.Wait: with 2 s allowed, the 11th and 12th of 100 calls wait
 // for the clock (1 s and 2 s), the other 88 are refused.
 func TestLimitWaitsForAToken(t *testing.T) {
-	clk := proxy.NewFakeClock()
+	clk := fakeclock.New()
 	e := newEnvWith(t, twoSpaces, limitedPolicy, withClock(clk), func(c *proxy.Config) {
 		c.Shaping.Wait = 2 * time.Second
 	})
@@ -586,7 +588,7 @@ func TestLimitWaitsForAToken(t *testing.T) {
 // Past MaxInFlight calls to Chat and MaxWaiting calls queued for a slot,
 // the next call is answered 503 OVERLOADED at once.
 func TestBackPressure(t *testing.T) {
-	clk := proxy.NewFakeClock()
+	clk := fakeclock.New()
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	unblock := func() { releaseOnce.Do(func() { close(release) }) }
@@ -623,7 +625,7 @@ func TestBackPressure(t *testing.T) {
 // behind it. With one slot, a read that got 429 (and keeps its slot for
 // its retry) and a read queued behind the hold both finish.
 func TestHoldQueueDoesNotWaitOnSlots(t *testing.T) {
-	clk := proxy.NewFakeClock()
+	clk := fakeclock.New()
 	e := newEnvWith(t, twoSpaces, testPolicy, withClock(clk), func(c *proxy.Config) { c.MaxInFlight = 1 })
 	name := createMessage(t, e, "spaces/AAAA", "a")
 	e.emu.InjectFault(emulator.Fault{Method: "spaces.messages.get", Status: 429, RetryAfter: 2 * time.Second, Times: 1})
@@ -651,7 +653,7 @@ func TestHoldQueueDoesNotWaitOnSlots(t *testing.T) {
 // caller's limits gives it a new bucket at once; one that leaves them
 // alone keeps what the caller has spent.
 func TestCallerLimitFollowsReload(t *testing.T) {
-	clk := proxy.NewFakeClock()
+	clk := fakeclock.New()
 	store := policy.NewStore(mustParse(t, limitedPolicy))
 	e := newEnvWith(t, twoSpaces, limitedPolicy, withClock(clk), func(c *proxy.Config) {
 		c.Policy = store
@@ -699,7 +701,7 @@ func TestConnectFailureRetriedForAnyMethod(t *testing.T) {
 	down, _ := url.Parse("http://" + l.Addr().String())
 	l.Close() // nothing listens there now
 	px, err := proxy.New(proxy.Config{Upstream: down, Policy: policy.NewStore(mustParse(t, testPolicy)), Tokens: &fakeTokens{},
-		Now: proxy.NewInstantClock().Now, After: proxy.NewInstantClock().After})
+		Now: fakeclock.NewInstant().Now, After: fakeclock.NewInstant().After})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func (p *Proxy) send(ctx context.Context, req *http.Request, c *call) (*http.Res
 		p.metrics.attempt(c.method, resp, err)
 		if err == nil && resp.StatusCode == http.StatusTooManyRequests {
 			ra, _ := retry.After(resp.Header, p.now())
-			p.holds.set(holdKey(c.space), ra)
+			p.shaper.Hold(c.space, ra)
 		}
 		wait, why, ok := p.retry(ctx, c, attempt, resp, err)
 		if !ok {
@@ -119,7 +119,7 @@ func (p *Proxy) send(ctx context.Context, req *http.Request, c *call) (*http.Res
 		}
 		// Another call may have had a 429 for this space meanwhile: wait
 		// for that hold too, in its queue.
-		pass, herr := p.holds.wait(ctx, holdKey(c.space), c.deadline, nil)
+		pass, herr := p.shaper.WaitHold(ctx, c.space, c.deadline, false)
 		if herr != nil {
 			return nil, herr
 		}
@@ -174,7 +174,7 @@ func (p *Proxy) retry(ctx context.Context, c *call, attempt int, resp *http.Resp
 				wait = ra + retry.UpTo(p.retries.Backoff)
 			}
 		}
-		wait = max(wait, p.holds.remaining(holdKey(c.space)))
+		wait = max(wait, p.shaper.HoldRemaining(c.space))
 	}
 	// No attempt starts after the call's deadline, the 401 one included.
 	if now.Add(wait).After(c.deadline) {

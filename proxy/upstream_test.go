@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chat-broker/chat-broker/internal/fakeclock"
 	"github.com/chat-broker/chat-broker/proxy"
 )
 
@@ -209,7 +210,7 @@ func TestUpstreamDropsReusedConnection(t *testing.T) {
 					io.WriteString(c, okResponse)
 				}
 			})
-			clock := proxy.NewInstantClock()
+			clock := fakeclock.NewInstant()
 			var audit syncBuffer
 			base := newProxyTo(t, u, testPolicy, func(c *proxy.Config) {
 				c.Now, c.After = clock.Now, clock.After

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/shaping"
 	"github.com/chat-broker/chat-broker/proxy"
 )
 
@@ -117,7 +118,7 @@ func TestShapingFlagErrors(t *testing.T) {
 	var c proxy.Config
 	f.apply(&c)
 	if c.MaxInFlight != 8 || c.MaxWaiting != -1 || c.Deadline != time.Second || c.Retries.MaxAttempts != 1 || c.Shaping.Wait != -1 ||
-		c.Shaping.SpaceWrites != (proxy.Rate{Events: 60, Per: time.Minute, Burst: 10}) || c.Shaping.Project[chatapi.QuotaMessageWrites].Events != 3000 {
+		c.Shaping.SpaceWrites != (shaping.Rate{Events: 60, Per: time.Minute, Burst: 10}) || c.Shaping.Project[chatapi.QuotaMessageWrites].Events != 3000 {
 		t.Errorf("flags became %+v", c)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/shaping"
 	"github.com/chat-broker/chat-broker/proxy"
 )
 
@@ -22,8 +23,8 @@ type shapingFlags struct {
 	projectLimit            string
 
 	// Parsed by check.
-	spaceWrites, spaceReads proxy.Rate
-	project                 map[chatapi.QuotaClass]proxy.Rate
+	spaceWrites, spaceReads shaping.Rate
+	project                 map[chatapi.QuotaClass]shaping.Rate
 }
 
 func (f *shapingFlags) register(fs *flag.FlagSet) {
@@ -52,13 +53,13 @@ func (f *shapingFlags) check() error {
 		return usageError("--rate-limit-wait %v: want a duration >= 0", f.rateLimitWait)
 	}
 	var err error
-	if f.spaceWrites, err = proxy.ParseRate(f.spaceWriteLimit); err != nil {
+	if f.spaceWrites, err = shaping.ParseRate(f.spaceWriteLimit); err != nil {
 		return usageError("--space-write-limit %q: %s", f.spaceWriteLimit, strings.TrimPrefix(err.Error(), "proxy: "))
 	}
-	if f.spaceReads, err = proxy.ParseRate(f.spaceReadLimit); err != nil {
+	if f.spaceReads, err = shaping.ParseRate(f.spaceReadLimit); err != nil {
 		return usageError("--space-read-limit %q: %s", f.spaceReadLimit, strings.TrimPrefix(err.Error(), "proxy: "))
 	}
-	if f.project, err = proxy.ParseProjectLimits(f.projectLimit); err != nil {
+	if f.project, err = shaping.ParseProjectLimits(f.projectLimit); err != nil {
 		return usageError("--project-limit %q: %s", f.projectLimit, strings.TrimPrefix(err.Error(), "proxy: "))
 	}
 	return nil

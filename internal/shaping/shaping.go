@@ -1,4 +1,4 @@
-package proxy
+package shaping
 
 import (
 	"context"
@@ -19,13 +19,12 @@ import (
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/refusal"
 	"github.com/chat-broker/chat-broker/internal/retry"
-	"github.com/chat-broker/chat-broker/policy"
 )
 
-// Shaping is how the proxy paces calls before they reach Chat (DESIGN.md
-// step 6). Per-caller limits come from the policy; everything here is
-// optional except the adaptive hold, which is always on.
-type Shaping struct {
+// Config is how calls are paced before they reach Chat. Per-caller limits
+// come from the policy, through CallerLimit; everything here is optional
+// except the adaptive hold, which is always on.
+type Config struct {
 	// Wait is how long a call may wait for a token of a full bucket
 	// (per caller, space or project) before it is answered 429 with
 	// Retry-After. Waiting briefly smooths bursts instead of refusing
@@ -45,7 +44,108 @@ type Shaping struct {
 	// "message-writes", …) for the whole broker, mirroring Chat's
 	// per-project quotas. Empty: off.
 	Project map[chatapi.QuotaClass]Rate
+	// MaxInFlight caps the calls admitted at once (Admit); 0 means 256.
+	MaxInFlight int
+	// MaxWaiting caps the calls waiting at once, for an in-flight slot,
+	// a bucket's token or the end of a hold; past it a call is refused
+	// with 503 OVERLOADED at once. 0 means 1024; negative means none may
+	// wait.
+	MaxWaiting int
+	// Now and After are the clock (time.Now and time.After when nil).
+	Now   func() time.Time
+	After func(time.Duration) <-chan time.Time
+	// OnInFlight and OnWaiting, if set, are told the number of calls in
+	// flight and waiting whenever it changes (for gauges).
+	OnInFlight func(int)
+	OnWaiting  func(int64)
 }
+
+// Defaults of Config.
+const (
+	defaultLimitWait   = time.Second
+	defaultHoldBackoff = time.Second
+	defaultMaxInFlight = 256
+	defaultMaxWaiting  = 1024
+	// maxCallerLimiters bounds the per-caller buckets kept; the least
+	// recently used caller's bucket is dropped (and starts full again).
+	maxCallerLimiters = 1 << 14
+)
+
+// Shaper paces calls: per-caller, per-space and per-project token
+// buckets, holds after Chat's 429s, and a cap on the calls in flight and
+// waiting. It is safe for concurrent use.
+type Shaper struct {
+	cfg         Config
+	wait        time.Duration
+	now         func() time.Time
+	after       func(time.Duration) <-chan time.Time
+	project     map[chatapi.QuotaClass]*rate.Limiter
+	spaceReads  *lru.Cache[string, *rate.Limiter]
+	spaceWrites *lru.Cache[string, *rate.Limiter]
+	callers     *lru.Cache[callerKey, *rate.Limiter]
+	holds       *holds
+	slots       chan struct{}
+	waiting     *waitCap
+}
+
+// New returns a Shaper for cfg, or an error naming a bad setting.
+func New(cfg Config) (*Shaper, error) {
+	s := &Shaper{cfg: cfg, now: cfg.Now, after: cfg.After, project: map[chatapi.QuotaClass]*rate.Limiter{}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.after == nil {
+		s.after = time.After
+	}
+	switch {
+	case cfg.Wait == 0:
+		s.wait = defaultLimitWait
+	case cfg.Wait > 0:
+		s.wait = cfg.Wait
+	}
+	if s.cfg.HoldBackoff <= 0 {
+		s.cfg.HoldBackoff = defaultHoldBackoff
+	}
+	known := quotaClasses()
+	for class, rt := range cfg.Project {
+		if !known[class] {
+			return nil, fmt.Errorf("shaping: Config.Project: unknown quota class %q", class)
+		}
+		if !rt.IsZero() {
+			s.project[class] = rt.limiter()
+		}
+	}
+	s.spaceReads = newSpaceLimiters(cfg.SpaceReads)
+	s.spaceWrites = newSpaceLimiters(cfg.SpaceWrites)
+	s.callers, _ = lru.New[callerKey, *rate.Limiter](maxCallerLimiters)
+	s.holds = &holds{now: s.now, after: s.after, base: s.cfg.HoldBackoff, m: map[string]*holdEntry{}}
+	inFlight := cfg.MaxInFlight
+	switch {
+	case inFlight < 0:
+		return nil, fmt.Errorf("shaping: MaxInFlight %d is negative", inFlight)
+	case inFlight == 0:
+		inFlight = defaultMaxInFlight
+	}
+	s.slots = make(chan struct{}, inFlight)
+	waiting := cfg.MaxWaiting
+	switch {
+	case waiting < 0:
+		waiting = 0
+	case waiting == 0:
+		waiting = defaultMaxWaiting
+	}
+	s.waiting = &waitCap{max: int64(waiting), onChange: cfg.OnWaiting}
+	return s, nil
+}
+
+// Holds is the number of holds Chat's 429s have started.
+func (s *Shaper) Holds() int64 { return s.holds.count.Load() }
+
+// InFlight is the number of calls admitted now.
+func (s *Shaper) InFlight() int64 { return int64(len(s.slots)) }
+
+// Waiting is the number of calls waiting now.
+func (s *Shaper) Waiting() int64 { return s.waiting.n.Load() }
 
 // Rate is a token-bucket limit: Events per Per, with bursts of up to
 // Burst. The zero Rate means no limit.
@@ -105,7 +205,7 @@ func ParseRate(s string) (Rate, error) {
 	n, unit, ok := strings.Cut(spec, "/")
 	events, err := strconv.Atoi(n)
 	if !ok || err != nil || events <= 0 {
-		return Rate{}, fmt.Errorf("proxy: rate %q: want calls per unit such as 60/m or 15/s, optionally with a burst (60/m:10)", s)
+		return Rate{}, fmt.Errorf("rate %q: want calls per unit such as 60/m or 15/s, optionally with a burst (60/m:10)", s)
 	}
 	r := Rate{Events: events}
 	switch unit {
@@ -116,11 +216,11 @@ func ParseRate(s string) (Rate, error) {
 	case "h":
 		r.Per = time.Hour
 	default:
-		return Rate{}, fmt.Errorf("proxy: rate %q: unit %q: want s, m or h", s, unit)
+		return Rate{}, fmt.Errorf("rate %q: unit %q: want s, m or h", s, unit)
 	}
 	if hasBurst {
 		if r.Burst, err = strconv.Atoi(burst); err != nil || r.Burst <= 0 {
-			return Rate{}, fmt.Errorf("proxy: rate %q: burst %q: want a whole number above 0", s, burst)
+			return Rate{}, fmt.Errorf("rate %q: burst %q: want a whole number above 0", s, burst)
 		}
 	}
 	return r, nil
@@ -138,14 +238,14 @@ func ParseProjectLimits(s string) (map[chatapi.QuotaClass]Rate, error) {
 		}
 		class, spec, ok := strings.Cut(part, "=")
 		if !ok {
-			return nil, fmt.Errorf("proxy: project limit %q: want CLASS=RATE, e.g. message-writes=3000/m", part)
+			return nil, fmt.Errorf("project limit %q: want CLASS=RATE, e.g. message-writes=3000/m", part)
 		}
 		qc := chatapi.QuotaClass(strings.TrimSpace(class))
 		if !quotaClasses()[qc] {
-			return nil, fmt.Errorf("proxy: project limit %q: unknown quota class %q; known: %s", part, qc, strings.Join(quotaClassNames(), ", "))
+			return nil, fmt.Errorf("project limit %q: unknown quota class %q; known: %s", part, qc, strings.Join(quotaClassNames(), ", "))
 		}
 		if _, dup := out[qc]; dup {
-			return nil, fmt.Errorf("proxy: project limit %q: %s is given twice", part, qc)
+			return nil, fmt.Errorf("project limit %q: %s is given twice", part, qc)
 		}
 		r, err := ParseRate(spec)
 		if err != nil {
@@ -174,26 +274,26 @@ func quotaClassNames() []string {
 	return names
 }
 
-// limit is one token bucket a call must pass, with what to tell the
+// Limit is one token bucket a call must pass, with what to tell the
 // caller when it is over.
-type limit struct {
+type Limit struct {
 	lim    *rate.Limiter
 	reason string
 	msg    string
 	meta   map[string]string
 }
 
-// throttle takes a token from each bucket at once. When the longest
+// Throttle takes a token from each bucket at once. When the longest
 // wait is within the bound (Shaping.Wait, and the call's deadline) the
 // call waits for it; otherwise every reservation is given back and the
 // call is answered 429 with Retry-After, before anything goes upstream.
-func (p *Proxy) throttle(ctx context.Context, deadline time.Time, limits []limit) error {
+func (s *Shaper) Throttle(ctx context.Context, deadline time.Time, limits []Limit) error {
 	if len(limits) == 0 {
 		return nil
 	}
-	now := p.now()
+	now := s.now()
 	var worst time.Duration
-	var worstLimit *limit
+	var worstLimit *Limit
 	rs := make([]*rate.Reservation, 0, len(limits))
 	cancel := func(at time.Time) {
 		for _, r := range rs {
@@ -214,39 +314,39 @@ func (p *Proxy) throttle(ctx context.Context, deadline time.Time, limits []limit
 	if worst <= 0 {
 		return nil
 	}
-	if worst > min(p.limitWait, deadline.Sub(now)) {
+	if worst > min(s.wait, deadline.Sub(now)) {
 		cancel(now)
 		return worstLimit.refusal(worst)
 	}
-	if !p.waiting.take() {
+	if !s.waiting.take() {
 		cancel(now)
-		return p.overloaded()
+		return s.waiting.refusal()
 	}
-	defer p.waiting.done()
+	defer s.waiting.done()
 	select {
-	case <-p.after(worst):
+	case <-s.after(worst):
 		return nil
 	case <-ctx.Done():
-		cancel(p.now())
-		return errCancelled
+		cancel(s.now())
+		return ErrCancelled
 	}
 }
 
-func (l *limit) refusal(retryAfter time.Duration) *refusal.Error {
+func (l *Limit) refusal(retryAfter time.Duration) *refusal.Error {
 	ref := refusal.New(http.StatusTooManyRequests, l.reason, fmt.Sprintf("%s; retry after %s", l.msg, retryAfter.Round(time.Millisecond)))
 	ref.RetryAfter = max(retryAfter, time.Second)
 	ref.Metadata = l.meta
 	return ref
 }
 
-// limitsFor returns the buckets a call must pass after any hold on its
-// space: the opt-in per-space and per-project limits.
-func (p *Proxy) limitsFor(m *chatapi.Method, space string) []limit {
-	var out []limit
+// Buckets returns the buckets a call of m to space must pass after any
+// hold on its space: the opt-in per-space and per-project limits.
+func (s *Shaper) Buckets(m *chatapi.Method, space string) []Limit {
+	var out []Limit
 	if space != "" {
-		kind, r, lims := "write", p.shaping.SpaceWrites, p.spaceWrites
+		kind, r, lims := "write", s.cfg.SpaceWrites, s.spaceWrites
 		if m.ReadOnly {
-			kind, r, lims = "read", p.shaping.SpaceReads, p.spaceReads
+			kind, r, lims = "read", s.cfg.SpaceReads, s.spaceReads
 		}
 		if lims != nil {
 			lim, ok := lims.Get(space)
@@ -254,21 +354,20 @@ func (p *Proxy) limitsFor(m *chatapi.Method, space string) []limit {
 				lim = r.limiter()
 				lims.Add(space, lim)
 			}
-			out = append(out, limit{lim: lim, reason: reasonSpaceRateLimited,
+			out = append(out, Limit{lim: lim, reason: reasonSpaceRateLimited,
 				msg:  fmt.Sprintf("calls to %s are over the broker's per-space %s limit of %s (--space-%s-limit)", space, kind, r, kind),
 				meta: map[string]string{"space": space, "limit": "space-" + kind + "s"}})
 		}
 	}
-	if lim := p.project[m.Quota]; lim != nil {
-		out = append(out, limit{lim: lim, reason: reasonRateLimited,
-			msg:  fmt.Sprintf("%s calls are over the broker's project limit of %s for %s (--project-limit)", m.ID, p.shaping.Project[m.Quota], m.Quota),
+	if lim := s.project[m.Quota]; lim != nil {
+		out = append(out, Limit{lim: lim, reason: reasonRateLimited,
+			msg:  fmt.Sprintf("%s calls are over the broker's project limit of %s for %s (--project-limit)", m.ID, s.cfg.Project[m.Quota], m.Quota),
 			meta: map[string]string{"quota": string(m.Quota), "limit": "project"}})
 	}
 	return out
 }
 
-// Reasons of the shaping refusals (metrics.go counts them as rate
-// limiting).
+// Reasons of the shaping refusals.
 const (
 	reasonRateLimited      = "RATE_LIMITED"
 	reasonSpaceRateLimited = "SPACE_RATE_LIMITED"
@@ -287,59 +386,62 @@ func newSpaceLimiters(r Rate) *lru.Cache[string, *rate.Limiter] {
 	return c
 }
 
-// callerLimiters are the per-caller token buckets of the policy's
-// limits. They are keyed by caller name and limits, so a policy reload
-// that changes a caller's limits starts a new bucket, while one that
-// leaves them alone keeps the bucket (and what the caller has spent).
-type callerLimiters struct {
-	mu  sync.Mutex
-	pol *policy.Policy // the policy m was last pruned for
-	m   map[callerLimitKey]*rate.Limiter
+// callerKey names a caller's bucket by the caller's name and limits, so a
+// policy reload that changes a caller's limits starts a new bucket, while
+// one that leaves them alone keeps the bucket (and what the caller has
+// spent).
+type callerKey struct {
+	name             string
+	perMinute, burst int
 }
 
-type callerLimitKey struct {
-	name   string
-	limits policy.Limits
-}
-
-func (l *callerLimiters) get(pol *policy.Policy, c *policy.Caller) *rate.Limiter {
-	if c.Limits.PerMinute <= 0 {
+// CallerLimit returns the bucket of caller name, allowed perMinute calls
+// a minute in bursts of burst (both above 0), or none when perMinute is
+// 0 or less.
+func (s *Shaper) CallerLimit(name string, perMinute, burst int) []Limit {
+	if perMinute <= 0 {
 		return nil
 	}
-	key := callerLimitKey{c.Name, c.Limits}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if pol != l.pol {
-		// A reload: keep only the buckets the new policy still has.
-		keep := map[callerLimitKey]*rate.Limiter{}
-		for _, cc := range pol.Callers() {
-			k := callerLimitKey{cc.Name, cc.Limits}
-			if lim, ok := l.m[k]; ok {
-				keep[k] = lim
-			}
+	key := callerKey{name, perMinute, max(burst, 1)}
+	lim, ok := s.callers.Get(key)
+	if !ok {
+		lim = rate.NewLimiter(rate.Limit(float64(perMinute)/60), key.burst)
+		if prev, ok, _ := s.callers.PeekOrAdd(key, lim); ok {
+			lim = prev
 		}
-		l.m, l.pol = keep, pol
 	}
-	lim := l.m[key]
-	if lim == nil {
-		burst := c.Limits.Burst
-		if burst <= 0 {
-			burst = max(1, (c.Limits.PerMinute+59)/60)
-		}
-		lim = rate.NewLimiter(rate.Limit(float64(c.Limits.PerMinute)/60), burst)
-		l.m[key] = lim
-	}
-	return lim
+	return []Limit{{lim: lim, reason: reasonRateLimited,
+		msg:  fmt.Sprintf("caller %s is over its limit of %d calls per minute, bursts of %d (policy: limits of caller %s)", name, perMinute, key.burst, name),
+		meta: map[string]string{"caller": name, "limit": "caller"}}}
 }
 
-func (p *Proxy) callerLimit(pol *policy.Policy, c *policy.Caller) []limit {
-	lim := p.callers.get(pol, c)
-	if lim == nil {
-		return nil
+// Hold starts or extends the hold on space ("" for calls that name none,
+// which share one hold, the project's) after Chat answered 429: for
+// retryAfter when Chat sent one, else for a jittered back-off that
+// doubles while Chat keeps answering 429. It returns how long the hold
+// lasts from now.
+func (s *Shaper) Hold(space string, retryAfter time.Duration) time.Duration {
+	return s.holds.set(holdKey(space), retryAfter)
+}
+
+// HoldRemaining is how long space is still held.
+func (s *Shaper) HoldRemaining(space string) time.Duration {
+	return s.holds.remaining(holdKey(space))
+}
+
+// WaitHold lets a call to space go at once when it is not held and
+// nobody waits for it; otherwise it queues the call until the hold ends,
+// or refuses it (429) when the hold outlasts deadline. A call that waited
+// must call pass once it has gone through (or given up), which lets the
+// next in the queue go, so the queue leaves in arrival order. capped
+// counts the call among those waiting (MaxWaiting); a retry already
+// holding a slot passes false.
+func (s *Shaper) WaitHold(ctx context.Context, space string, deadline time.Time, capped bool) (pass func(), err error) {
+	var tickets *waitCap
+	if capped {
+		tickets = s.waiting
 	}
-	return []limit{{lim: lim, reason: reasonRateLimited,
-		msg:  fmt.Sprintf("caller %s is over its limit of %d calls per minute, bursts of %d (policy: limits of caller %s)", c.Name, c.Limits.PerMinute, lim.Burst(), c.Name),
-		meta: map[string]string{"caller": c.Name, "limit": "caller"}}}
+	return s.holds.wait(ctx, holdKey(space), deadline, tickets)
 }
 
 // holdKey is what a hold applies to: the call's space, or the whole
@@ -486,7 +588,7 @@ func (h *holds) wait(ctx context.Context, key string, deadline time.Time, ticket
 		left := e.until.Sub(h.now())
 		h.mu.Unlock()
 		if ctx.Err() != nil {
-			return nil, errCancelled
+			return nil, ErrCancelled
 		}
 		return nil, holdRefusal(key, left)
 	}
@@ -494,7 +596,7 @@ func (h *holds) wait(ctx context.Context, key string, deadline time.Time, ticket
 	// Released just as it gave up: pass the turn on.
 	if ctx.Err() != nil {
 		pass()
-		return nil, errCancelled
+		return nil, ErrCancelled
 	}
 	return pass, nil
 }
@@ -625,46 +727,50 @@ func (w *waitCap) refusal() *refusal.Error {
 	return ref
 }
 
-func (p *Proxy) overloaded() *refusal.Error { return p.waiting.refusal() }
-
-// admit takes one of the MaxInFlight slots for calls to Chat, waiting
+// Admit takes one of the MaxInFlight slots for calls to Chat, waiting
 // for one (within the call's deadline, among at most MaxWaiting waiting
 // calls) when all are taken. release gives the slot back.
-func (p *Proxy) admit(ctx context.Context, deadline time.Time) (release func(), err error) {
+func (s *Shaper) Admit(ctx context.Context, deadline time.Time) (release func(), err error) {
 	release = func() {
-		<-p.slots
-		p.metrics.setInFlight(len(p.slots))
+		<-s.slots
+		s.inFlightChanged()
 	}
 	select {
-	case p.slots <- struct{}{}:
-		p.metrics.setInFlight(len(p.slots))
+	case s.slots <- struct{}{}:
+		s.inFlightChanged()
 		return release, nil
 	default:
 	}
-	if !p.waiting.take() {
-		return nil, p.overloaded()
+	if !s.waiting.take() {
+		return nil, s.waiting.refusal()
 	}
-	defer p.waiting.done()
-	left := deadline.Sub(p.now())
+	defer s.waiting.done()
+	left := deadline.Sub(s.now())
 	if left <= 0 {
-		return nil, p.slotsRefusal()
+		return nil, s.slotsRefusal()
 	}
 	select {
-	case p.slots <- struct{}{}:
-		p.metrics.setInFlight(len(p.slots))
+	case s.slots <- struct{}{}:
+		s.inFlightChanged()
 		return release, nil
 	case <-ctx.Done():
-		return nil, errCancelled
-	case <-p.after(left):
-		return nil, p.slotsRefusal()
+		return nil, ErrCancelled
+	case <-s.after(left):
+		return nil, s.slotsRefusal()
 	}
 }
 
-func (p *Proxy) slotsRefusal() *refusal.Error {
-	ref := refusal.New(http.StatusServiceUnavailable, reasonOverloaded, fmt.Sprintf("chat-broker is at its limit of %d concurrent calls to Chat (--max-in-flight) and none finished within the call's deadline; retry shortly", cap(p.slots)))
+func (s *Shaper) inFlightChanged() {
+	if s.cfg.OnInFlight != nil {
+		s.cfg.OnInFlight(len(s.slots))
+	}
+}
+
+func (s *Shaper) slotsRefusal() *refusal.Error {
+	ref := refusal.New(http.StatusServiceUnavailable, reasonOverloaded, fmt.Sprintf("chat-broker is at its limit of %d concurrent calls to Chat (--max-in-flight) and none finished within the call's deadline; retry shortly", cap(s.slots)))
 	ref.RetryAfter = time.Second
 	return ref
 }
 
-// errCancelled is a wait cut short because the caller went away.
-var errCancelled = refusal.New(499, "CANCELLED", "the caller went away while the call waited")
+// ErrCancelled is a wait cut short because the caller went away.
+var ErrCancelled = refusal.New(499, "CANCELLED", "the caller went away while the call waited")

@@ -1,4 +1,4 @@
-package proxy
+package shaping
 
 import (
 	"context"
@@ -8,10 +8,11 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/fakeclock"
 	"github.com/chat-broker/chat-broker/internal/refusal"
 )
 
-func newTestHolds(clk *FakeClock) *holds {
+func newTestHolds(clk *fakeclock.Clock) *holds {
 	return &holds{now: clk.Now, after: clk.After, base: time.Second, m: map[string]*holdEntry{}}
 }
 
@@ -19,7 +20,7 @@ func newTestHolds(clk *FakeClock) *holds {
 // one that arrives while the queue is being let go; one that gives up
 // leaves the line without stopping it.
 func TestHoldReleasesInOrder(t *testing.T) {
-	clk := NewFakeClock()
+	clk := fakeclock.New()
 	h := newTestHolds(clk)
 	if got := h.set("spaces/A", 2*time.Second); got != 2*time.Second {
 		t.Fatalf("hold of %v, want 2s", got)
@@ -75,7 +76,7 @@ func TestHoldReleasesInOrder(t *testing.T) {
 // 429 during a hold extends it; without Retry-After the hold is a
 // jittered back-off that doubles while Chat keeps answering 429.
 func TestHoldDeadlinesAndBackoff(t *testing.T) {
-	clk := NewFakeClock()
+	clk := fakeclock.New()
 	h := newTestHolds(clk)
 	h.set("spaces/A", 3*time.Second)
 	_, err := h.wait(context.Background(), "spaces/A", clk.Now().Add(time.Second), nil)
