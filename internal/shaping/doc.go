@@ -1,0 +1,12 @@
+// Package shaping paces calls before they reach Chat, so that one noisy
+// caller cannot spend the app's quota and an outage builds no unbounded
+// queue: per-caller token buckets (keyed by the caller's name and
+// limits, plain values), opt-in per-space and per-project buckets, holds
+// that pause the calls to a space after Chat answers 429 and let them go
+// in arrival order when the hold ends, and caps on the calls in flight
+// and waiting. A call over a limit waits briefly (Config.Wait) or is
+// refused with 429 and Retry-After; past the caps, 503 OVERLOADED.
+//
+// Every wait goes through the Config's clock, so tests drive it with a
+// fake one. A Shaper is safe for concurrent use.
+package shaping
