@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/felixge/httpsnoop"
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/broker"
@@ -242,7 +243,25 @@ type call struct {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
 	c := &call{}
-	sw := &statusWriter{ResponseWriter: w}
+	var status int // the status sent
+	sw := httpsnoop.Wrap(w, httpsnoop.Hooks{
+		WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
+			return func(code int) {
+				if status == 0 {
+					status = code
+				}
+				next(code)
+			}
+		},
+		Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
+			return func(b []byte) (int, error) {
+				if status == 0 {
+					status = http.StatusOK
+				}
+				return next(b)
+			}
+		},
+	})
 	recorded := false
 	defer func() {
 		// A panic (an upstream answer net/http refuses to write, a bug)
@@ -254,7 +273,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					c.reason = "INTERNAL"
 					p.log.Error("call failed in the broker", "caller", c.caller, "method", c.method, "panic", fmt.Sprint(v))
 				}
-				status := sw.status
 				if status == 0 {
 					status = http.StatusInternalServerError
 				}
@@ -270,8 +288,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, c.reason = refusal.Write(sw, err)
 	}
 	latency := p.now().Sub(start)
-	p.record(r, c, sw.status, latency)
-	p.metrics.observe(c, sw.status, latency)
+	p.record(r, c, status, latency)
+	p.metrics.observe(c, status, latency)
 	recorded = true
 	if err == errAborted {
 		// Cut the caller's connection, so that a response that broke
@@ -725,28 +743,3 @@ func (p *Proxy) record(r *http.Request, c *call, status int, latency time.Durati
 		slog.Float64("latency_ms", float64(latency.Microseconds())/1000),
 	)
 }
-
-// statusWriter remembers the status sent. Unwrap lets a
-// ResponseController reach the real writer's Flush.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-var _ io.Writer = (*statusWriter)(nil)
