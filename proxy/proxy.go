@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/felixge/httpsnoop"
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/broker"
@@ -243,25 +242,7 @@ type call struct {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
 	c := &call{}
-	var status int // the status sent
-	sw := httpsnoop.Wrap(w, httpsnoop.Hooks{
-		WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
-			return func(code int) {
-				if status == 0 {
-					status = code
-				}
-				next(code)
-			}
-		},
-		Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
-			return func(b []byte) (int, error) {
-				if status == 0 {
-					status = http.StatusOK
-				}
-				return next(b)
-			}
-		},
-	})
+	sw := &statusWriter{ResponseWriter: w}
 	recorded := false
 	defer func() {
 		// A panic (an upstream answer net/http refuses to write, a bug)
@@ -273,6 +254,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					c.reason = "INTERNAL"
 					p.log.Error("call failed in the broker", "caller", c.caller, "method", c.method, "panic", fmt.Sprint(v))
 				}
+				status := sw.status
 				if status == 0 {
 					status = http.StatusInternalServerError
 				}
@@ -288,8 +270,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, c.reason = refusal.Write(sw, err)
 	}
 	latency := p.now().Sub(start)
-	p.record(r, c, status, latency)
-	p.metrics.observe(c, status, latency)
+	p.record(r, c, sw.status, latency)
+	p.metrics.observe(c, sw.status, latency)
 	recorded = true
 	if err == errAborted {
 		// Cut the caller's connection, so that a response that broke
@@ -743,3 +725,31 @@ func (p *Proxy) record(r *http.Request, c *call, status int, latency time.Durati
 		slog.Float64("latency_ms", float64(latency.Microseconds())/1000),
 	)
 }
+
+// statusWriter remembers the status sent. Unwrap lets a
+// ResponseController reach the real writer's Flush. It is not
+// httpsnoop.Wrap, which keeps every optional interface of the writer but
+// cost 9 more allocations per call (156 to 165 in BenchmarkForward), for
+// interfaces the proxy never uses: Unwrap reaches them.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var _ io.Writer = (*statusWriter)(nil)
