@@ -15,7 +15,7 @@ import (
 	"github.com/chat-broker/chat-broker/internal/inbound"
 )
 
-// forward is step 8: it sends the call upstream, retrying when safe
+// forward sends the call upstream, retrying when safe
 // (send), and streams the last attempt's answer to w. It replaces
 // httputil.ReverseProxy, which cloned every header map, started a
 // goroutine per response to flush it and knew nothing of the call; the

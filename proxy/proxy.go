@@ -326,10 +326,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	c.idempotent = m.ReadOnly || c.requestID != ""
 	c.deadline = p.deadlineFor(r.Context())
 
-	// Shape (DESIGN.md step 6): the caller's own bucket, then any hold
-	// Chat's 429s put on the space, then the opt-in space and project
-	// buckets, then a slot among the calls in flight. Each may wait
-	// briefly or answer 429/503 before anything goes upstream.
+	// Shape: the caller's own bucket, then any hold Chat's 429s put on
+	// the space, then the opt-in space and project buckets, then a slot
+	// among the calls in flight. Each may wait briefly or answer 429/503
+	// before anything goes upstream.
 	callerLimit := p.shaper.CallerLimit(caller.Name, caller.Limits.PerMinute, caller.Limits.EffectiveBurst())
 	if err := p.shaper.Throttle(r.Context(), c.deadline, callerLimit); err != nil {
 		return err

@@ -15,7 +15,7 @@ import (
 	"github.com/chat-broker/chat-broker/internal/retry"
 )
 
-// Retries is when and how the proxy tries a call again (DESIGN.md step 9).
+// Retries is when and how the proxy tries a call again.
 // A call is retried only when a second attempt cannot do the work twice:
 //
 //   - after a 401, once, with a freshly minted token: Chat ran nothing;

@@ -129,8 +129,8 @@ var forwardingHeaders = []string{
 
 // passGoogHeaders are the X-Goog-* request headers forwarded as sent:
 // client telemetry and a response field mask, neither of which can change
-// what Google does or who pays (chat-api.md §D). Identity, billing and
-// quota headers (credentialHeaders, billingHeaders) are refused. Every
+// what Google does or who pays. Identity, billing and quota headers
+// (credentialHeaders, billingHeaders) are refused. Every
 // other X-Goog-* header is dropped before forwarding: Google gives them
 // meanings the broker cannot check (X-Goog-Request-Params routes a call
 // by resource name, which must come from the path the policy saw; upload
@@ -139,7 +139,7 @@ var forwardingHeaders = []string{
 // headers on every call, while nothing unchecked reaches Google.
 var passGoogHeaders = map[string]bool{"X-Goog-Api-Client": true, "X-Goog-Fieldmask": true}
 
-// refusedParams are system parameters (chat-api.md §D) that carry a
+// refusedParams are Google's system parameters that carry a
 // credential, change identity or billing, or change the wire format, by
 // their name in lower case: Google's parameter names are case-sensitive
 // as far as anyone has documented, but a case variant is refused rather
