@@ -32,8 +32,11 @@ type Config struct {
 	// HTTPClient is used for the token endpoint. Nil: a client with dial,
 	// TLS and response-header timeouts that follows no redirects.
 	HTTPClient *http.Client
-	// Now is the clock for cache decisions (expiry, refresh-ahead,
-	// MinRemaining). Nil: time.Now.
+	// Now is the clock for every time the broker reads: expiry,
+	// refresh-ahead, MinRemaining, back-off, and the times Health
+	// reports. Nil: time.Now. Only what bounds real network I/O runs on
+	// real time: MintTimeout, the HTTP client's timeouts, and the iat and
+	// exp that x/oauth2 stamps on the assertion Google checks.
 	Now func() time.Time
 	// RefreshAfter is the fraction of a token's lifetime after which it is
 	// refreshed in the background, jittered by ±10% per token so that
@@ -347,7 +350,8 @@ func checkRequest(subject string, scopes []chatapi.Scope) error {
 		if s == "" || strings.ContainsFunc(string(s), isSpace) {
 			return fmt.Errorf("broker: token: scope %q is empty or contains white space or NUL", s)
 		}
-		// chat-api.md §A.3: a chat.bot token must carry no sub.
+		// chat.bot is app authentication only: Google mints no
+		// chat.bot token for a delegated subject (sub).
 		if s == chatapi.ScopeBot && subject != "" {
 			return errors.New("broker: token: chat.bot never goes with a delegated subject: use a user scope to act as a user")
 		}
@@ -556,7 +560,9 @@ func (b *Broker) exchange(k *Key, subject string, scopes []chatapi.Scope) (*entr
 	}
 	lifetime, ok := expiresIn(tok.Extra("expires_in"))
 	if !ok && !tok.Expiry.IsZero() {
-		lifetime, ok = time.Until(tok.Expiry), true
+		// No expires_in, but an absolute expiry (an id_token's exp):
+		// what is left of it on Config.Now.
+		lifetime, ok = tok.Expiry.Sub(b.now()), true
 	}
 	if !ok || lifetime <= 0 {
 		return nil, fail(status, "", "", errors.New("the answer has no usable expires_in"))

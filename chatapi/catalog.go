@@ -6,8 +6,10 @@ import (
 )
 
 // QuotaClass names the per-project quota bucket that Chat charges a method
-// to (chat-api.md §C.5). The limits themselves live with whoever enforces
-// them; the class is a fact about the method.
+// to, as Chat's usage limits list them
+// (https://developers.google.com/workspace/chat/limits). The limits
+// themselves live with whoever enforces them; the class is a fact about
+// the method.
 type QuotaClass string
 
 // Quota classes from Chat's published usage limits.
@@ -115,7 +117,9 @@ const (
 	del   = "DELETE"
 )
 
-// catalog is the whole Chat v1 REST surface of chat-api.md §A.2. Scope
+// catalog is the whole Chat v1 REST surface, as Google's reference and
+// discovery document list it
+// (https://developers.google.com/workspace/chat/api/reference/rest). Scope
 // lists are ordered narrowest first: the broker mints the first one the
 // caller is granted.
 var catalog = []*Method{

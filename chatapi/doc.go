@@ -1,23 +1,37 @@
 // Package chatapi is what chat-broker knows about the Google Chat v1 REST
-// API, in one place that routing, policy validation and the emulator share.
+// API, in one place that routing, policy validation and the emulator
+// share. Where it fits in a call's path through the broker is told in
+// docs/architecture.md.
 //
-// The catalog (Methods, Lookup) lists every method: its id as policy files
-// name it ("spaces.messages.create"), HTTP verb, path templates, the scopes
-// Chat accepts for app authentication, user authentication (domain-wide
-// delegation) and admin access, each narrowest first, its quota class,
-// and its idempotency parameter. The facts and their sources are in
-// shared/chat-api.md.
+// It promises:
 //
-// Router matches a normalized request to a catalog method with
-// gorilla/mux, because Chat puts custom verbs after a colon inside a path
-// segment ("/v1/spaces/{space}:completeImport"), which net/http's
-// ServeMux cannot express.
+//   - The catalog (Methods, Lookup) lists every Chat v1 method: its id as
+//     policy files name it ("spaces.messages.create"), HTTP verb, path
+//     templates, the scopes Chat accepts for app authentication, user
+//     authentication (domain-wide delegation) and admin access, each
+//     narrowest first, its quota class, and its idempotency parameter, as
+//     Google's public reference lists them
+//     (https://developers.google.com/workspace/chat/api/reference/rest).
+//     The README's scope table is generated from it
+//     (go test ./chatapi -update).
+//   - Router matches a request to its catalog method. It uses gorilla/mux
+//     because Chat puts custom verbs after a colon inside a path segment
+//     ("/v1/spaces/{space}:completeImport"), which net/http's ServeMux
+//     cannot express.
+//   - Error is Google's error body. The broker answers its own refusals in
+//     the same shape (ErrorInfo domain "chat-broker"), so every Google
+//     client library reports them as it reports Chat's.
 //
-// Error is Google's error body. The broker answers its own refusals in
-// the same shape (ErrorInfo domain "chat-broker") so that every Google
-// client library reports them as it reports Chat's.
+// # Concurrency
 //
-// What it does not do: it makes no network calls, holds no state and
-// imports no other package of chat-broker. Everything it exports is
-// immutable after init and safe for concurrent use.
+// Everything it exports is immutable after init and safe for concurrent
+// use.
+//
+// # What it does not do
+//
+// It makes no network calls, holds no state and imports no other package
+// of chat-broker. It does not check that a request is canonical (the
+// proxy refuses one that is not before routing it), decide who may call
+// what (the policy package does), or know the numbers of Chat's quotas:
+// only the class each method is charged to.
 package chatapi

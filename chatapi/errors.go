@@ -8,7 +8,8 @@ import (
 )
 
 // Error is a Google API error: the value of "error" in
-// {"error": {"code", "message", "status", "details"}} (chat-api.md §C.1).
+// {"error": {"code", "message", "status", "details"}}, the shape of
+// https://google.aip.dev/193.
 // It is what Chat answers and what the broker answers when it refuses a
 // call, so every Google client library parses both the same way.
 type Error struct {
@@ -48,8 +49,8 @@ const (
 	DomainBroker = "chat-broker"
 )
 
-// Messages Chat and Google's front end answer with (chat-api.md §C.2).
-// The emulator sends them; the broker recognizes them.
+// Messages Chat and Google's front end answer with, word for word. The
+// emulator sends them; the broker recognizes them.
 const (
 	MsgCredentialsMissing = "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
 	MsgCredentialsInvalid = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
@@ -60,7 +61,7 @@ const (
 )
 
 // StatusName maps an HTTP status to the google.rpc.Code name Google pairs
-// it with (chat-api.md §C.1).
+// it with (https://google.aip.dev/193).
 func StatusName(code int) string {
 	switch code {
 	case http.StatusBadRequest:

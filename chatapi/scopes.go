@@ -19,7 +19,8 @@ func (s Scope) URL() string { return ScopePrefix + string(s) }
 // administrator must approve once before Chat honours it.
 func (s Scope) IsApp() bool { return strings.HasPrefix(string(s), "chat.app.") }
 
-// The scopes named in the catalog. Descriptions: chat-api.md §A.4.
+// The scopes named in the catalog. Google describes each at
+// https://developers.google.com/workspace/chat/authenticate-authorize.
 const (
 	ScopeBot                       Scope = "chat.bot"
 	ScopeAppSpaces                 Scope = "chat.app.spaces"

@@ -22,13 +22,10 @@ func main() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(defaultGCPercent)
 	}
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-		// Unreadable cgroup files leave Go's default (no limit); serve
-		// logs the limit in force.
-		if limit, err := containerMemoryLimit("/"); err == nil && limit > 0 {
-			debug.SetMemoryLimit(int64(float64(limit) * memoryLimitShare))
-		}
-	}
+	// Unless GOMEMLIMIT is set, 90% of the container's memory limit.
+	// Unreadable cgroup files leave Go's default (no limit); serve logs
+	// the limit in force.
+	setMemoryLimit(containerMemoryLimit)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

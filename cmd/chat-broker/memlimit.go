@@ -3,13 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime/debug"
-	"strconv"
-	"strings"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 // memoryLimitShare is the part of the container's memory limit the Go
@@ -18,47 +16,40 @@ import (
 // buffers charged to the container) before the kernel's OOM killer acts.
 const memoryLimitShare = 0.9
 
-// containerMemoryLimit returns the memory limit (memory.max) of the cgroup
-// v2 this process runs in, with root standing for "/" (tests use a
-// directory), or 0 when there is none. It reads the cgroup's own file when
-// /proc/self/cgroup names a path under /sys/fs/cgroup, else the one at
-// /sys/fs/cgroup itself (a container with its own cgroup namespace sees
-// its cgroup there). cgroup v1, which Kubernetes has deprecated, is not
-// read.
+// containerMemoryLimit reports the memory limit of the cgroup this
+// process runs in: automemlimit reads cgroup v2 (memory.max, the lowest
+// limit on the way up the hierarchy) and cgroup v1
+// (memory.limit_in_bytes), finding them through /proc/self/mountinfo and
+// /proc/self/cgroup. No limit is memlimit.ErrNoLimit; outside Linux it is
+// an error.
+var containerMemoryLimit memlimit.Provider = memlimit.FromCgroup
+
+// setMemoryLimit sets the Go runtime's memory limit to memoryLimitShare
+// of the limit provider reports, and returns it. It leaves the runtime's
+// limit alone, returning 0, when GOMEMLIMIT is set (even empty: the
+// runtime then applies it), when provider reports no limit, and when
+// provider fails, which it returns. It reads no other variable:
+// automemlimit's AUTOMEMLIMIT, which memlimit.Set would honour, has no
+// effect here.
 //
 // Why the broker cares: it runs with GOGC=200, which lets the heap grow to
 // three times what is live between collections. A memory limit makes the
 // collector work harder near the container's limit instead of letting the
 // kernel kill the sidecar, and with it the pod's access to Chat.
-func containerMemoryLimit(root string) (int64, error) {
-	var candidates []string
-	if b, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup")); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok && p != "/" && !strings.Contains(p, "..") {
-				candidates = append(candidates, filepath.Join(root, "sys/fs/cgroup", p, "memory.max"))
-			}
-		}
+func setMemoryLimit(provider memlimit.Provider) (int64, error) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		return 0, nil
 	}
-	candidates = append(candidates, filepath.Join(root, "sys/fs/cgroup/memory.max"))
-	for _, file := range candidates {
-		b, err := os.ReadFile(file)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		v := strings.TrimSpace(string(b))
-		if v == "max" {
-			return 0, nil
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("%s: %q is not a memory limit", file, v)
-		}
-		return n, nil
+	limit, err := memlimit.ApplyRatio(provider, memoryLimitShare)()
+	switch {
+	case errors.Is(err, memlimit.ErrNoLimit), err == nil && limit == 0:
+		return 0, nil
+	case err != nil:
+		return 0, err
 	}
-	return 0, nil
+	n := int64(min(limit, math.MaxInt64))
+	debug.SetMemoryLimit(n)
+	return n, nil
 }
 
 // goMemoryLimit describes the Go runtime's memory limit for the log:

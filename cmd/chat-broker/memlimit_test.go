@@ -1,71 +1,80 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
+	"errors"
+	"math"
+	"runtime/debug"
 	"testing"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
-func TestContainerMemoryLimit(t *testing.T) {
-	cases := []struct {
-		name    string
-		files   map[string]string
-		want    int64
-		wantErr string
-	}{
-		{name: "no cgroup files (not Linux, or cgroup v1)", files: nil, want: 0},
-		{
-			name:  "own cgroup namespace: the limit at the root",
-			files: map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "268435456\n"},
-			want:  256 << 20,
-		},
-		{
-			name:  "no limit",
-			files: map[string]string{"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "max\n"},
-			want:  0,
-		},
-		{
-			name: "host cgroup namespace: the process's own cgroup wins",
-			files: map[string]string{
-				"proc/self/cgroup": "0::/kubepods/burstable/pod1/ctr\n",
-				"sys/fs/cgroup/kubepods/burstable/pod1/ctr/memory.max": "134217728\n",
-				"sys/fs/cgroup/memory.max":                             "max\n",
-			},
-			want: 128 << 20,
-		},
-		{
-			name:  "hybrid v1/v2 lines: only the v2 line counts",
-			files: map[string]string{"proc/self/cgroup": "12:memory:/x\n0::/y\n", "sys/fs/cgroup/y/memory.max": "1048576\n"},
-			want:  1 << 20,
-		},
-		{
-			name:    "garbage",
-			files:   map[string]string{"sys/fs/cgroup/memory.max": "lots\n"},
-			wantErr: `"lots" is not a memory limit`,
-		},
+// keepMemoryLimit restores the runtime's memory limit after the test.
+func keepMemoryLimit(t *testing.T) int64 {
+	t.Helper()
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	return before
+}
+
+// The fake limits are large (10 GiB) so that the limit set while the
+// test runs cannot make the collector work harder for tests in parallel.
+const fakeContainerLimit = 10 << 30
+
+func TestSetMemoryLimit(t *testing.T) {
+	t.Run("90% of the container's limit", func(t *testing.T) {
+		keepMemoryLimit(t)
+		// automemlimit's own variable does not change the share.
+		t.Setenv("AUTOMEMLIMIT", "0.5")
+		got, err := setMemoryLimit(memlimit.Limit(fakeContainerLimit))
+		want := int64(fakeContainerLimit * 9 / 10)
+		if err != nil || got != want {
+			t.Fatalf("setMemoryLimit = %d, %v; want %d, nil", got, err, want)
+		}
+		if in := debug.SetMemoryLimit(-1); in != want {
+			t.Errorf("runtime memory limit = %d, want %d", in, want)
+		}
+		if got := goMemoryLimit(); got != "9216MiB" {
+			t.Errorf("goMemoryLimit() = %q, want 9216MiB", got)
+		}
+	})
+	for _, env := range []string{"3GiB", ""} {
+		t.Run("GOMEMLIMIT="+env+" wins", func(t *testing.T) {
+			before := keepMemoryLimit(t)
+			t.Setenv("GOMEMLIMIT", env)
+			called := false
+			got, err := setMemoryLimit(func() (uint64, error) { called = true; return fakeContainerLimit, nil })
+			if got != 0 || err != nil || called {
+				t.Fatalf("setMemoryLimit = %d, %v (provider called: %v); want 0, nil, no call", got, err, called)
+			}
+			if in := debug.SetMemoryLimit(-1); in != before {
+				t.Errorf("runtime memory limit = %d, want it unchanged (%d)", in, before)
+			}
+		})
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			root := t.TempDir()
-			for name, body := range tc.files {
-				p := filepath.Join(root, name)
-				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-					t.Fatal(err)
-				}
+	for _, tc := range []struct {
+		name    string
+		limit   uint64
+		err     error
+		wantErr bool
+	}{
+		{name: "no limit (memory.max is max)", err: memlimit.ErrNoLimit},
+		{name: "a limit of 0", limit: 0},
+		{name: "unreadable cgroup files", err: errors.New("failed to open /proc/self/mountinfo"), wantErr: true},
+		{name: "not Linux", err: memlimit.ErrCgroupsNotSupported, wantErr: true},
+	} {
+		t.Run(tc.name+" leaves Go's default", func(t *testing.T) {
+			keepMemoryLimit(t)
+			debug.SetMemoryLimit(math.MaxInt64)
+			got, err := setMemoryLimit(func() (uint64, error) { return tc.limit, tc.err })
+			if got != 0 || (err != nil) != tc.wantErr {
+				t.Fatalf("setMemoryLimit = %d, %v; want 0 and an error: %v", got, err, tc.wantErr)
 			}
-			got, err := containerMemoryLimit(root)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %d, %v; want an error containing %q", got, err, tc.wantErr)
-				}
-				return
+			if in := debug.SetMemoryLimit(-1); in != math.MaxInt64 {
+				t.Errorf("runtime memory limit = %d, want none", in)
 			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %d, %v; want %d, nil", got, err, tc.want)
+			if got := goMemoryLimit(); got != "none" {
+				t.Errorf("goMemoryLimit() = %q, want none", got)
 			}
 		})
 	}
