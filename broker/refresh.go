@@ -3,12 +3,12 @@ package broker
 import (
 	"cmp"
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/retry"
 )
 
 // Back-off for background refreshes that failed. The step after the n-th
@@ -27,13 +27,10 @@ const (
 	permanentRetry = 5 * time.Minute
 )
 
-// backoffCeiling is c above, for the n-th failure in a row.
+// backoffCeiling is c above, for the n-th failure in a row: the proxy's
+// back-off, from other bounds.
 func backoffCeiling(failures int) time.Duration {
-	d := backoffBase
-	for i := 1; i < failures && d < backoffMax; i++ {
-		d *= 2
-	}
-	return min(d, backoffMax)
+	return retry.Backoff(backoffBase, backoffMax, failures)
 }
 
 // retryDelay is the wait after the failures-th failure in a row; left is
@@ -41,8 +38,7 @@ func backoffCeiling(failures int) time.Duration {
 func retryDelay(failures int, temporary bool, left time.Duration) time.Duration {
 	d := permanentRetry
 	if temporary {
-		c := backoffCeiling(failures)
-		d = c/2 + rand.N(c/2+1)
+		d = retry.Jitter(backoffCeiling(failures))
 	}
 	if left > 0 {
 		d = min(d, max(left, backoffBase))
