@@ -38,6 +38,15 @@ var jwtAlgorithms = []jose.SignatureAlgorithm{
 // refused and a rotated-out key can still verify. Here a fetch is stored
 // before anyone is answered, concurrent fetches are collapsed into one,
 // and an unknown key id fetches again at most once per jwksMinRefetch.
+//
+// It is not github.com/MicahParks/keyfunc/v3, which was weighed for the
+// job: keyfunc hands golang-jwt/jwt/v5 a Keyfunc, while the claims here
+// (issuer, audience, expiry, algorithms) are checked by go-oidc's
+// verifier, which wants a KeySet; keyfunc fetches when it is built and
+// keeps a refresh goroutine for its life, where this set fetches on
+// first use (a broker that starts before the API server answers still
+// starts) and runs nothing in the background. Gluing the two would put
+// two libraries where one small, tested type stands.
 type issuerKeySet struct {
 	url    string
 	client *http.Client
