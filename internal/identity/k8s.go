@@ -21,12 +21,12 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// MaxTokenLifetime is the longest a service-account token may live (exp
+// maxTokenLifetime is the longest a service-account token may live (exp
 // minus iat) and still be accepted. Projected tokens are bounded (kubelet
 // asks for an hour by default, at least ten minutes); a token that claims to
 // live longer is not one we want a pod to hold, and a legacy Secret-based
 // token, which never expires, is refused outright.
-const MaxTokenLifetime = 24 * time.Hour
+const maxTokenLifetime = 24 * time.Hour
 
 const (
 	// defaultServiceAccountAudience is the audience a projected token for
@@ -83,7 +83,7 @@ type ServiceAccountConfig struct {
 // Verification is offline, against the issuer's public keys: a token stays
 // good until its exp even if its pod has been deleted (the API server's
 // TokenReview would know; that costs a round trip per new token). Projected
-// tokens are short-lived, and MaxTokenLifetime bounds how long that can be.
+// tokens are short-lived, and maxTokenLifetime bounds how long that can be.
 type ServiceAccountVerifier struct {
 	verifier *oidc.IDTokenVerifier
 	audience string
@@ -222,7 +222,7 @@ func discoveryError(wellKnown string, err error) error {
 // Verify checks signature, issuer, audience, expiry (and nbf/iat sanity) and returns the service account
 // as "namespace/name", taken from the `kubernetes.io` claim ({"namespace":…, "serviceaccount":{"name":…}})
 // and cross-checked against `sub` == "system:serviceaccount:NS:NAME" (refuse if they disagree or either is
-// missing). Tokens without an `exp` or living longer than MaxTokenLifetime are refused. Results are
+// missing). Tokens without an `exp` or living longer than maxTokenLifetime are refused. Results are
 // cached keyed by SHA-256 of the token (never the token itself) until the token's exp, so the hot path
 // does no signature work for a token already seen.
 //
@@ -302,7 +302,7 @@ func (v *ServiceAccountVerifier) Verify(ctx context.Context, token string) (stri
 }
 
 // checkTokenTimes refuses a token that never expires, lives longer than
-// MaxTokenLifetime, has expired, or is not valid yet.
+// maxTokenLifetime, has expired, or is not valid yet.
 func checkTokenTimes(now, iat, exp time.Time, nbf *float64) error {
 	switch {
 	case exp.IsZero():
@@ -311,8 +311,8 @@ func checkTokenTimes(now, iat, exp time.Time, nbf *float64) error {
 		return errors.New(saErrPrefix + "no iat: projected service-account tokens always carry one")
 	case !exp.After(iat):
 		return fmt.Errorf(saErrPrefix+"exp %s is not after iat %s", exp.UTC().Format(time.RFC3339), iat.UTC().Format(time.RFC3339))
-	case exp.Sub(iat) > MaxTokenLifetime:
-		return fmt.Errorf(saErrPrefix+"lives %s, longer than the %s allowed: set a shorter expirationSeconds on the projected token", exp.Sub(iat), MaxTokenLifetime)
+	case exp.Sub(iat) > maxTokenLifetime:
+		return fmt.Errorf(saErrPrefix+"lives %s, longer than the %s allowed: set a shorter expirationSeconds on the projected token", exp.Sub(iat), maxTokenLifetime)
 	case !now.Before(exp):
 		return fmt.Errorf(saErrPrefix+"expired at %s", exp.UTC().Format(time.RFC3339))
 	case iat.After(now.Add(clockSkew)):

@@ -14,9 +14,9 @@ type Peer struct {
 
 type peerKey struct{}
 
-// ContextWithPeer returns ctx carrying the peer of the connection a
+// contextWithPeer returns ctx carrying the peer of the connection a
 // request arrived on.
-func ContextWithPeer(ctx context.Context, p Peer) context.Context {
+func contextWithPeer(ctx context.Context, p Peer) context.Context {
 	return context.WithValue(ctx, peerKey{}, p)
 }
 
@@ -41,5 +41,5 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if err != nil {
 		return ctx
 	}
-	return ContextWithPeer(ctx, p)
+	return contextWithPeer(ctx, p)
 }

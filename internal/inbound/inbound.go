@@ -595,12 +595,12 @@ var dropOut = func() map[string]bool {
 	return m
 }()
 
-// BrokerHeaderPrefix starts the headers of the broker's own, such as the
+// brokerHeaderPrefix starts the headers of the broker's own, such as the
 // subject header: read by the broker, never forwarded.
-const BrokerHeaderPrefix = "X-Chat-Broker-"
+const brokerHeaderPrefix = "X-Chat-Broker-"
 
 // Dropped reports whether the request header name (in canonical form) is
-// never forwarded upstream: see dropOut and BrokerHeaderPrefix.
+// never forwarded upstream: see dropOut and brokerHeaderPrefix.
 func Dropped(name string) bool {
-	return dropOut[name] || strings.HasPrefix(name, BrokerHeaderPrefix)
+	return dropOut[name] || strings.HasPrefix(name, brokerHeaderPrefix)
 }

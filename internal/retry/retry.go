@@ -38,11 +38,11 @@ func UpTo(d time.Duration) time.Duration {
 	return rand.N(d + 1)
 }
 
-// MaxRetryAfter caps a Retry-After the broker honours.
-const MaxRetryAfter = time.Hour
+// maxRetryAfter caps a Retry-After the broker honours.
+const maxRetryAfter = time.Hour
 
 // After reads a Retry-After header, in seconds or as an HTTP date (then
-// from now), capped at MaxRetryAfter. ok is false when there is none or
+// from now), capped at maxRetryAfter. ok is false when there is none or
 // it cannot be read.
 func After(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	v := strings.TrimSpace(h.Get("Retry-After"))
@@ -53,10 +53,10 @@ func After(h http.Header, now time.Time) (d time.Duration, ok bool) {
 		if secs < 0 {
 			return 0, false
 		}
-		return time.Duration(min(secs, int64(MaxRetryAfter/time.Second))) * time.Second, true
+		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0), MaxRetryAfter), true
+		return min(max(t.Sub(now), 0), maxRetryAfter), true
 	}
 	return 0, false
 }

@@ -50,7 +50,7 @@ func TestRetryAfterHeader(t *testing.T) {
 		{"", 0, false},
 		{"-1", 0, false},
 		{"soon", 0, false},
-		{"99999999999999", MaxRetryAfter, true},
+		{"99999999999999", maxRetryAfter, true},
 		{now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second, true},
 		{now.Add(-5 * time.Second).Format(http.TimeFormat), 0, true},
 	} {
