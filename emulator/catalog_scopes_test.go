@@ -101,30 +101,27 @@ func TestCatalogScopes(t *testing.T) {
 	const user = "alice@example.com"
 	for _, m := range chatapi.Methods() {
 		t.Run(m.ID, func(t *testing.T) {
-			// The catalog's first scope passes authorization.
-			if len(m.AppScopes) > 0 {
-				s := m.AppScopes[0]
-				status, e := ts.call(t, m, ts.get(t, "", s), "")
-				t.Logf("app token with %s: %d", s, status)
-				if authRefusal(status, e) {
-					t.Errorf("app token with %s: %d %v", s, status, e)
+			// The catalog's first scope for each kind of authentication
+			// passes authorization.
+			for _, kind := range []struct {
+				name, subject, query string
+				scopes               []chatapi.Scope
+			}{
+				{"app token", "", "", m.AppScopes},
+				{"delegated token", user, "", m.UserScopes},
+				{"admin token", user, "?useAdminAccess=true", m.AdminScopes},
+			} {
+				if len(kind.scopes) == 0 {
+					continue
 				}
-			}
-			if len(m.UserScopes) > 0 {
-				s := m.UserScopes[0]
-				status, e := ts.call(t, m, ts.get(t, user, s), "")
-				t.Logf("delegated token with %s: %d", s, status)
-				if authRefusal(status, e) {
-					t.Errorf("delegated token with %s: %d %v", s, status, e)
-				}
-			}
-			if len(m.AdminScopes) > 0 {
-				s := m.AdminScopes[0]
-				status, e := ts.call(t, m, ts.get(t, user, s), "?useAdminAccess=true")
-				t.Logf("admin token with %s: %d", s, status)
-				if authRefusal(status, e) {
-					t.Errorf("admin token with %s: %d %v", s, status, e)
-				}
+				t.Run(kind.name, func(t *testing.T) {
+					s := kind.scopes[0]
+					status, e := ts.call(t, m, ts.get(t, kind.subject, s), kind.query)
+					t.Logf("%s with %s: %d", kind.name, s, status)
+					if authRefusal(status, e) {
+						t.Errorf("%s with %s: %d %v", kind.name, s, status, e)
+					}
+				})
 			}
 
 			// The converse: a scope the method does not list.

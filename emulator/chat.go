@@ -2,10 +2,13 @@ package emulator
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/felixge/httpsnoop"
 
 	"github.com/chat-broker/chat-broker/chatapi"
 )
@@ -73,73 +76,107 @@ func (c *call) identity() string {
 	return appUser
 }
 
-// recorder logs the request when the status is known, before any of the
-// body is written, so that a client holding a response always finds its
-// request in the log.
-type recorder struct {
-	http.ResponseWriter
-	e    *Emulator
-	req  Request
-	done bool
+// exchange is one Chat API request and its answer. The request is logged
+// once, when the status is known: by w as the answer starts, or by
+// dropConnection for a reset. Logging it before any of the answer is
+// sent means a client holding a response always finds its request in the
+// log.
+type exchange struct {
+	w      http.ResponseWriter // the client's, wrapped by watchStatus
+	req    Request
+	logged bool
 	// handled: handleChat has already dealt with the answer (sent it, or
 	// dropped the connection for a Reset fault); nothing more is written.
 	handled bool
 }
 
-func (w *recorder) WriteHeader(code int) {
-	if w.done {
+// logStatus logs the request with status, the first time it is called.
+func (x *exchange) logStatus(e *Emulator, status int) {
+	if x.logged {
 		return
 	}
-	w.done = true
-	w.req.Status = code
-	w.e.record(w.req)
-	w.ResponseWriter.WriteHeader(code)
+	x.logged = true
+	x.req.Status = status
+	e.record(x.req)
 }
 
-func (w *recorder) Write(b []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	return w.ResponseWriter.Write(b)
+// watchStatus wraps w so that onStatus runs once, with the answer's
+// status, before any of the answer is sent: at the first WriteHeader, or
+// with 200 at a Write, ReadFrom or Flush that comes first. Later
+// WriteHeader calls are dropped. The wrapped writer has the optional
+// interfaces w has (http.Flusher, http.Hijacker, …) and Unwrap, so
+// http.ResponseController reaches w.
+func watchStatus(w http.ResponseWriter, onStatus func(code int)) http.ResponseWriter {
+	sent := false
+	writeHeader := func(code int) {
+		if sent {
+			return
+		}
+		sent = true
+		onStatus(code)
+		w.WriteHeader(code)
+	}
+	return httpsnoop.Wrap(w, httpsnoop.Hooks{
+		WriteHeader: func(httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc { return writeHeader },
+		Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
+			return func(b []byte) (int, error) {
+				writeHeader(http.StatusOK)
+				return next(b)
+			}
+		},
+		ReadFrom: func(next httpsnoop.ReadFromFunc) httpsnoop.ReadFromFunc {
+			return func(src io.Reader) (int64, error) {
+				writeHeader(http.StatusOK)
+				return next(src)
+			}
+		},
+		Flush: func(next httpsnoop.FlushFunc) httpsnoop.FlushFunc {
+			return func() {
+				writeHeader(http.StatusOK)
+				next()
+			}
+		},
+	})
 }
-
-func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (e *Emulator) serveChat(w http.ResponseWriter, r *http.Request) {
-	rec := &recorder{ResponseWriter: w, e: e, req: Request{
+	x := &exchange{req: Request{
 		Time:          e.now(),
 		Verb:          r.Method,
 		Path:          r.URL.Path,
 		RawQuery:      r.URL.RawQuery,
 		Authorization: r.Header.Get("Authorization"),
 	}}
-	body, err := e.handleChat(rec, r)
-	if rec.handled {
+	x.w = watchStatus(w, func(code int) { x.logStatus(e, code) })
+	body, err := e.handleChat(x, r)
+	if x.handled {
 		return
 	}
 	if err != nil {
-		err.Write(rec)
+		err.Write(x.w)
 		return
 	}
-	writeJSON(rec, http.StatusOK, body)
+	writeJSON(x.w, http.StatusOK, body)
 }
 
-func (e *Emulator) handleChat(w *recorder, r *http.Request) (any, *chatapi.Error) {
+func (e *Emulator) handleChat(x *exchange, r *http.Request) (any, *chatapi.Error) {
 	m, vars, rerr := e.router.Match(r)
 	switch {
 	case errors.Is(rerr, chatapi.ErrVerbNotAllowed):
-		w.Header().Set("Allow", strings.Join(e.allowed(r), ", "))
+		x.w.Header().Set("Allow", strings.Join(e.allowed(r), ", "))
 		return nil, chatapi.NewError(http.StatusMethodNotAllowed, "Method not allowed.")
 	case rerr != nil:
 		return nil, chatapi.NewError(http.StatusNotFound, msgMethodNotFound)
 	}
-	w.req.MethodID = m.ID
+	x.req.MethodID = m.ID
 	meta := map[string]string{"service": "chat.googleapis.com", "method": "google.chat.v1.ChatService." + m.RPC}
 
-	tok, aerr := e.authenticate(w, r, meta)
+	tok, aerr := e.authenticate(x.w, r, meta)
 	if aerr != nil {
 		return nil, aerr
 	}
-	w.req.Scopes, w.req.Subject = tok.scopes, tok.subject
-	c := &call{e: e, w: w, r: r, m: m, vars: vars, q: r.URL.Query(), tok: tok, meta: meta}
+	x.req.Scopes, x.req.Subject = tok.scopes, tok.subject
+	c := &call{e: e, w: x.w, r: r, m: m, vars: vars, q: r.URL.Query(), tok: tok, meta: meta}
 	if err := c.authorize(meta); err != nil {
 		return nil, err
 	}
@@ -156,8 +193,8 @@ func (e *Emulator) handleChat(w *recorder, r *http.Request) (any, *chatapi.Error
 		if err := wait(r.Context(), plan.latency); err != nil {
 			// Logged (and counted) before the log line below, which
 			// tests wait for.
-			chatapi.NewError(499, msgCancelled).Write(w)
-			w.handled = true
+			chatapi.NewError(499, msgCancelled).Write(x.w)
+			x.handled = true
 			e.log.Info("emulator: request abandoned during injected latency", "method", m.ID, "error", err)
 			return nil, nil
 		}
@@ -167,13 +204,13 @@ func (e *Emulator) handleChat(w *recorder, r *http.Request) (any, *chatapi.Error
 			if f.ResetAfterEffect && h != nil {
 				h(c) // the call takes effect; its answer is lost
 			}
-			e.dropConnection(w)
+			e.dropConnection(x)
 			return nil, nil
 		}
 		e.mu.Lock()
 		e.counters.InjectedFaults++
 		e.mu.Unlock()
-		return nil, e.faultError(w, m, f)
+		return nil, e.faultError(x.w, m, f)
 	}
 	if h == nil {
 		return nil, chatapi.NewError(http.StatusNotImplemented, "chat-broker emulator: "+m.ID+" is not implemented")
@@ -194,7 +231,9 @@ func (e *Emulator) allowed(r *http.Request) []string {
 	return verbs
 }
 
-// authenticate finds the token the request presents (chat-api.md §C.2).
+// authenticate finds the token the request presents: a Bearer
+// Authorization header or, as Google also accepts, an access_token or
+// oauth_token query parameter.
 func (e *Emulator) authenticate(w http.ResponseWriter, r *http.Request, meta map[string]string) (*token, *chatapi.Error) {
 	invalid := func() *chatapi.Error {
 		w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token"`)
@@ -234,8 +273,10 @@ func (e *Emulator) authenticate(w http.ResponseWriter, r *http.Request, meta map
 	return tok, nil
 }
 
-// authorize checks the token's scopes against the method (chat-api.md
-// §A.3, §C.2).
+// authorize checks the token's scopes against the method's, as Chat does:
+// a delegated token needs one of its user scopes (admin scopes with
+// useAdminAccess=true) and must not carry chat.bot; an app token needs
+// one of its app scopes, a chat.app.* one approved by an administrator.
 func (c *call) authorize(meta map[string]string) *chatapi.Error {
 	m, tok := c.m, c.tok
 	if tok.subject != "" {

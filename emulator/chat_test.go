@@ -2,8 +2,10 @@ package emulator_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -125,11 +127,18 @@ func TestMessageIdempotency(t *testing.T) {
 	if g, e := apiError(t, err); g.Code != 409 || e.Status != "ALREADY_EXISTS" {
 		t.Errorf("duplicate messageId: %d %s", g.Code, e.Status)
 	}
-	for _, id := range []string{"build-42", "client-UPPER", "client-" + strings.Repeat("x", 57), "client-a_b"} {
-		_, err = svc.Spaces.Messages.Create(space, &chat.Message{Text: "bad"}).MessageId(id).Do()
-		if g, _ := apiError(t, err); g.Code != 400 {
-			t.Errorf("messageId %q: status %d, want 400", id, g.Code)
-		}
+	for _, tc := range []struct{ name, id string }{
+		{"no client- prefix", "build-42"},
+		{"upper case", "client-UPPER"},
+		{"64 characters", "client-" + strings.Repeat("x", 57)},
+		{"underscore", "client-a_b"},
+	} {
+		t.Run("messageId with "+tc.name, func(t *testing.T) {
+			_, err := svc.Spaces.Messages.Create(space, &chat.Message{Text: "bad"}).MessageId(tc.id).Do()
+			if g, _ := apiError(t, err); g.Code != 400 {
+				t.Errorf("messageId %q: status %d, want 400", tc.id, g.Code)
+			}
+		})
 	}
 
 	// allowMissing creates a message under a client-assigned id.
@@ -171,15 +180,7 @@ func TestMessagePaging(t *testing.T) {
 	clock := newClock()
 	v := newEnv(t, emulator.Config{Now: clock.Now, Spaces: []string{space}, Approved: []chatapi.Scope{chatapi.ScopeAppMessagesReadonly}})
 	svc := v.chat(t, chatapi.ScopeBot, chatapi.ScopeAppMessagesReadonly)
-	var created []string
-	for i := range 7 {
-		m, err := svc.Spaces.Messages.Create(space, &chat.Message{Text: fmt.Sprint("m", i)}).Do()
-		if err != nil {
-			t.Fatal(err)
-		}
-		created = append(created, m.Name)
-		clock.Advance(time.Second)
-	}
+	created := postMessages(t, svc, 7, func(int) { clock.Advance(time.Second) })
 
 	var pages []int
 	var seen []string
@@ -210,6 +211,74 @@ func TestMessagePaging(t *testing.T) {
 	_, err = svc.Spaces.Messages.List(space).PageToken("garbage").Do()
 	if g, _ := apiError(t, err); g.Code != 400 {
 		t.Errorf("bad page token: %d, want 400", g.Code)
+	}
+}
+
+// The list filters the emulator takes, in Chat's syntax, including the
+// forms Chat's reference shows with unquoted values, and its refusals.
+func TestListFilters(t *testing.T) {
+	clock := newClock()
+	v := newEnv(t, emulator.Config{Now: clock.Now, Spaces: []string{space}, Approved: []chatapi.Scope{chatapi.ScopeAppMessagesReadonly}})
+	bot := v.chat(t, chatapi.ScopeBot)
+	var msgs []*chat.Message
+	for _, text := range []string{"first", "second", "third"} {
+		m, err := bot.Spaces.Messages.Create(space, &chat.Message{Text: text}).Do()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+		clock.Advance(time.Second)
+	}
+	thread, after := msgs[1].Thread.Name, msgs[0].CreateTime
+	tok := v.token(t, "", chatapi.ScopeBot, chatapi.ScopeAppMessagesReadonly)
+	messages, members, spaces := "/v1/"+space+"/messages", "/v1/"+space+"/members", "/v1/spaces"
+
+	for _, tc := range []struct {
+		name, path, filter string
+		want               int    // items listed, when wantErr is ""
+		wantErr            string // in the 400's message
+	}{
+		{"thread, unquoted as in Chat's reference", messages, `thread.name = ` + thread, 1, ""},
+		{"thread, quoted", messages, `thread.name = "` + thread + `"`, 1, ""},
+		{"time and unquoted thread", messages, `create_time > "` + after + `" AND thread.name = ` + thread, 1, ""},
+		{"time, unquoted", messages, `createTime > ` + after, 2, ""},
+		{"time range", messages, `create_time >= "` + after + `" AND create_time < "` + msgs[2].CreateTime + `"`, 2, ""},
+		{"not a thread", messages, `thread.name != '` + thread + `'`, 2, ""},
+		{"role", members, `role = "ROLE_MANAGER"`, 1, ""},
+		{"ORs in parentheses", members, `(role = "ROLE_MANAGER" OR role = "ROLE_MEMBER") AND member.type = "HUMAN"`, 2, ""},
+		{"member type, unquoted", members, `member.type != BOT`, 2, ""},
+		{"space type", spaces, `spaceType = "SPACE"`, 1, ""},
+		{"a field the list has no filter on", spaces, `displayName = "x"`, 0, `cannot filter on "displayName"`},
+		{"has on a string field", members, `role : "ROLE_MANAGER"`, 0, "role takes only = and !="},
+		{"has on a time field", messages, `create_time : "x"`, 0, "create_time takes a comparison, not :"},
+		{"a time that is not RFC 3339", messages, `create_time > "yesterday"`, 0, "create_time needs an RFC 3339 time"},
+		{"parentheses around an AND", members, `(role = "ROLE_MANAGER" AND member.type = "HUMAN") OR role = "ROLE_MEMBER"`, 0, "parentheses are supported only around a group of ORs"},
+		{"an operand missing", members, `role = "ROLE_MANAGER" OR  OR role = "ROLE_MEMBER"`, 0, "an AND or OR is missing an operand"},
+		{"no operator", members, `role`, 0, `cannot read "role" as FIELD OPERATOR VALUE`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, _, body := v.do(t, "GET", tc.path+"?filter="+url.QueryEscape(tc.filter), tok, "", "")
+			if tc.wantErr != "" {
+				e, ok := chatapi.ParseError(body)
+				if status != 400 || !ok || e.Status != "INVALID_ARGUMENT" || !strings.Contains(e.Message, tc.wantErr) {
+					t.Errorf("%d %s, want 400 INVALID_ARGUMENT containing %q", status, body, tc.wantErr)
+				}
+				return
+			}
+			var page map[string][]json.RawMessage
+			if err := json.Unmarshal(body, &page); status != 200 || err != nil {
+				t.Fatalf("%d %s", status, body)
+			}
+			n := 0
+			for k, items := range page {
+				if k != "nextPageToken" {
+					n += len(items)
+				}
+			}
+			if n != tc.want {
+				t.Errorf("%d items, want %d: %s", n, tc.want, body)
+			}
+		})
 	}
 }
 
@@ -334,10 +403,12 @@ func TestAuthErrors(t *testing.T) {
 			return err
 		}, 403, chatapi.MsgUserAuthOnly, ""},
 	} {
-		_, e := apiError(t, tc.call())
-		if e.Code != tc.wantStatus || e.Message != tc.wantMsg || reason(e) != tc.wantReason {
-			t.Errorf("%s: got %d %q %q, want %d %q %q", tc.desc, e.Code, e.Message, reason(e), tc.wantStatus, tc.wantMsg, tc.wantReason)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			_, e := apiError(t, tc.call())
+			if e.Code != tc.wantStatus || e.Message != tc.wantMsg || reason(e) != tc.wantReason {
+				t.Errorf("got %d %q %q, want %d %q %q", e.Code, e.Message, reason(e), tc.wantStatus, tc.wantMsg, tc.wantReason)
+			}
+		})
 	}
 
 	// The insufficient-scope challenge names the accepted scopes.
@@ -380,19 +451,22 @@ func TestTokenValidity(t *testing.T) {
 		{"missing", "", 0, 401, "CREDENTIALS_MISSING", `Bearer realm="https://accounts.google.com/"`},
 		{"expired", "Bearer " + tok, 10 * time.Minute, 401, "ACCESS_TOKEN_EXPIRED", `Bearer realm="https://accounts.google.com/", error="invalid_token"`},
 	} {
-		clock.Advance(tc.advance)
-		req, _ := http.NewRequest("GET", v.srv.URL+"/v1/"+space, nil)
-		if tc.auth != "" {
-			req.Header.Set("Authorization", tc.auth)
-		}
-		resp, err := v.srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tc.wantStatus || resp.Header.Get("WWW-Authenticate") != tc.wantChal {
-			t.Errorf("%s: got %d %q, want %d %q", tc.desc, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), tc.wantStatus, tc.wantChal)
-		}
+		// Rows run in order: the clock only moves forward.
+		t.Run(tc.desc, func(t *testing.T) {
+			clock.Advance(tc.advance)
+			req, _ := http.NewRequest("GET", v.srv.URL+"/v1/"+space, nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := v.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantStatus || resp.Header.Get("WWW-Authenticate") != tc.wantChal {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), tc.wantStatus, tc.wantChal)
+			}
+		})
 	}
 	last := v.emu.Requests()[len(v.emu.Requests())-1]
 	if last.Status != 401 || last.Scopes != nil {
@@ -427,24 +501,25 @@ func TestRequestHandling(t *testing.T) {
 		{"bad filter", "GET", "/v1/spaces?filter=" + "displayName%20%3D%20%22x%22", "", "", 400, "INVALID_ARGUMENT", "cannot filter"},
 		{"unimplemented", "GET", "/v1/spaces/AAAA/messages/m/attachments/a", "", "", 501, "UNIMPLEMENTED", "chat-broker emulator: spaces.messages.attachments.get is not implemented"},
 	} {
-		status, h, body := v.do(t, tc.verb, tc.path, tok, tc.ct, tc.body)
-		if status != tc.wantStatus {
-			t.Errorf("%s: status %d, want %d: %.200s", tc.desc, status, tc.wantStatus, body)
-			continue
-		}
-		if tc.wantStatus == 200 {
-			if !strings.Contains(string(body), `"cardsV2":[{"cardId":"c"}]`) {
-				t.Errorf("%s: cards not echoed: %s", tc.desc, body)
+		t.Run(tc.desc, func(t *testing.T) {
+			status, h, body := v.do(t, tc.verb, tc.path, tok, tc.ct, tc.body)
+			if status != tc.wantStatus {
+				t.Fatalf("status %d, want %d: %.200s", status, tc.wantStatus, body)
 			}
-			continue
-		}
-		e, ok := chatapi.ParseError(body)
-		if !ok || e.Status != tc.wantStatusName || !strings.Contains(e.Message, tc.wantInMsg) {
-			t.Errorf("%s: got %s, want %s containing %q", tc.desc, body, tc.wantStatusName, tc.wantInMsg)
-		}
-		if tc.wantStatus == 405 && h.Get("Allow") != "GET, POST" {
-			t.Errorf("%s: Allow = %q, want GET, POST", tc.desc, h.Get("Allow"))
-		}
+			if tc.wantStatus == 200 {
+				if !strings.Contains(string(body), `"cardsV2":[{"cardId":"c"}]`) {
+					t.Errorf("cards not echoed: %s", body)
+				}
+				return
+			}
+			e, ok := chatapi.ParseError(body)
+			if !ok || e.Status != tc.wantStatusName || !strings.Contains(e.Message, tc.wantInMsg) {
+				t.Errorf("got %s, want %s containing %q", body, tc.wantStatusName, tc.wantInMsg)
+			}
+			if tc.wantStatus == 405 && h.Get("Allow") != "GET, POST" {
+				t.Errorf("Allow = %q, want GET, POST", h.Get("Allow"))
+			}
+		})
 	}
 	for _, r := range v.emu.Requests() {
 		if r.Path == "/v1/nothing" && (r.MethodID != "" || r.Status != 404) {

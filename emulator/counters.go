@@ -73,33 +73,14 @@ func (e *Emulator) countRequestLocked(r *Request) {
 	c.ByStatus[r.Status]++
 }
 
-// tokenRecorder counts a /token answer when its status is known, before
-// any of it is written.
-type tokenRecorder struct {
-	http.ResponseWriter
-	e    *Emulator
-	done bool
-}
-
-func (w *tokenRecorder) WriteHeader(code int) {
-	if w.done {
-		return
-	}
-	w.done = true
-	w.e.mu.Lock()
-	w.e.counters.TokenRequests++
-	if code == http.StatusOK {
-		w.e.counters.Mints++
+// countTokenAnswer counts a /token answer by its status.
+func (e *Emulator) countTokenAnswer(status int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.counters.TokenRequests++
+	if status == http.StatusOK {
+		e.counters.Mints++
 	} else {
-		w.e.counters.TokenErrors++
+		e.counters.TokenErrors++
 	}
-	w.e.mu.Unlock()
-	w.ResponseWriter.WriteHeader(code)
 }
-
-func (w *tokenRecorder) Write(b []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *tokenRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -63,9 +63,11 @@ func TestDelegationPerUser(t *testing.T) {
 func TestDelegationAllThenPerUser(t *testing.T) {
 	v := newEnv(t, emulator.Config{Delegation: true})
 	for _, u := range []string{"carol@example.com", "dave@example.org"} {
-		if _, err := v.tokenSource(t, u, chatapi.ScopeSpacesReadonly).Token(); err != nil {
-			t.Errorf("%s with Delegation on: %v", u, err)
-		}
+		t.Run(u+" with Delegation on", func(t *testing.T) {
+			if _, err := v.tokenSource(t, u, chatapi.ScopeSpacesReadonly).Token(); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 	// The first SetUserDelegation narrows "everyone" to the users named.
 	v.emu.SetUserDelegation("carol@example.com", true)
@@ -93,9 +95,18 @@ func TestDelegationAllThenPerUser(t *testing.T) {
 }
 
 func TestNewRejectsBadDelegatedUser(t *testing.T) {
-	for _, u := range []string{"", "alice", "@example.com", "alice@", "a b@example.com", "users/alice@example.com"} {
-		if _, err := emulator.New(emulator.Config{DelegatedUsers: []string{u}}); err == nil {
-			t.Errorf("DelegatedUsers %q: New succeeded, want an error", u)
-		}
+	for _, tc := range []struct{ name, user string }{
+		{"empty", ""},
+		{"no domain", "alice"},
+		{"no local part", "@example.com"},
+		{"empty domain", "alice@"},
+		{"a space", "a b@example.com"},
+		{"a user name", "users/alice@example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := emulator.New(emulator.Config{DelegatedUsers: []string{tc.user}}); err == nil {
+				t.Errorf("DelegatedUsers %q: New succeeded, want an error", tc.user)
+			}
+		})
 	}
 }

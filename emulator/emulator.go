@@ -25,7 +25,7 @@ import (
 // GoogleTokenURL is Google's token endpoint. The emulator accepts it as a
 // JWT audience next to every token URL passed to ServiceAccountJSON,
 // because Python's google-auth always signs for this audience while Go's
-// x/oauth2 signs for the token_uri it posts to (chat-api.md §B.2).
+// x/oauth2 signs for the token_uri it posts to.
 const GoogleTokenURL = "https://oauth2.googleapis.com/token"
 
 const (
@@ -38,7 +38,8 @@ const (
 
 	defaultLifetime = time.Hour
 
-	// maxLog caps the request and mint logs of a long-running emulator.
+	// maxLog caps the request and mint logs and each space's events in a
+	// long-running emulator.
 	// When a log is full its older half is dropped.
 	maxLog = 100_000
 )
@@ -97,7 +98,7 @@ type Emulator struct {
 	approved    map[chatapi.Scope]bool
 	tokens      map[string]*token
 	spaces      map[string]*space
-	spaceReqs   map[string]string // identity + requestId → space name
+	spaceReqs   map[string]string // requestKey → space name
 	seq         int64             // creation order of spaces and messages
 	requests    []Request
 	mints       []Mint
@@ -177,8 +178,8 @@ func New(cfg Config) (*Emulator, error) {
 
 // ServeHTTP serves POST /token (the OAuth 2.0 JWT-bearer token endpoint),
 // the Chat REST API under /v1/, /upload/v1/ and /resumable/upload/v1/, and
-// the emulator's own control API under /emulator/ (see the package
-// documentation). Any other path is answered 404 in Google's error shape.
+// the emulator's own control API under /emulator/ (docs/emulator.md
+// describes each). Any other path is answered 404 in Google's error shape.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/token":
@@ -261,14 +262,7 @@ type Request struct {
 // logged before its response is written, so a client that has its
 // response finds its request here.
 func (e *Emulator) Requests() []Request {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]Request, len(e.requests))
-	for i, r := range e.requests {
-		r.Scopes = slices.Clone(r.Scopes)
-		out[i] = r
-	}
-	return out
+	return copyLog(e, &e.requests, func(r *Request) { r.Scopes = slices.Clone(r.Scopes) })
 }
 
 // ResetRequests empties the request log.
@@ -288,14 +282,29 @@ type Mint struct {
 
 // Mints returns the successful token issues, oldest first.
 func (e *Emulator) Mints() []Mint {
+	return copyLog(e, &e.mints, func(m *Mint) { m.Scopes = slices.Clone(m.Scopes) })
+}
+
+// copyLog returns a copy of a log, taken under e.mu; deepen copies what
+// an entry shares with the log's own.
+func copyLog[T any](e *Emulator, log *[]T, deepen func(*T)) []T {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]Mint, len(e.mints))
-	for i, m := range e.mints {
-		m.Scopes = slices.Clone(m.Scopes)
-		out[i] = m
+	out := make([]T, len(*log))
+	copy(out, *log)
+	for i := range out {
+		deepen(&out[i])
 	}
 	return out
+}
+
+// appendCapped appends v to a log of the emulator's; a full one (maxLog
+// entries) first drops its older half.
+func appendCapped[T any](log []T, v T) []T {
+	if len(log) >= maxLog {
+		log = append(log[:0:0], log[len(log)/2:]...)
+	}
+	return append(log, v)
 }
 
 // WaitForMints blocks until at least n tokens have been issued in total or
@@ -480,10 +489,7 @@ func (e *Emulator) Spaces() []string {
 func (e *Emulator) record(r Request) {
 	e.mu.Lock()
 	e.countRequestLocked(&r)
-	if len(e.requests) >= maxLog {
-		e.requests = append(e.requests[:0:0], e.requests[len(e.requests)/2:]...)
-	}
-	e.requests = append(e.requests, r)
+	e.requests = appendCapped(e.requests, r)
 	e.mu.Unlock()
 	e.log.Info("emulator: chat request", "verb", r.Verb, "path", r.Path, "method", r.MethodID, "status", r.Status)
 }

@@ -2,7 +2,7 @@ package emulator
 
 import (
 	"fmt"
-	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,94 +72,17 @@ func (e *Emulator) addEventLocked(sp *space, typ string, payload map[string]any)
 	// Ids need only be unique within the space; the sequence number
 	// guarantees it, the random part keeps them opaque like Chat's.
 	ev.id = fmt.Sprintf("%s%d", randomID(12), ev.seq)
-	if len(sp.events) >= maxLog {
-		sp.events = append(sp.events[:0:0], sp.events[len(sp.events)/2:]...)
-	}
-	sp.events = append(sp.events, ev)
+	sp.events = appendCapped(sp.events, ev)
 }
 
 func (c *call) getSpaceEvent() (any, *chatapi.Error) {
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	id := c.vars["spaceEvent"]
-	for _, ev := range sp.events {
-		if ev.id == id {
-			return ev.wire(sp.name), nil
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) {
+		i := slices.IndexFunc(sp.events, func(ev *event) bool { return ev.id == c.vars["spaceEvent"] })
+		if i < 0 {
+			return nil, notFound()
 		}
-	}
-	return nil, notFound()
-}
-
-// eventFilter is a parsed spaceEvents.list filter.
-type eventFilter struct {
-	types      map[string]bool
-	start, end time.Time // zero: unbounded; start is exclusive, end inclusive
-}
-
-var (
-	eventTypeRE = regexp.MustCompile(`^event_types\s*:\s*"([^"]*)"$`)
-	eventTimeRE = regexp.MustCompile(`^(start_time|end_time)\s*=\s*"([^"]*)"$`)
-)
-
-// parseEventFilter reads spaceEvents.list's filter, which Chat requires:
-// one or more event_types:"…" joined by OR, optionally ANDed with
-// start_time="…" and end_time="…".
-func parseEventFilter(s string) (*eventFilter, *chatapi.Error) {
-	s = strings.TrimSpace(s)
-	bad := func(why string) *chatapi.Error {
-		return invalidArgument(fmt.Sprintf("Invalid filter %q: %s", s, why))
-	}
-	if s == "" {
-		return nil, invalidArgument(`The filter is required and must name at least one event type, for example event_types:"google.workspace.chat.message.v1.created".`)
-	}
-	groups, err := splitFilter(s)
-	if err != nil {
-		return nil, bad(err.Error())
-	}
-	f := &eventFilter{types: map[string]bool{}}
-	typeGroups := 0
-	for _, group := range groups {
-		if m := eventTimeRE.FindStringSubmatch(group[0]); m != nil && len(group) == 1 {
-			t, err := time.Parse(time.RFC3339Nano, m[2])
-			if err != nil {
-				return nil, bad(fmt.Sprintf("%s needs an RFC 3339 time, got %q", m[1], m[2]))
-			}
-			if m[1] == "start_time" {
-				f.start = t
-			} else {
-				f.end = t
-			}
-			continue
-		}
-		typeGroups++
-		for _, atom := range group {
-			m := eventTypeRE.FindStringSubmatch(atom)
-			if m == nil {
-				return nil, bad(fmt.Sprintf(`cannot read %q; join event_types:"…" with OR, and start_time="…" or end_time="…" with AND`, atom))
-			}
-			if !eventTypes[m[1]] {
-				return nil, bad(fmt.Sprintf("%q is not a supported event type", m[1]))
-			}
-			f.types[m[1]] = true
-		}
-	}
-	switch {
-	case typeGroups == 0:
-		return nil, bad("at least one event type (event_types:\"…\") is required")
-	case typeGroups > 1:
-		return nil, bad("event types can be joined only with OR")
-	}
-	return f, nil
-}
-
-func (f *eventFilter) match(ev *event) bool {
-	return f.types[ev.typ] &&
-		(f.start.IsZero() || ev.at.After(f.start)) &&
-		(f.end.IsZero() || !ev.at.After(f.end))
+		return sp.events[i].wire(sp.name), nil
+	})
 }
 
 // listSpaceEvents lists a space's events, oldest first.
@@ -168,25 +91,11 @@ func (c *call) listSpaceEvents() (any, *chatapi.Error) {
 	if err != nil {
 		return nil, err
 	}
-	size, err := c.pageSize(100, 1000)
+	p, err := c.readList(eventsList)
 	if err != nil {
 		return nil, err
 	}
-	after, err := c.readPageToken("spaceEvents")
-	if err != nil {
-		return nil, err
-	}
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(sp.events, size, "spaceEvents", func(ev *event) int64 { return ev.seq }, func(ev *event) bool {
-		return ev.seq > after && f.match(ev)
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) {
+		return page(p, sp.events, func(ev *event) int64 { return ev.seq }, f.match, func(ev *event) any { return ev.wire(sp.name) }), nil
 	})
-	return struct {
-		SpaceEvents   []any  `json:"spaceEvents,omitempty"`
-		NextPageToken string `json:"nextPageToken,omitempty"`
-	}{wireAll(page, func(ev *event) any { return ev.wire(sp.name) }), next}, nil
 }

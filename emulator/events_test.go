@@ -107,31 +107,26 @@ func TestSpaceEvents(t *testing.T) {
 	}
 
 	// Chat requires a filter with at least one event type.
-	for _, f := range []string{
-		"",
-		`start_time="` + msg.CreateTime + `"`,
-		`event_types:"` + evCreated + `" AND event_types:"` + evUpdated + `"`,
-		`event_types:"google.workspace.chat.nothing.v1.created"`,
-		`event_types = "` + evCreated + `"`,
+	for _, tc := range []struct{ name, filter string }{
+		{"no filter", ""},
+		{"a time alone", `start_time="` + msg.CreateTime + `"`},
+		{"event types joined with AND", `event_types:"` + evCreated + `" AND event_types:"` + evUpdated + `"`},
+		{"unknown event type", `event_types:"google.workspace.chat.nothing.v1.created"`},
+		{"= instead of :", `event_types = "` + evCreated + `"`},
 	} {
-		_, err := reader.Spaces.SpaceEvents.List(space).Filter(f).Do()
-		if g, e := apiError(t, err); g.Code != 400 || e.Status != "INVALID_ARGUMENT" {
-			t.Errorf("filter %q: %d %s, want 400 INVALID_ARGUMENT", f, g.Code, e.Status)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := reader.Spaces.SpaceEvents.List(space).Filter(tc.filter).Do()
+			if g, e := apiError(t, err); g.Code != 400 || e.Status != "INVALID_ARGUMENT" {
+				t.Errorf("filter %q: %d %s, want 400 INVALID_ARGUMENT", tc.filter, g.Code, e.Status)
+			}
+		})
 	}
 }
 
 func TestSpaceEventsPagingAndAccess(t *testing.T) {
 	v := newEnv(t, emulator.Config{Spaces: []string{space}, Delegation: true})
 	bot := v.chat(t, chatapi.ScopeBot)
-	var names []string
-	for i := range 5 {
-		m, err := bot.Spaces.Messages.Create(space, &chat.Message{Text: fmt.Sprint("m", i)}).Do()
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, m.Name)
-	}
+	names := postMessages(t, bot, 5, nil)
 	filter := `event_types:"` + evCreated + `"`
 
 	// A chat.app.* scope from the catalog's list, unapproved, then approved.
@@ -144,18 +139,26 @@ func TestSpaceEventsPagingAndAccess(t *testing.T) {
 	_, err = bot.Spaces.SpaceEvents.List(space).Filter(filter).Do()
 	wantAPIError(t, "chat.bot", err, 403, chatapi.MsgInsufficientScopes)
 
-	for _, svc := range []*chat.Service{spaces, v.chatAs(t, "alice@example.com", chatapi.ScopeMessagesReadonly)} {
-		var pages []int
-		var seen []string
-		err = svc.Spaces.SpaceEvents.List(space).Filter(filter).PageSize(2).Pages(context.Background(), func(r *chat.ListSpaceEventsResponse) error {
-			pages = append(pages, len(r.SpaceEvents))
-			for _, ev := range r.SpaceEvents {
-				seen = append(seen, ev.MessageCreatedEventData.Message.Name)
+	for _, tc := range []struct {
+		name string
+		svc  *chat.Service
+	}{
+		{"approved chat.app.spaces.readonly", spaces},
+		{"a user with chat.messages.readonly", v.chatAs(t, "alice@example.com", chatapi.ScopeMessagesReadonly)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var pages []int
+			var seen []string
+			err := tc.svc.Spaces.SpaceEvents.List(space).Filter(filter).PageSize(2).Pages(context.Background(), func(r *chat.ListSpaceEventsResponse) error {
+				pages = append(pages, len(r.SpaceEvents))
+				for _, ev := range r.SpaceEvents {
+					seen = append(seen, ev.MessageCreatedEventData.Message.Name)
+				}
+				return nil
+			})
+			if err != nil || fmt.Sprint(pages) != "[2 2 1]" || fmt.Sprint(seen) != fmt.Sprint(names) {
+				t.Errorf("pages %v %v (%v), want [2 2 1] in creation order", pages, seen, err)
 			}
-			return nil
 		})
-		if err != nil || fmt.Sprint(pages) != "[2 2 1]" || fmt.Sprint(seen) != fmt.Sprint(names) {
-			t.Errorf("pages %v %v (%v), want [2 2 1] in creation order", pages, seen, err)
-		}
 	}
 }

@@ -59,9 +59,10 @@ type Fault struct {
 	// Method is the catalog id of the method to fail
 	// ("spaces.messages.create"); "" fails every method.
 	Method string
-	// Status is the HTTP status to answer with: 429 (a quota error as in
-	// chat-api.md §C.3, always with Retry-After) or a 5xx. It must be 0
-	// with Reset; 0 without Reset makes a latency-only fault.
+	// Status is the HTTP status to answer with: 429 (Google's quota error,
+	// RESOURCE_EXHAUSTED with an ErrorInfo of reason RATE_LIMIT_EXCEEDED,
+	// always with Retry-After) or a 5xx. It must be 0 with Reset; 0
+	// without Reset makes a latency-only fault.
 	Status int
 	// RetryAfter is sent as a Retry-After header (whole seconds, rounded
 	// up) and as a RetryInfo detail. A 429 carries 1 s when it is 0; a 5xx
@@ -311,15 +312,14 @@ const msgCancelled = "The operation was cancelled."
 // dropConnection logs the request with status 0 and closes its
 // connection without an answer: a TCP reset over HTTP/1.x, a stream
 // reset over HTTP/2.
-func (e *Emulator) dropConnection(w *recorder) {
-	w.done, w.handled = true, true
-	w.req.Status = 0
+func (e *Emulator) dropConnection(x *exchange) {
+	x.handled = true
 	e.mu.Lock()
 	e.counters.Resets++
 	e.counters.InjectedFaults++
 	e.mu.Unlock()
-	e.record(w.req)
-	conn, _, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	x.logStatus(e, 0)
+	conn, _, err := http.NewResponseController(x.w).Hijack()
 	if err != nil {
 		// HTTP/2, or a ResponseWriter of a wrapping handler that cannot
 		// be hijacked: net/http resets the stream or closes the

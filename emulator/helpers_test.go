@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -254,4 +255,22 @@ func (v *env) mintError(t *testing.T, subject string, scopes ...chatapi.Scope) (
 		t.Fatalf("token error body is not JSON: %s", re.Body)
 	}
 	return re.Response.StatusCode, body
+}
+
+// postMessages posts n messages, "m0", "m1", …, to space through svc and
+// returns their names; each, if not nil, runs after every message.
+func postMessages(t *testing.T, svc *chat.Service, n int, each func(i int)) []string {
+	t.Helper()
+	var names []string
+	for i := range n {
+		m, err := svc.Spaces.Messages.Create(space, &chat.Message{Text: fmt.Sprint("m", i)}).Do()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, m.Name)
+		if each != nil {
+			each(i)
+		}
+	}
+	return names
 }

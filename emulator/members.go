@@ -32,12 +32,12 @@ func (sp *space) findMembershipLocked(id string) (m membership, idx int, ok bool
 		if !sp.appMember {
 			return membership{}, 0, false
 		}
-		return membership{"app", appUser, "BOT", "ROLE_MEMBER", sp.appJoined}, -1, true
+		return appMembership(sp.appJoined), -1, true
 	}
 	for i, h := range sp.humans {
-		hid := strings.TrimPrefix(h.user, "users/")
-		if hid == id || (strings.Contains(id, "@") && strings.EqualFold(hid, id)) {
-			return membership{hid, h.user, "HUMAN", h.role, h.created}, i, true
+		m := h.membership()
+		if m.id == id || (strings.Contains(id, "@") && strings.EqualFold(m.id, id)) {
+			return m, i, true
 		}
 	}
 	return membership{}, 0, false
@@ -146,30 +146,25 @@ func (c *call) createMember() (any, *chatapi.Error) {
 	if err := c.memberScopesOK(in.isApp); err != nil {
 		return nil, err
 	}
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	now := c.e.now()
-	var m membership
-	if in.isApp {
-		if sp.appMember {
-			return nil, alreadyMember(appUser, sp.name)
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) {
+		now := c.e.now()
+		var m membership
+		if in.isApp {
+			if sp.appMember {
+				return nil, alreadyMember(appUser, sp.name)
+			}
+			sp.appMember, sp.appJoined = true, now
+			m = appMembership(now)
+		} else {
+			if sp.hasHumanLocked(in.user) {
+				return nil, alreadyMember(in.user, sp.name)
+			}
+			h := member{user: in.user, role: in.role, created: now}
+			sp.humans = append(sp.humans, h)
+			m = h.membership()
 		}
-		sp.appMember, sp.appJoined = true, now
-		m = membership{"app", appUser, "BOT", "ROLE_MEMBER", now}
-	} else {
-		if sp.hasHumanLocked(in.user) {
-			return nil, alreadyMember(in.user, sp.name)
-		}
-		sp.humans = append(sp.humans, member{user: in.user, role: in.role, created: now})
-		m = membership{strings.TrimPrefix(in.user, "users/"), in.user, "HUMAN", in.role, now}
-	}
-	out := m.wire(sp.name)
-	c.e.addEventLocked(sp, evMembershipCreated, out)
-	return out, nil
+		return c.recordLocked(sp, evMembershipCreated, m.wire(sp.name))
+	})
 }
 
 func alreadyMember(user, space string) *chatapi.Error {
@@ -178,28 +173,32 @@ func alreadyMember(user, space string) *chatapi.Error {
 
 // deleteMember removes a membership and answers with it.
 func (c *call) deleteMember() (any, *chatapi.Error) {
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	m, idx, ok := sp.findMembershipLocked(c.vars["member"])
-	if !ok {
-		return nil, notFound()
-	}
-	if err := c.memberScopesOK(idx < 0); err != nil {
-		return nil, err
-	}
-	if idx < 0 {
-		sp.appMember = false
-	} else {
-		sp.humans = slices.Delete(sp.humans, idx, idx+1)
-	}
-	out := m.wire(sp.name)
-	// Chat fills only the name and state of a deleted membership's event.
-	c.e.addEventLocked(sp, evMembershipDeleted, map[string]any{"name": out["name"], "state": "NOT_A_MEMBER"})
-	return out, nil
+	return c.onMembership(func(sp *space, m membership, idx int) (any, *chatapi.Error) {
+		if err := c.memberScopesOK(idx < 0); err != nil {
+			return nil, err
+		}
+		if idx < 0 {
+			sp.appMember = false
+		} else {
+			sp.humans = slices.Delete(sp.humans, idx, idx+1)
+		}
+		out := m.wire(sp.name)
+		// Chat fills only the name and state of a deleted membership's event.
+		c.e.addEventLocked(sp, evMembershipDeleted, map[string]any{"name": out["name"], "state": "NOT_A_MEMBER"})
+		return out, nil
+	})
+}
+
+// onMembership runs fn, under e.mu, with the membership the request names
+// (see findMembershipLocked); a membership that does not exist is 404.
+func (c *call) onMembership(fn func(sp *space, m membership, idx int) (any, *chatapi.Error)) (any, *chatapi.Error) {
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) {
+		m, idx, ok := sp.findMembershipLocked(c.vars["member"])
+		if !ok {
+			return nil, notFound()
+		}
+		return fn(sp, m, idx)
+	})
 }
 
 // patchMember changes a human member's role (updateMask=role).
@@ -224,22 +223,12 @@ func (c *call) patchMember() (any, *chatapi.Error) {
 	if !validRole(role) {
 		return nil, invalidArgument(fmt.Sprintf("Invalid value at 'membership.role' (type.googleapis.com/google.chat.v1.Membership.MembershipRole), %q: want ROLE_MEMBER or ROLE_MANAGER", role))
 	}
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	m, idx, ok := sp.findMembershipLocked(c.vars["member"])
-	if !ok {
-		return nil, notFound()
-	}
-	if idx < 0 {
-		return nil, invalidArgument(msgAppRole)
-	}
-	sp.humans[idx].role = role
-	m.role = role
-	out := m.wire(sp.name)
-	c.e.addEventLocked(sp, evMembershipUpdated, out)
-	return out, nil
+	return c.onMembership(func(sp *space, m membership, idx int) (any, *chatapi.Error) {
+		if idx < 0 {
+			return nil, invalidArgument(msgAppRole)
+		}
+		sp.humans[idx].role = role
+		m.role = role
+		return c.recordLocked(sp, evMembershipUpdated, m.wire(sp.name))
+	})
 }

@@ -48,10 +48,12 @@ func TestMembersWithAppAuth(t *testing.T) {
 		{"another app", &chat.Membership{Member: &chat.User{Name: "users/other-app", Type: "BOT"}}},
 		{"a group", &chat.Membership{GroupMember: &chat.Group{Name: "groups/eng"}}},
 	} {
-		_, err = svc.Spaces.Members.Create(space, tc.in).Do()
-		if g, e := apiError(t, err); g.Code != 400 || e.Status != "INVALID_ARGUMENT" || !strings.Contains(e.Message, "app") {
-			t.Errorf("%s: %d %q, want 400 about apps", tc.desc, g.Code, e.Message)
-		}
+		t.Run("create "+tc.desc, func(t *testing.T) {
+			_, err := svc.Spaces.Members.Create(space, tc.in).Do()
+			if g, e := apiError(t, err); g.Code != 400 || e.Status != "INVALID_ARGUMENT" || !strings.Contains(e.Message, "app") {
+				t.Errorf("%d %q, want 400 about apps", g.Code, e.Message)
+			}
+		})
 	}
 	_, err = svc.Spaces.Members.Create(space, &chat.Membership{Member: &chat.User{Name: "carol", Type: "HUMAN"}}).Do()
 	if g, _ := apiError(t, err); g.Code != 400 {

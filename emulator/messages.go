@@ -38,10 +38,7 @@ type message struct {
 func (m *message) name() string { return m.space + "/messages/" + m.id }
 
 func (m *message) wire() map[string]any {
-	out := map[string]any{}
-	for k, v := range m.extras {
-		out[k] = v
-	}
+	out := echoed(m.extras)
 	senderType := "BOT"
 	if m.sender != appUser {
 		senderType = "HUMAN"
@@ -135,16 +132,6 @@ func (in *messageInput) empty() bool {
 	return true
 }
 
-func (in *messageInput) echo() map[string]json.RawMessage {
-	out := map[string]json.RawMessage{}
-	for _, k := range messageEcho {
-		if v, ok := in.fields[k]; ok {
-			out[k] = v
-		}
-	}
-	return out
-}
-
 var clientIDRE = regexp.MustCompile(`^client-[a-z0-9-]+$`)
 
 // validClientID reports whether id is a valid client-assigned message id.
@@ -183,51 +170,40 @@ func (c *call) createMessage() (any, *chatapi.Error) {
 		in.threadKey = c.q.Get("threadKey")
 	}
 
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	reqKey := ""
-	if requestID != "" {
-		reqKey = c.identity() + "\x00" + requestID
-		if m := sp.byRequest[reqKey]; m != nil {
+	reqKey := c.requestKey(requestID)
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) {
+		if m := sp.byRequest[reqKey]; reqKey != "" && m != nil {
 			return m.wire(), nil
 		}
-	}
-	if clientID != "" && sp.byClient[clientID] != nil {
-		return nil, chatapi.NewError(http.StatusConflict, fmt.Sprintf("A message with the client-assigned ID %q already exists in %s.", clientID, sp.name))
-	}
-	thread := ""
-	if option == replyFallback || option == replyOrFail {
-		switch {
-		case in.threadName != "" && sp.threads[in.threadName]:
-			thread = in.threadName
-		case in.threadKey != "" && sp.threadKeys[in.threadKey] != "":
-			thread = sp.threadKeys[in.threadKey]
-		case option == replyOrFail:
-			return nil, notFound()
+		if clientID != "" && sp.byClient[clientID] != nil {
+			return nil, chatapi.NewError(http.StatusConflict, fmt.Sprintf("A message with the client-assigned ID %q already exists in %s.", clientID, sp.name))
 		}
-	}
-	m := c.addMessageLocked(sp, in, thread)
-	m.clientID, m.requestID, m.reqKey = clientID, requestID, reqKey
-	if clientID != "" {
-		sp.byClient[clientID] = m
-	}
-	if reqKey != "" {
-		sp.byRequest[reqKey] = m
-	}
-	out := m.wire()
-	c.e.addEventLocked(sp, evMessageCreated, out)
-	return out, nil
+		thread := ""
+		if option == replyFallback || option == replyOrFail {
+			switch {
+			case in.threadName != "" && sp.threads[in.threadName]:
+				thread = in.threadName
+			case in.threadKey != "" && sp.threadKeys[in.threadKey] != "":
+				thread = sp.threadKeys[in.threadKey]
+			case option == replyOrFail:
+				return nil, notFound()
+			}
+		}
+		m := c.addMessageLocked(sp, in, thread, clientID)
+		m.requestID, m.reqKey = requestID, reqKey
+		if reqKey != "" {
+			sp.byRequest[reqKey] = m
+		}
+		return c.recordLocked(sp, evMessageCreated, m.wire())
+	})
 }
 
 // addMessageLocked stores a new message from the caller, in thread or, if
-// thread is "", in a new thread.
-func (c *call) addMessageLocked(sp *space, in *messageInput, thread string) *message {
+// thread is "", in a new thread, with the client-assigned id clientID if
+// not "".
+func (c *call) addMessageLocked(sp *space, in *messageInput, thread, clientID string) *message {
 	e := c.e
-	m := &message{space: sp.name, text: in.text, sender: c.identity(), created: e.now(), extras: in.echo()}
+	m := &message{space: sp.name, clientID: clientID, text: in.text, sender: c.identity(), created: e.now(), extras: pick(in.fields, messageEcho)}
 	tid := ""
 	if thread == "" {
 		for thread == "" || sp.threads[thread] {
@@ -257,6 +233,9 @@ func (c *call) addMessageLocked(sp *space, in *messageInput, thread string) *mes
 	m.thread = thread
 	sp.msgs = append(sp.msgs, m)
 	sp.byID[m.id] = m
+	if clientID != "" {
+		sp.byClient[clientID] = m
+	}
 	return m
 }
 
@@ -271,18 +250,20 @@ func (sp *space) findMessageLocked(id string) *message {
 	return nil
 }
 
+// onMessage runs fn, under e.mu, with the message the request names and
+// its space; a message that does not exist is 404.
+func (c *call) onMessage(fn func(sp *space, m *message) (any, *chatapi.Error)) (any, *chatapi.Error) {
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) {
+		m := sp.findMessageLocked(c.vars["message"])
+		if m == nil {
+			return nil, notFound()
+		}
+		return fn(sp, m)
+	})
+}
+
 func (c *call) getMessage() (any, *chatapi.Error) {
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	m := sp.findMessageLocked(c.vars["message"])
-	if m == nil {
-		return nil, notFound()
-	}
-	return m.wire(), nil
+	return c.onMessage(func(_ *space, m *message) (any, *chatapi.Error) { return m.wire(), nil })
 }
 
 var messageFilterFields = map[string]filterField{
@@ -291,59 +272,27 @@ var messageFilterFields = map[string]filterField{
 	"thread.name": {"thread.name", kindString},
 }
 
+// filterValue is a message's value of a messages.list filter field.
+func (m *message) filterValue(field string) (string, time.Time) {
+	if field == "thread.name" {
+		return m.thread, time.Time{}
+	}
+	return "", m.created
+}
+
 // listMessages lists a space's messages, oldest first unless orderBy says
 // "createTime desc". The page token is a position in creation order, so
 // paging is stable while messages are added or deleted.
 func (c *call) listMessages() (any, *chatapi.Error) {
-	size, err := c.pageSize(25, 1000)
+	p, err := c.readList(messagesList)
 	if err != nil {
 		return nil, err
 	}
-	desc := false
-	switch ob := strings.Join(strings.Fields(strings.ToLower(c.q.Get("orderBy"))), " "); ob {
-	case "", "createtime", "create_time", "createtime asc", "create_time asc":
-	case "createtime desc", "create_time desc":
-		desc = true
-	default:
-		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: orderBy %q: only create_time ASC or DESC is supported", c.q.Get("orderBy")))
-	}
-	kind := "messages-asc"
-	if desc {
-		kind = "messages-desc"
-	}
-	after, err := c.readPageToken(kind)
-	if err != nil {
-		return nil, err
-	}
-	f, err := c.parseFilter(messageFilterFields)
-	if err != nil {
-		return nil, err
-	}
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	msgs := slices.Clone(sp.msgs)
-	if desc {
-		slices.Reverse(msgs)
-	}
-	page, next := paginate(msgs, size, kind, func(m *message) int64 { return m.seq }, func(m *message) bool {
-		if after >= 0 && ((!desc && m.seq <= after) || (desc && m.seq >= after)) {
-			return false
-		}
-		return f.match(func(field string) (string, time.Time) {
-			if field == "thread.name" {
-				return m.thread, time.Time{}
-			}
-			return "", m.created
-		})
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) {
+		return page(p, sp.msgs, func(m *message) int64 { return m.seq }, func(m *message) bool {
+			return p.filter.match(m.filterValue)
+		}, func(m *message) any { return m.wire() }), nil
 	})
-	return struct {
-		Messages      []any  `json:"messages,omitempty"`
-		NextPageToken string `json:"nextPageToken,omitempty"`
-	}{wireAll(page, func(m *message) any { return m.wire() }), next}, nil
 }
 
 // updateMessage serves messages.patch and messages.update. Only the paths
@@ -379,78 +328,59 @@ func (c *call) updateMessage() (any, *chatapi.Error) {
 		return nil, err
 	}
 
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	id := c.vars["message"]
-	m := sp.findMessageLocked(id)
-	if m == nil {
-		if !allowMissing || !validClientID(id) {
-			return nil, notFound()
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) {
+		id := c.vars["message"]
+		m := sp.findMessageLocked(id)
+		if m == nil {
+			if !allowMissing || !validClientID(id) {
+				return nil, notFound()
+			}
+			return c.recordLocked(sp, evMessageCreated, c.addMessageLocked(sp, in, "", id).wire())
 		}
-		m = c.addMessageLocked(sp, in, "")
-		m.clientID = id
-		sp.byClient[id] = m
-		out := m.wire()
-		c.e.addEventLocked(sp, evMessageCreated, out)
-		return out, nil
-	}
-	if m.sender != c.identity() {
-		return nil, chatapi.NewError(http.StatusForbidden, msgNoPermission)
-	}
-	for _, p := range paths {
-		if p == "text" {
-			m.text = in.text
-			continue
+		if m.sender != c.identity() {
+			return nil, chatapi.NewError(http.StatusForbidden, msgNoPermission)
 		}
-		if v, ok := in.fields[p]; ok {
-			m.extras[p] = v
-		} else {
-			delete(m.extras, p)
+		for _, p := range paths {
+			if p == "text" {
+				m.text = in.text
+				continue
+			}
+			if v, ok := in.fields[p]; ok {
+				m.extras[p] = v
+			} else {
+				delete(m.extras, p)
+			}
 		}
-	}
-	m.updated = c.e.now()
-	out := m.wire()
-	c.e.addEventLocked(sp, evMessageUpdated, out)
-	return out, nil
+		m.updated = c.e.now()
+		return c.recordLocked(sp, evMessageUpdated, m.wire())
+	})
 }
 
 // deleteMessage deletes a message the caller created and answers {}.
 func (c *call) deleteMessage() (any, *chatapi.Error) {
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	m := sp.findMessageLocked(c.vars["message"])
-	if m == nil {
-		return nil, notFound()
-	}
-	if m.sender != c.identity() {
-		return nil, chatapi.NewError(http.StatusForbidden, msgNoPermission)
-	}
-	sp.msgs = slices.DeleteFunc(sp.msgs, func(x *message) bool { return x == m })
-	delete(sp.byID, m.id)
-	if m.clientID != "" {
-		delete(sp.byClient, m.clientID)
-	}
-	if m.reqKey != "" {
-		delete(sp.byRequest, m.reqKey)
-	}
-	// Chat fills only these fields of a deleted message's event. A user
-	// deleting through an app (domain-wide delegation) is CREATOR_VIA_APP.
-	deletion := "CREATOR"
-	if c.tok.subject != "" {
-		deletion = "CREATOR_VIA_APP"
-	}
-	c.e.addEventLocked(sp, evMessageDeleted, map[string]any{
-		"name":             m.name(),
-		"createTime":       timestamp(m.created),
-		"deletionMetadata": map[string]string{"deletionType": deletion},
+	return c.onMessage(func(sp *space, m *message) (any, *chatapi.Error) {
+		if m.sender != c.identity() {
+			return nil, chatapi.NewError(http.StatusForbidden, msgNoPermission)
+		}
+		sp.msgs = slices.DeleteFunc(sp.msgs, func(x *message) bool { return x == m })
+		delete(sp.byID, m.id)
+		if m.clientID != "" {
+			delete(sp.byClient, m.clientID)
+		}
+		if m.reqKey != "" {
+			delete(sp.byRequest, m.reqKey)
+		}
+		// Chat fills only these fields of a deleted message's event. A user
+		// deleting through an app (domain-wide delegation) is CREATOR_VIA_APP.
+		deletion := "CREATOR"
+		if c.tok.subject != "" {
+			deletion = "CREATOR_VIA_APP"
+		}
+		c.e.addEventLocked(sp, evMessageDeleted, map[string]any{
+			"name":             m.name(),
+			"createTime":       timestamp(m.created),
+			"deletionMetadata": map[string]string{"deletionType": deletion},
+		})
+		return struct{}{}, nil
 	})
-	return struct{}{}, nil
 }

@@ -28,17 +28,7 @@ func TestListsPageThrough(t *testing.T) {
 	members := v.chat(t, chatapi.ScopeAppMemberships)
 	reader := v.chat(t, chatapi.ScopeAppMessagesReadonly)
 
-	var first string
-	for i := range 5 {
-		m, err := bot.Spaces.Messages.Create(space, &chat.Message{Text: fmt.Sprint("m", i)}).Do()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			first = m.Name
-		}
-		v.emu.AddSpace(fmt.Sprintf("spaces/PAGE%d", i), true)
-	}
+	first := postMessages(t, bot, 5, func(i int) { v.emu.AddSpace(fmt.Sprintf("spaces/PAGE%d", i), true) })[0]
 	for _, emoji := range []string{"🙂", "👍", "🎉", "🚀"} {
 		if _, err := alice.Spaces.Messages.Reactions.Create(first, &chat.Reaction{Emoji: &chat.Emoji{Unicode: emoji}}).Do(); err != nil {
 			t.Fatal(err)
@@ -51,43 +41,28 @@ func TestListsPageThrough(t *testing.T) {
 	}
 
 	// Each list: one page of up to size items, as names and the next token.
-	type pager func(size int64, token string) ([]string, string, error)
 	lists := map[string]pager{
-		"spaces.messages.list": func(size int64, token string) ([]string, string, error) {
-			r, err := reader.Spaces.Messages.List(space).PageSize(size).PageToken(token).Do()
-			if err != nil {
-				return nil, "", err
-			}
-			return names(r.Messages, func(m *chat.Message) string { return m.Name }), r.NextPageToken, nil
-		},
-		"spaces.messages.list, newest first": func(size int64, token string) ([]string, string, error) {
-			r, err := reader.Spaces.Messages.List(space).OrderBy("createTime desc").PageSize(size).PageToken(token).Do()
-			if err != nil {
-				return nil, "", err
-			}
-			return names(r.Messages, func(m *chat.Message) string { return m.Name }), r.NextPageToken, nil
-		},
-		"spaces.list": func(size int64, token string) ([]string, string, error) {
-			r, err := bot.Spaces.List().PageSize(size).PageToken(token).Do()
-			if err != nil {
-				return nil, "", err
-			}
-			return names(r.Spaces, func(s *chat.Space) string { return s.Name }), r.NextPageToken, nil
-		},
-		"spaces.members.list": func(size int64, token string) ([]string, string, error) {
-			r, err := members.Spaces.Members.List(space).PageSize(size).PageToken(token).Do()
-			if err != nil {
-				return nil, "", err
-			}
-			return names(r.Memberships, func(m *chat.Membership) string { return m.Name }), r.NextPageToken, nil
-		},
-		"spaces.messages.reactions.list": func(size int64, token string) ([]string, string, error) {
-			r, err := alice.Spaces.Messages.Reactions.List(first).PageSize(size).PageToken(token).Do()
-			if err != nil {
-				return nil, "", err
-			}
-			return names(r.Reactions, func(x *chat.Reaction) string { return x.Name }), r.NextPageToken, nil
-		},
+		"spaces.messages.list": pagerOf(func(size int64, token string) (*chat.ListMessagesResponse, error) {
+			return reader.Spaces.Messages.List(space).PageSize(size).PageToken(token).Do()
+		}, messageNames),
+		"spaces.messages.list, newest first": pagerOf(func(size int64, token string) (*chat.ListMessagesResponse, error) {
+			return reader.Spaces.Messages.List(space).OrderBy("createTime desc").PageSize(size).PageToken(token).Do()
+		}, messageNames),
+		"spaces.list": pagerOf(func(size int64, token string) (*chat.ListSpacesResponse, error) {
+			return bot.Spaces.List().PageSize(size).PageToken(token).Do()
+		}, func(r *chat.ListSpacesResponse) ([]string, string) {
+			return names(r.Spaces, func(s *chat.Space) string { return s.Name }), r.NextPageToken
+		}),
+		"spaces.members.list": pagerOf(func(size int64, token string) (*chat.ListMembershipsResponse, error) {
+			return members.Spaces.Members.List(space).PageSize(size).PageToken(token).Do()
+		}, func(r *chat.ListMembershipsResponse) ([]string, string) {
+			return names(r.Memberships, func(m *chat.Membership) string { return m.Name }), r.NextPageToken
+		}),
+		"spaces.messages.reactions.list": pagerOf(func(size int64, token string) (*chat.ListReactionsResponse, error) {
+			return alice.Spaces.Messages.Reactions.List(first).PageSize(size).PageToken(token).Do()
+		}, func(r *chat.ListReactionsResponse) ([]string, string) {
+			return names(r.Reactions, func(x *chat.Reaction) string { return x.Name }), r.NextPageToken
+		}),
 	}
 	for name, list := range lists {
 		t.Run(name, func(t *testing.T) {
@@ -131,7 +106,8 @@ func TestListsPageThrough(t *testing.T) {
 	// The Go client's own page walker gets the same.
 	var walked []string
 	err := reader.Spaces.Messages.List(space).PageSize(2).Pages(ctx, func(r *chat.ListMessagesResponse) error {
-		walked = append(walked, names(r.Messages, func(m *chat.Message) string { return m.Name })...)
+		page, _ := messageNames(r)
+		walked = append(walked, page...)
 		return nil
 	})
 	if err != nil || len(walked) != 5 || walked[0] != first {
@@ -154,4 +130,23 @@ func names[T any](items []T, name func(T) string) []string {
 		out[i] = name(it)
 	}
 	return out
+}
+
+// pager lists one page of up to size items, as names, and the next token.
+type pager func(size int64, token string) ([]string, string, error)
+
+// pagerOf makes a pager of a list call and what reads its answer.
+func pagerOf[R any](list func(size int64, token string) (R, error), read func(R) ([]string, string)) pager {
+	return func(size int64, token string) ([]string, string, error) {
+		r, err := list(size, token)
+		if err != nil {
+			return nil, "", err
+		}
+		page, next := read(r)
+		return page, next, nil
+	}
+}
+
+func messageNames(r *chat.ListMessagesResponse) ([]string, string) {
+	return names(r.Messages, func(m *chat.Message) string { return m.Name }), r.NextPageToken
 }

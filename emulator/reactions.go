@@ -47,19 +47,6 @@ func (r *reaction) wire(msg string) map[string]any {
 
 var reactionFields = fieldSet("emoji", "name", "user")
 
-// messageLocked finds the message the request names, in its space.
-func (c *call) messageLocked() (*space, *message, *chatapi.Error) {
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, nil, err
-	}
-	m := sp.findMessageLocked(c.vars["message"])
-	if m == nil {
-		return nil, nil, notFound()
-	}
-	return sp, m, nil
-}
-
 // createReaction adds the calling user's reaction to a message. The same
 // user reacting twice with the same emoji is a conflict.
 func (c *call) createReaction() (any, *chatapi.Error) {
@@ -96,27 +83,21 @@ func (c *call) createReaction() (any, *chatapi.Error) {
 		return nil, invalidArgument("Set exactly one of emoji.unicode and emoji.custom_emoji.")
 	}
 
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, m, err := c.messageLocked()
-	if err != nil {
-		return nil, err
-	}
-	for _, x := range m.reactions {
-		if strings.EqualFold(x.user, r.user) && x.emojiKey() == r.emojiKey() {
-			return nil, chatapi.NewError(http.StatusConflict, "The user has already reacted to this message with this emoji.")
+	return c.onMessage(func(sp *space, m *message) (any, *chatapi.Error) {
+		for _, x := range m.reactions {
+			if strings.EqualFold(x.user, r.user) && x.emojiKey() == r.emojiKey() {
+				return nil, chatapi.NewError(http.StatusConflict, "The user has already reacted to this message with this emoji.")
+			}
 		}
-	}
-	c.e.seq++
-	r.seq, r.created = c.e.seq, c.e.now()
-	r.id = randomID(12)
-	for slices.ContainsFunc(m.reactions, func(x *reaction) bool { return x.id == r.id }) {
+		c.e.seq++
+		r.seq, r.created = c.e.seq, c.e.now()
 		r.id = randomID(12)
-	}
-	m.reactions = append(m.reactions, r)
-	out := r.wire(m.name())
-	c.e.addEventLocked(sp, evReactionCreated, out)
-	return out, nil
+		for slices.ContainsFunc(m.reactions, func(x *reaction) bool { return x.id == r.id }) {
+			r.id = randomID(12)
+		}
+		m.reactions = append(m.reactions, r)
+		return c.recordLocked(sp, evReactionCreated, r.wire(m.name()))
+	})
 }
 
 var reactionFilterFields = map[string]filterField{
@@ -126,62 +107,45 @@ var reactionFilterFields = map[string]filterField{
 	"user.name":              {"user.name", kindString},
 }
 
+// filterValue is a reaction's value of a reactions.list filter field.
+func (r *reaction) filterValue(field string) (string, time.Time) {
+	switch field {
+	case "emoji.unicode":
+		return r.unicode, time.Time{}
+	case "emoji.custom_emoji.uid":
+		return r.uid, time.Time{}
+	}
+	return r.user, time.Time{}
+}
+
 // listReactions lists a message's reactions, oldest first.
 func (c *call) listReactions() (any, *chatapi.Error) {
-	size, err := c.pageSize(25, 200)
+	p, err := c.readList(reactionsList)
 	if err != nil {
 		return nil, err
 	}
-	after, err := c.readPageToken("reactions")
-	if err != nil {
-		return nil, err
-	}
-	f, err := c.parseFilter(reactionFilterFields)
-	if err != nil {
-		return nil, err
-	}
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	_, m, err := c.messageLocked()
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(m.reactions, size, "reactions", func(r *reaction) int64 { return r.seq }, func(r *reaction) bool {
-		return r.seq > after && f.match(func(field string) (string, time.Time) {
-			switch field {
-			case "emoji.unicode":
-				return r.unicode, time.Time{}
-			case "emoji.custom_emoji.uid":
-				return r.uid, time.Time{}
-			}
-			return r.user, time.Time{}
-		})
+	return c.onMessage(func(_ *space, m *message) (any, *chatapi.Error) {
+		return page(p, m.reactions, func(r *reaction) int64 { return r.seq }, func(r *reaction) bool {
+			return p.filter.match(r.filterValue)
+		}, func(r *reaction) any { return r.wire(m.name()) }), nil
 	})
-	return struct {
-		Reactions     []any  `json:"reactions,omitempty"`
-		NextPageToken string `json:"nextPageToken,omitempty"`
-	}{wireAll(page, func(r *reaction) any { return r.wire(m.name()) }), next}, nil
 }
 
 // deleteReaction deletes one of the calling user's reactions.
 func (c *call) deleteReaction() (any, *chatapi.Error) {
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, m, err := c.messageLocked()
-	if err != nil {
-		return nil, err
-	}
-	i := slices.IndexFunc(m.reactions, func(r *reaction) bool { return r.id == c.vars["reaction"] })
-	if i < 0 {
-		return nil, notFound()
-	}
-	r := m.reactions[i]
-	if !strings.EqualFold(r.user, c.identity()) {
-		return nil, chatapi.NewError(http.StatusForbidden, msgNoPermission)
-	}
-	m.reactions = slices.Delete(m.reactions, i, i+1)
-	c.e.addEventLocked(sp, evReactionDeleted, r.wire(m.name()))
-	return struct{}{}, nil
+	return c.onMessage(func(sp *space, m *message) (any, *chatapi.Error) {
+		i := slices.IndexFunc(m.reactions, func(r *reaction) bool { return r.id == c.vars["reaction"] })
+		if i < 0 {
+			return nil, notFound()
+		}
+		r := m.reactions[i]
+		if !strings.EqualFold(r.user, c.identity()) {
+			return nil, chatapi.NewError(http.StatusForbidden, msgNoPermission)
+		}
+		m.reactions = slices.Delete(m.reactions, i, i+1)
+		c.e.addEventLocked(sp, evReactionDeleted, r.wire(m.name()))
+		return struct{}{}, nil
+	})
 }
 
 // reactionSummaries are a message's emojiReactionSummaries: each emoji

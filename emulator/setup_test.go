@@ -77,10 +77,12 @@ func TestSpacesSetup(t *testing.T) {
 		{"app as member", &chat.SetUpSpaceRequest{Space: &chat.Space{SpaceType: "SPACE", DisplayName: "y"},
 			Memberships: []*chat.Membership{{Member: &chat.User{Name: "users/app", Type: "BOT"}}}}},
 	} {
-		_, err := alice.Spaces.Setup(tc.req).Do()
-		if g, e := apiError(t, err); g.Code != 400 || e.Status != "INVALID_ARGUMENT" {
-			t.Errorf("%s: %d %s, want 400", tc.desc, g.Code, e.Status)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			_, err := alice.Spaces.Setup(tc.req).Do()
+			if g, e := apiError(t, err); g.Code != 400 || e.Status != "INVALID_ARGUMENT" {
+				t.Errorf("%d %s, want 400", g.Code, e.Status)
+			}
+		})
 	}
 
 	_, err = v.chat(t, chatapi.ScopeBot).Spaces.Setup(req).Do()

@@ -48,7 +48,7 @@ type space struct {
 	msgs       []*message          // creation order
 	byID       map[string]*message // by server-assigned id
 	byClient   map[string]*message // by client-assigned id
-	byRequest  map[string]*message // by identity + requestId
+	byRequest  map[string]*message // by requestKey
 	threads    map[string]bool     // thread names
 	threadKeys map[string]string   // threadKey → thread name
 }
@@ -86,20 +86,27 @@ func (e *Emulator) sortedSpacesLocked() []*space {
 	return out
 }
 
-// spaceLocked returns the space the request names, or 404. Callers hold e.mu.
-func (c *call) spaceLocked() (*space, *chatapi.Error) {
+// inSpace runs fn, under e.mu, with the space the request names; a space
+// that does not exist is 404.
+func (c *call) inSpace(fn func(sp *space) (any, *chatapi.Error)) (any, *chatapi.Error) {
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
 	sp := c.e.spaces[c.m.Space(c.vars)]
 	if sp == nil {
 		return nil, notFound()
 	}
-	return sp, nil
+	return fn(sp)
+}
+
+// recordLocked records an event in the space and answers with its
+// payload, the resource as the call left it. Callers hold e.mu.
+func (c *call) recordLocked(sp *space, typ string, payload map[string]any) (any, *chatapi.Error) {
+	c.e.addEventLocked(sp, typ, payload)
+	return payload, nil
 }
 
 func (sp *space) wire() map[string]any {
-	out := map[string]any{}
-	for k, v := range sp.extras {
-		out[k] = v
-	}
+	out := echoed(sp.extras)
 	legacy, threading := "ROOM", "THREADED_MESSAGES"
 	if sp.spaceType != "SPACE" {
 		threading = "UNTHREADED_MESSAGES"
@@ -122,13 +129,7 @@ func (sp *space) wire() map[string]any {
 }
 
 func (c *call) getSpace() (any, *chatapi.Error) {
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	return sp.wire(), nil
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) { return sp.wire(), nil })
 }
 
 var spaceFilterFields = map[string]filterField{
@@ -136,31 +137,21 @@ var spaceFilterFields = map[string]filterField{
 	"spaceType":  {"space_type", kindString},
 }
 
+// filterValue is a space's value of a spaces.list filter field.
+func (sp *space) filterValue(string) (string, time.Time) { return sp.spaceType, time.Time{} }
+
 // listSpaces lists the spaces the app is a member of; with delegation, the
 // user sees every space.
 func (c *call) listSpaces() (any, *chatapi.Error) {
-	size, err := c.pageSize(100, 1000)
-	if err != nil {
-		return nil, err
-	}
-	after, err := c.readPageToken("spaces")
-	if err != nil {
-		return nil, err
-	}
-	f, err := c.parseFilter(spaceFilterFields)
+	p, err := c.readList(spacesList)
 	if err != nil {
 		return nil, err
 	}
 	c.e.mu.Lock()
 	defer c.e.mu.Unlock()
-	page, next := paginate(c.e.sortedSpacesLocked(), size, "spaces", func(sp *space) int64 { return sp.seq }, func(sp *space) bool {
-		return sp.seq > after && (c.tok.subject != "" || sp.appMember) &&
-			f.match(func(string) (string, time.Time) { return sp.spaceType, time.Time{} })
-	})
-	return struct {
-		Spaces        []any  `json:"spaces,omitempty"`
-		NextPageToken string `json:"nextPageToken,omitempty"`
-	}{wireAll(page, func(sp *space) any { return sp.wire() }), next}, nil
+	return page(p, c.e.sortedSpacesLocked(), func(sp *space) int64 { return sp.seq }, func(sp *space) bool {
+		return (c.tok.subject != "" || sp.appMember) && p.filter.match(sp.filterValue)
+	}, func(sp *space) any { return sp.wire() }), nil
 }
 
 var spaceFields = fieldSet("accessSettings", "adminInstalled", "createTime", "customer", "displayName",
@@ -203,45 +194,75 @@ func (c *call) createSpace() (any, *chatapi.Error) {
 		return nil, invalidArgument("Invalid value at 'space.space_type' (type.googleapis.com/google.chat.v1.Space.SpaceType), \"" + spaceType + "\"")
 	}
 	if strings.TrimSpace(displayName) == "" {
-		return nil, invalidArgument("A space of type SPACE needs a display name (space.display_name).")
+		return nil, invalidArgument(msgNoDisplayName)
 	}
 	if c.tok.subject == "" && !strings.HasPrefix(customer, "customers/") {
 		return nil, invalidArgument(`The space's customer is required when creating a space with app authentication; set space.customer to "customers/my_customer".`)
 	}
 
-	requestID := c.q.Get("requestId")
-	reqKey := c.identity() + "\x00" + requestID
+	reqKey := c.requestKey(c.q.Get("requestId"))
 	c.e.mu.Lock()
 	defer c.e.mu.Unlock()
-	if requestID != "" {
-		if sp := c.e.spaces[c.e.spaceReqs[reqKey]]; sp != nil {
-			return sp.wire(), nil
-		}
+	if sp := c.e.requestedSpaceLocked(reqKey); sp != nil {
+		return sp.wire(), nil
 	}
-	for _, sp := range c.e.spaces {
-		if sp.spaceType == "SPACE" && strings.EqualFold(sp.displayName, displayName) {
-			return nil, chatapi.NewError(http.StatusConflict, "A space with the same display name already exists in this organization. Try a different display name.")
-		}
+	if c.e.spaceNamedLocked(displayName) {
+		return nil, chatapi.NewError(http.StatusConflict, msgSpaceNameTaken)
 	}
-	name := "spaces/AAQA" + randomID(7)
-	for c.e.spaces[name] != nil {
-		name = "spaces/AAQA" + randomID(7)
-	}
-	sp := c.e.addSpaceLocked(name, c.tok.subject == "")
-	sp.displayName, sp.spaceType = displayName, spaceType
-	sp.extras = map[string]json.RawMessage{}
-	for _, k := range spaceEcho {
-		if v, ok := fields[k]; ok {
-			sp.extras[k] = v
-		}
-	}
+	sp := c.e.newSpaceLocked(reqKey, c.tok.subject == "", displayName, spaceType, pick(fields, spaceEcho))
 	if c.tok.subject != "" {
 		sp.humans = append(sp.humans, member{user: c.identity(), role: "ROLE_MANAGER", created: sp.created})
 	}
-	if requestID != "" {
-		c.e.spaceReqs[reqKey] = name
-	}
 	return sp.wire(), nil
+}
+
+const (
+	msgNoDisplayName  = "A space of type SPACE needs a display name (space.display_name)."
+	msgSpaceNameTaken = "A space with the same display name already exists in this organization. Try a different display name."
+)
+
+// requestKey is the key of a requestId: per caller and method, so that
+// only the same call repeated by the same caller matches; "" without one.
+func (c *call) requestKey(requestID string) string {
+	if requestID == "" {
+		return ""
+	}
+	return c.identity() + "\x00" + c.m.ID + "\x00" + requestID
+}
+
+// requestedSpaceLocked returns the space created by the call with reqKey,
+// or nil. Callers hold e.mu.
+func (e *Emulator) requestedSpaceLocked(reqKey string) *space {
+	if reqKey == "" {
+		return nil
+	}
+	return e.spaces[e.spaceReqs[reqKey]]
+}
+
+// spaceNamedLocked reports whether a space of type SPACE has displayName,
+// compared case-insensitively. Callers hold e.mu.
+func (e *Emulator) spaceNamedLocked(displayName string) bool {
+	for _, sp := range e.spaces {
+		if sp.spaceType == "SPACE" && strings.EqualFold(sp.displayName, displayName) {
+			return true
+		}
+	}
+	return false
+}
+
+// newSpaceLocked adds a space with a new name, as spaces.create and
+// spaces.setup do, and remembers it under reqKey. Callers hold e.mu.
+func (e *Emulator) newSpaceLocked(reqKey string, appMember bool, displayName, spaceType string, extras map[string]json.RawMessage) *space {
+	name := "spaces/AAQA" + randomID(7)
+	for e.spaces[name] != nil {
+		name = "spaces/AAQA" + randomID(7)
+	}
+	sp := e.addSpaceLocked(name, appMember)
+	sp.displayName, sp.spaceType, sp.extras = displayName, spaceType, extras
+	if reqKey != "" {
+		e.spaceReqs[reqKey] = name
+	}
+	return sp
 }
 
 // membership is one row of a space's member list.
@@ -250,15 +271,33 @@ type membership struct {
 	created             time.Time
 }
 
+// membership is a human member's row.
+func (h member) membership() membership {
+	return membership{strings.TrimPrefix(h.user, "users/"), h.user, "HUMAN", h.role, h.created}
+}
+
+// appMembership is the calling app's row, as a member since joined.
+func appMembership(joined time.Time) membership {
+	return membership{"app", appUser, "BOT", "ROLE_MEMBER", joined}
+}
+
 func (sp *space) memberships() []membership {
 	var out []membership
 	for _, h := range sp.humans {
-		out = append(out, membership{strings.TrimPrefix(h.user, "users/"), h.user, "HUMAN", h.role, h.created})
+		out = append(out, h.membership())
 	}
 	if sp.appMember {
-		out = append(out, membership{"app", appUser, "BOT", "ROLE_MEMBER", sp.appJoined})
+		out = append(out, appMembership(sp.appJoined))
 	}
 	return out
+}
+
+// filterValue is a membership's value of a members.list filter field.
+func (m membership) filterValue(field string) (string, time.Time) {
+	if field == "role" {
+		return m.role, time.Time{}
+	}
+	return m.typ, time.Time{}
 }
 
 func (m membership) wire(space string) map[string]any {
@@ -273,19 +312,14 @@ func (m membership) wire(space string) map[string]any {
 
 // getMember finds a membership by member id; "app" is the calling app's.
 func (c *call) getMember() (any, *chatapi.Error) {
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	id := c.vars["member"]
-	for _, m := range sp.memberships() {
-		if m.id == id {
-			return m.wire(sp.name), nil
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) {
+		ms := sp.memberships()
+		i := slices.IndexFunc(ms, func(m membership) bool { return m.id == c.vars["member"] })
+		if i < 0 {
+			return nil, notFound()
 		}
-	}
-	return nil, notFound()
+		return ms[i].wire(sp.name), nil
+	})
 }
 
 var memberFilterFields = map[string]filterField{
@@ -294,46 +328,25 @@ var memberFilterFields = map[string]filterField{
 }
 
 func (c *call) listMembers() (any, *chatapi.Error) {
-	size, err := c.pageSize(100, 1000)
+	p, err := c.readList(membersList)
 	if err != nil {
 		return nil, err
 	}
-	start, err := c.readPageToken("members")
-	if err != nil {
-		return nil, err
-	}
-	f, err := c.parseFilter(memberFilterFields)
-	if err != nil {
-		return nil, err
-	}
-	c.e.mu.Lock()
-	defer c.e.mu.Unlock()
-	sp, err := c.spaceLocked()
-	if err != nil {
-		return nil, err
-	}
-	var all []membership
-	for _, m := range sp.memberships() {
-		if f.match(func(field string) (string, time.Time) {
-			if field == "role" {
-				return m.role, time.Time{}
-			}
-			return m.typ, time.Time{}
-		}) {
-			all = append(all, m)
+	return c.inSpace(func(sp *space) (any, *chatapi.Error) {
+		// Memberships have no sequence: a membership's position is its
+		// place among those the filter keeps, from 1.
+		type row struct {
+			membership
+			pos int64
 		}
-	}
-	// Memberships have no sequence: the token is the index to go on from.
-	start = min(max(start, 0), int64(len(all)))
-	end := min(start+int64(size), int64(len(all)))
-	next := ""
-	if end < int64(len(all)) {
-		next = pageToken("members", end)
-	}
-	return struct {
-		Memberships   []any  `json:"memberships,omitempty"`
-		NextPageToken string `json:"nextPageToken,omitempty"`
-	}{wireAll(all[start:end], func(m membership) any { return m.wire(sp.name) }), next}, nil
+		var rows []row
+		for _, m := range sp.memberships() {
+			if p.filter.match(m.filterValue) {
+				rows = append(rows, row{m, int64(len(rows)) + 1})
+			}
+		}
+		return page(p, rows, func(r row) int64 { return r.pos }, nil, func(r row) any { return r.wire(sp.name) }), nil
+	})
 }
 
 var setupFields = fieldSet("memberships", "requestId", "space")
@@ -420,7 +433,7 @@ func (c *call) setupSpace() (any, *chatapi.Error) {
 	switch spaceType {
 	case "SPACE":
 		if strings.TrimSpace(displayName) == "" {
-			return nil, invalidArgument("A space of type SPACE needs a display name (space.display_name).")
+			return nil, invalidArgument(msgNoDisplayName)
 		}
 	case "GROUP_CHAT":
 		if displayName != "" || len(invites) < 2 {
@@ -436,44 +449,33 @@ func (c *call) setupSpace() (any, *chatapi.Error) {
 		return nil, invalidArgument(fmt.Sprintf("Invalid value at 'request.space.space_type' (type.googleapis.com/google.chat.v1.Space.SpaceType), %q", spaceType))
 	}
 
-	reqKey := c.identity() + "\x00setup\x00" + requestID
+	reqKey := c.requestKey(requestID)
 	c.e.mu.Lock()
 	defer c.e.mu.Unlock()
-	if requestID != "" {
-		if sp := c.e.spaces[c.e.spaceReqs[reqKey]]; sp != nil {
-			return sp.wire(), nil
-		}
+	if sp := c.e.requestedSpaceLocked(reqKey); sp != nil {
+		return sp.wire(), nil
 	}
 	members := append([]string{c.identity()}, invites...)
-	for _, sp := range c.e.sortedSpacesLocked() {
-		switch {
-		case spaceType == "SPACE" && sp.spaceType == "SPACE" && strings.EqualFold(sp.displayName, displayName):
-			return nil, chatapi.NewError(http.StatusConflict, "A space with the same display name already exists in this organization. Try a different display name.")
-		case spaceType == "DIRECT_MESSAGE" && sp.spaceType == "DIRECT_MESSAGE" && sp.appMember == botDM && sp.sameHumansLocked(members):
-			return sp.wire(), nil
+	switch spaceType {
+	case "SPACE":
+		if c.e.spaceNamedLocked(displayName) {
+			return nil, chatapi.NewError(http.StatusConflict, msgSpaceNameTaken)
+		}
+	case "DIRECT_MESSAGE":
+		for _, sp := range c.e.sortedSpacesLocked() {
+			if sp.spaceType == "DIRECT_MESSAGE" && sp.appMember == botDM && sp.sameHumansLocked(members) {
+				return sp.wire(), nil
+			}
 		}
 	}
-	name := "spaces/AAQA" + randomID(7)
-	for c.e.spaces[name] != nil {
-		name = "spaces/AAQA" + randomID(7)
-	}
-	sp := c.e.addSpaceLocked(name, botDM)
-	sp.displayName, sp.spaceType, sp.humans = displayName, spaceType, nil
-	sp.extras = map[string]json.RawMessage{}
-	for _, k := range append(slices.Clone(spaceEcho), "singleUserBotDm") {
-		if v, ok := spaceIn[k]; ok {
-			sp.extras[k] = v
-		}
-	}
+	sp := c.e.newSpaceLocked(reqKey, botDM, displayName, spaceType, pick(spaceIn, append(slices.Clone(spaceEcho), "singleUserBotDm")))
+	sp.humans = nil
 	for i, u := range members {
 		role := "ROLE_MEMBER"
 		if i == 0 && spaceType == "SPACE" {
 			role = "ROLE_MANAGER"
 		}
 		sp.humans = append(sp.humans, member{user: u, role: role, created: sp.created})
-	}
-	if requestID != "" {
-		c.e.spaceReqs[reqKey] = name
 	}
 	return sp.wire(), nil
 }

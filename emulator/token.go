@@ -20,7 +20,7 @@ import (
 
 const jwtBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
-// Google's token-endpoint error descriptions (chat-api.md §B.4).
+// Google's token-endpoint error descriptions, word for word.
 const (
 	descSignature  = "Invalid JWT Signature."
 	descTimeframe  = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim."
@@ -84,7 +84,7 @@ type tokenResponse struct {
 
 // SetTokenError makes every token request fail with status and Google's
 // OAuth error body {"error": errorCode, "error_description": description}
-// (chat-api.md §B.4) until it is called with status 0. For example
+// until it is called with status 0. For example
 // SetTokenError(400, "invalid_grant", "Invalid JWT Signature.") is what a
 // deleted or revoked key gets, and SetTokenError(503,
 // "temporarily_unavailable", "") an outage. An empty errorCode means
@@ -122,7 +122,9 @@ func (e *Emulator) tokenError() (status int, errorCode, description string) {
 }
 
 func (e *Emulator) serveToken(rw http.ResponseWriter, r *http.Request) {
-	w := &tokenRecorder{ResponseWriter: rw, e: e}
+	// The answer is counted when its status is known, before any of it is
+	// sent.
+	w := watchStatus(rw, e.countTokenAnswer)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		(&oauthError{http.StatusMethodNotAllowed, "invalid_request", "Token requests must use POST."}).write(w)
@@ -180,10 +182,7 @@ func (e *Emulator) serveToken(rw http.ResponseWriter, r *http.Request) {
 			delete(e.tokens, k)
 		}
 	}
-	if len(e.mints) >= maxLog {
-		e.mints = append(e.mints[:0:0], e.mints[len(e.mints)/2:]...)
-	}
-	e.mints = append(e.mints, Mint{Time: now, Scopes: scopes, Subject: subject, Audience: aud})
+	e.mints = appendCapped(e.mints, Mint{Time: now, Scopes: scopes, Subject: subject, Audience: aud})
 	close(e.minted)
 	e.minted = make(chan struct{})
 	e.mu.Unlock()
@@ -211,9 +210,11 @@ type verified struct {
 	subject string
 }
 
-// verifyAssertion checks a JWT-bearer assertion the way Google does
-// (chat-api.md §B.2), with its own code so that it cannot share a bug with
-// the broker's signing side.
+// verifyAssertion checks a JWT-bearer assertion the way Google does: an
+// RS256 signature by the key named in kid, iss the service account, aud an
+// accepted token URL, iat and exp at most an hour apart and around now,
+// and Chat scope URLs. It has its own code so that it cannot share a bug
+// with the broker's signing side.
 func (e *Emulator) verifyAssertion(assertion string) (*verified, *oauthError) {
 	parts := strings.Split(assertion, ".")
 	if len(parts) != 3 {

@@ -205,8 +205,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"approved unknown", emulator.Config{Approved: []chatapi.Scope{"chat.app.nope"}}},
 		{"negative lifetime", emulator.Config{TokenLifetime: -time.Second}},
 	} {
-		if _, err := emulator.New(tc.cfg); err == nil {
-			t.Errorf("%s: New succeeded, want an error", tc.desc)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			if _, err := emulator.New(tc.cfg); err == nil {
+				t.Error("New succeeded, want an error")
+			}
+		})
 	}
 }
