@@ -22,8 +22,12 @@ type fakeTimer struct {
 	ch chan time.Time
 }
 
-func New() *Clock {
-	return &Clock{now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), changed: make(chan struct{})}
+// New returns a Clock standing at a fixed time (2026-11-27 12:00 UTC).
+func New() *Clock { return NewAt(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)) }
+
+// NewAt returns a Clock standing at t.
+func NewAt(t time.Time) *Clock {
+	return &Clock{now: t, changed: make(chan struct{})}
 }
 
 func (c *Clock) Now() time.Time {
