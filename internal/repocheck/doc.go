@@ -21,6 +21,11 @@
 //     (github.com/...), absolute paths (/var/run/..., /v1/spaces/...)
 //     and globs or templates are not paths here.
 //
+// TestImportRules holds the production code to the import rules of
+// docs/architecture.md: imports flow one way, chatapi imports nothing of
+// the module, the emulator only chatapi, policy and broker not each other,
+// the request path never the emulator, and nothing imports a command.
+//
 // Go files are checked in their comments only; Markdown and text files
 // whole; YAML, shell, Python, Dockerfiles, JavaScript, Java, XML and Helm
 // templates in their comments. testdata directories are skipped.
