@@ -16,6 +16,38 @@ import (
 
 var bot = []chatapi.Scope{chatapi.ScopeBot}
 
+// mustToken returns the app's token for scopes, cached or minted, and
+// fails the test when there is none.
+func mustToken(t *testing.T, b *Broker, scopes []chatapi.Scope) Token {
+	t.Helper()
+	tok, err := b.Token(context.Background(), "", scopes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// newBrokerWithToken is newTestBroker holding the app's chat.bot token:
+// minted, and the mint settled (waitMint).
+func newBrokerWithToken(t *testing.T, ep *fakeEndpoint) (b *Broker, clock *fakeClock, done chan error, first Token) {
+	t.Helper()
+	b, clock, done = newTestBroker(t, ep, nil)
+	first = mustToken(t, b, bot)
+	waitMint(t, b, done)
+	return b, clock, done, first
+}
+
+// newIdleBroker is newTestBroker holding the app's chat.bot token, with
+// nothing in flight after its mint (quiesce); refreshAt is when the
+// token is due for refresh.
+func newIdleBroker(t *testing.T, ep *fakeEndpoint, edit func(*Config)) (b *Broker, clock *fakeClock, first Token, refreshAt time.Time) {
+	t.Helper()
+	b, clock, _ = newTestBroker(t, ep, edit)
+	first = mustToken(t, b, bot)
+	quiesce(t, b)
+	return b, clock, first, b.Health().Tokens[0].RefreshAt
+}
+
 func TestConcurrentFirstCallsMintOnce(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	b, _, _ := newTestBroker(t, ep, nil)
@@ -83,31 +115,36 @@ func TestScopeSetsAndSubjects(t *testing.T) {
 	}
 	var got []Token
 	for i, tc := range tests {
-		tok, err := b.Token(ctx, tc.subject, tc.scopes)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.desc, err)
-		}
-		got = append(got, tok)
-		if tc.sameAs >= 0 {
-			if header(tok) != header(got[tc.sameAs]) {
-				t.Errorf("%s: got a new token, want the one from %q", tc.desc, tests[tc.sameAs].desc)
+		t.Run(tc.desc, func(t *testing.T) {
+			tok, err := b.Token(ctx, tc.subject, tc.scopes)
+			if err != nil {
+				t.Fatal(err)
 			}
-			continue
-		}
-		for j := range i {
-			if header(tok) == header(got[j]) {
-				t.Errorf("%s: got the token of %q, want a new one", tc.desc, tests[j].desc)
+			got = append(got, tok)
+			if tc.sameAs >= 0 {
+				if header(tok) != header(got[tc.sameAs]) {
+					t.Errorf("got a new token, want the one from %q", tests[tc.sameAs].desc)
+				}
+				return
 			}
-		}
-		m := ep.next()
-		if m.Claims.Scope != tc.wantScope || m.Claims.Sub != tc.subject {
-			t.Errorf("%s: assertion scope %q, sub %q; want %q, %q", tc.desc, m.Claims.Scope, m.Claims.Sub, tc.wantScope, tc.subject)
-		}
-		if tok.Subject != tc.subject {
-			t.Errorf("%s: Token.Subject = %q, want %q", tc.desc, tok.Subject, tc.subject)
-		}
-		if want := clock.Now().Add(time.Hour); !tok.Expiry.Equal(want) {
-			t.Errorf("%s: Expiry = %v, want %v (clock + expires_in)", tc.desc, tok.Expiry, want)
+			for j := range i {
+				if header(tok) == header(got[j]) {
+					t.Errorf("got the token of %q, want a new one", tests[j].desc)
+				}
+			}
+			m := ep.next()
+			if m.Claims.Scope != tc.wantScope || m.Claims.Sub != tc.subject {
+				t.Errorf("assertion scope %q, sub %q; want %q, %q", m.Claims.Scope, m.Claims.Sub, tc.wantScope, tc.subject)
+			}
+			if tok.Subject != tc.subject {
+				t.Errorf("Token.Subject = %q, want %q", tok.Subject, tc.subject)
+			}
+			if want := clock.Now().Add(time.Hour); !tok.Expiry.Equal(want) {
+				t.Errorf("Expiry = %v, want %v (clock + expires_in)", tok.Expiry, want)
+			}
+		})
+		if len(got) != i+1 {
+			t.FailNow() // the rows after compare their tokens with this one's
 		}
 	}
 	if got := ep.count.Load(); got != 4 {
@@ -124,15 +161,9 @@ func TestScopeSetsAndSubjects(t *testing.T) {
 
 func TestRefreshAhead(t *testing.T) {
 	ep := newFakeEndpoint(t)
-	b, clock, done := newTestBroker(t, ep, nil)
+	b, clock, done, first := newBrokerWithToken(t, ep)
 	ctx := context.Background()
-
-	first, err := b.Token(ctx, "", bot)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ep.next()
-	waitMint(t, b, done)
 
 	// RefreshAfter 0.5 jittered ±10%: the refresh point lies between 45%
 	// and 55% of the hour.
@@ -165,10 +196,7 @@ func TestRefreshAhead(t *testing.T) {
 		t.Fatalf("background refresh: %v", err)
 	}
 
-	second, err := b.Token(ctx, "", bot)
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := mustToken(t, b, bot)
 	if header(second) == header(first) {
 		t.Error("after the refresh: still the old token, want the refreshed one")
 	}
@@ -190,14 +218,8 @@ func TestRefreshAhead(t *testing.T) {
 
 func TestRefreshFailureKeepsServingAndBacksOff(t *testing.T) {
 	ep := newFakeEndpoint(t)
-	b, clock, done := newTestBroker(t, ep, nil)
+	b, clock, done, first := newBrokerWithToken(t, ep)
 	ctx := context.Background()
-
-	first, err := b.Token(ctx, "", bot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitMint(t, b, done)
 	ep.answer(http.StatusServiceUnavailable, "")
 	clock.Advance(time.Hour * 56 / 100)
 
@@ -254,14 +276,8 @@ func TestRefreshFailureKeepsServingAndBacksOff(t *testing.T) {
 
 func TestNeverHandsOutExpiringToken(t *testing.T) {
 	ep := newFakeEndpoint(t)
-	b, clock, done := newTestBroker(t, ep, nil)
+	b, clock, done, first := newBrokerWithToken(t, ep)
 	ctx := context.Background()
-
-	first, err := b.Token(ctx, "", bot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitMint(t, b, done)
 	ep.answer(http.StatusServiceUnavailable, "")
 
 	clock.Advance(time.Hour - time.Minute) // exactly MinRemaining left: still good
@@ -279,19 +295,26 @@ func TestNeverHandsOutExpiringToken(t *testing.T) {
 		{"expired", time.Second},
 		{"long expired", 24 * time.Hour},
 	} {
-		clock.Advance(step.advance)
-		tok, err := b.Token(ctx, "", bot)
-		if err == nil {
-			t.Fatalf("%s: Token returned a token, want an error", step.desc)
+		finished := false
+		t.Run(step.desc, func(t *testing.T) {
+			clock.Advance(step.advance)
+			tok, err := b.Token(ctx, "", bot)
+			if err == nil {
+				t.Fatal("Token returned a token, want an error")
+			}
+			if !tok.IsZero() || header(tok) != "" {
+				t.Fatal("Token returned a token with its error")
+			}
+			var me *MintError
+			if !errors.As(err, &me) || me.StatusCode != http.StatusServiceUnavailable || !me.Temporary() {
+				t.Errorf("err = %v, want a temporary MintError with status 503", err)
+			}
+			waitMint(t, b, done)
+			finished = true
+		})
+		if !finished {
+			t.FailNow() // the next step would start where this one stopped
 		}
-		if !tok.IsZero() || header(tok) != "" {
-			t.Fatalf("%s: Token returned a token with its error", step.desc)
-		}
-		var me *MintError
-		if !errors.As(err, &me) || me.StatusCode != http.StatusServiceUnavailable || !me.Temporary() {
-			t.Errorf("%s: err = %v, want a temporary MintError with status 503", step.desc, err)
-		}
-		waitMint(t, b, done)
 	}
 
 	// Once the endpoint is back, the next call mints synchronously.
@@ -547,26 +570,19 @@ func TestCallerGivingUpDoesNotCancelMint(t *testing.T) {
 func TestCacheBounded(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	b, _, _ := newTestBroker(t, ep, func(c *Config) { c.CacheSize = 2 })
-	ctx := context.Background()
 	a := []chatapi.Scope{chatapi.ScopeAppSpaces}
 	c := []chatapi.Scope{chatapi.ScopeAppDelete}
 	for _, scopes := range [][]chatapi.Scope{bot, a, c} {
-		if _, err := b.Token(ctx, "", scopes); err != nil {
-			t.Fatal(err)
-		}
+		mustToken(t, b, scopes)
 	}
 	if got := ep.count.Load(); got != 3 {
 		t.Fatalf("mints = %d, want 3", got)
 	}
-	if _, err := b.Token(ctx, "", c); err != nil { // still cached
-		t.Fatal(err)
-	}
+	mustToken(t, b, c) // still cached
 	if got := ep.count.Load(); got != 3 {
 		t.Errorf("after the newest key: mints = %d, want 3", got)
 	}
-	if _, err := b.Token(ctx, "", bot); err != nil { // evicted
-		t.Fatal(err)
-	}
+	mustToken(t, b, bot) // evicted
 	if got := ep.count.Load(); got != 4 {
 		t.Errorf("after the evicted key: mints = %d, want 4", got)
 	}
@@ -578,33 +594,22 @@ func TestCacheBounded(t *testing.T) {
 func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	b, clock, _ := newTestBroker(t, ep, func(c *Config) { c.CacheSize = 2 })
-	ctx := context.Background()
 	a := []chatapi.Scope{chatapi.ScopeAppSpaces}
 	c := []chatapi.Scope{chatapi.ScopeAppDelete}
 	for _, scopes := range [][]chatapi.Scope{bot, a} {
-		if _, err := b.Token(ctx, "", scopes); err != nil {
-			t.Fatal(err)
-		}
+		mustToken(t, b, scopes)
 	}
 	clock.Advance(2 * touchEvery)
-	if _, err := b.Token(ctx, "", bot); err != nil { // a hit: bot is now the most recent
-		t.Fatal(err)
-	}
-	if _, err := b.Token(ctx, "", c); err != nil { // evicts a, the least recent
-		t.Fatal(err)
-	}
+	mustToken(t, b, bot) // a hit: bot is now the most recent
+	mustToken(t, b, c)   // evicts a, the least recent
 	if got := ep.count.Load(); got != 3 {
 		t.Fatalf("mints = %d, want 3", got)
 	}
-	if _, err := b.Token(ctx, "", bot); err != nil {
-		t.Fatal(err)
-	}
+	mustToken(t, b, bot)
 	if got := ep.count.Load(); got != 3 {
 		t.Errorf("the token in use was evicted: mints = %d, want 3", got)
 	}
-	if _, err := b.Token(ctx, "", a); err != nil {
-		t.Fatal(err)
-	}
+	mustToken(t, b, a)
 	if got := ep.count.Load(); got != 4 {
 		t.Errorf("the idle token was not evicted: mints = %d, want 4", got)
 	}
@@ -639,10 +644,7 @@ func TestClose(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	b, _, _ := newTestBroker(t, ep, nil)
 	ctx := context.Background()
-	cached, err := b.Token(ctx, "", bot)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cached := mustToken(t, b, bot)
 	ep.next()
 
 	ep.hold()
@@ -653,7 +655,7 @@ func TestClose(t *testing.T) {
 	}()
 	ep.next()
 	b.Close() // cancels the held mint and waits for it
-	err = <-waiting
+	err := <-waiting
 	var me *MintError
 	if !errors.As(err, &me) || !errors.Is(err, ErrClosed) || me.Temporary() {
 		t.Errorf("mint cut short by Close: err = %v, want a permanent MintError wrapping ErrClosed", err)
@@ -687,10 +689,12 @@ func TestRefusedRequests(t *testing.T) {
 		{"subject with a NUL", "a\x00b", []chatapi.Scope{chatapi.ScopeMessages}, "broker: token: subject contains white space or NUL"},
 	}
 	for _, tc := range tests {
-		_, err := b.Token(context.Background(), tc.subject, tc.scopes)
-		if err == nil || err.Error() != tc.want {
-			t.Errorf("%s: err = %v\nwant %s", tc.desc, err, tc.want)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			_, err := b.Token(context.Background(), tc.subject, tc.scopes)
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("err = %v\nwant %s", err, tc.want)
+			}
+		})
 	}
 	if got := ep.count.Load(); got != 0 {
 		t.Errorf("mints = %d, want 0", got)
@@ -738,10 +742,12 @@ func TestNewConfig(t *testing.T) {
 		{"negative size", Config{Key: key, CacheSize: -1}, "broker: Config.MinRemaining, CacheSize and MintTimeout must not be negative (0 for the defaults)"},
 	}
 	for _, tc := range tests {
-		_, err := New(tc.cfg)
-		if err == nil || err.Error() != tc.want {
-			t.Errorf("%s: err = %v\nwant %s", tc.desc, err, tc.want)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			_, err := New(tc.cfg)
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("err = %v\nwant %s", err, tc.want)
+			}
+		})
 	}
 	b, err := New(Config{Key: key})
 	if err != nil {

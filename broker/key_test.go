@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,8 +17,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/chat-broker/chat-broker/chatapi"
 )
 
 func TestParseKey(t *testing.T) {
@@ -106,16 +103,18 @@ func TestParseKeyGood(t *testing.T) {
 		{"emulator token_uri", map[string]any{"token_uri": "http://127.0.0.1:8081/token"}, "http://127.0.0.1:8081/token"},
 	}
 	for _, tc := range tests {
-		k, err := ParseKey(keyJSON(t, tc.override))
-		if err != nil {
-			t.Fatalf("%s: %v", tc.desc, err)
-		}
-		if k.ClientEmail != testEmail || k.PrivateKeyID != testKeyID || k.ProjectID != "example-project" || k.TokenURI != tc.wantTokenURI {
-			t.Errorf("%s: got %#v", tc.desc, k)
-		}
-		if got := k.Fingerprint(); got != wantFP {
-			t.Errorf("%s: Fingerprint = %q, want %q", tc.desc, got, wantFP)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			k, err := ParseKey(keyJSON(t, tc.override))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.ClientEmail != testEmail || k.PrivateKeyID != testKeyID || k.ProjectID != "example-project" || k.TokenURI != tc.wantTokenURI {
+				t.Errorf("got %#v", k)
+			}
+			if got := k.Fingerprint(); got != wantFP {
+				t.Errorf("Fingerprint = %q, want %q", got, wantFP)
+			}
+		})
 	}
 }
 
@@ -152,10 +151,7 @@ func TestNothingSecretPrints(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	b, _, _ := newTestBroker(t, ep, nil)
 	key := testKey(t, ep.URL())
-	tok, err := b.Token(context.Background(), "", []chatapi.Scope{chatapi.ScopeBot})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := mustToken(t, b, bot)
 	value := ep.next().Token
 	if value == "" || !strings.Contains(header(tok), value) {
 		t.Fatal("test setup: no token value to look for")
@@ -178,21 +174,23 @@ func TestNothingSecretPrints(t *testing.T) {
 		"slice":  []any{key, tok},
 	}
 	for name, v := range things {
-		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%T"} {
-			s := fmt.Sprintf(verb, v)
+		t.Run(name, func(t *testing.T) {
+			for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%T"} {
+				s := fmt.Sprintf(verb, v)
+				assertNoKeyMaterial(t, s)
+				if strings.Contains(s, value) {
+					t.Errorf("%s with %s prints the token: %s", name, verb, s)
+				}
+			}
+			var buf bytes.Buffer
+			slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "v", v, "key", key, "tok", tok)
+			slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "v", v, "key", key, "tok", tok)
+			s := buf.String()
 			assertNoKeyMaterial(t, s)
 			if strings.Contains(s, value) {
-				t.Errorf("%s with %s prints the token: %s", name, verb, s)
+				t.Errorf("%s through slog prints the token: %s", name, s)
 			}
-		}
-		var buf bytes.Buffer
-		slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "v", v, "key", key, "tok", tok)
-		slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "v", v, "key", key, "tok", tok)
-		s := buf.String()
-		assertNoKeyMaterial(t, s)
-		if strings.Contains(s, value) {
-			t.Errorf("%s through slog prints the token: %s", name, s)
-		}
+		})
 	}
 
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {

@@ -24,14 +24,9 @@ import (
 func TestOutageShorterThanLifetime(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	var logs logSink
-	b, clock, _ := newTestBroker(t, ep, func(c *Config) { c.Logger = logs.logger() })
+	b, clock, _, refreshAt := newIdleBroker(t, ep, func(c *Config) { c.Logger = logs.logger() })
 	ctx := context.Background()
 	start := clock.Now()
-	if _, err := b.Token(ctx, "", bot); err != nil {
-		t.Fatal(err)
-	}
-	quiesce(t, b)
-	refreshAt := b.Health().Tokens[0].RefreshAt
 
 	const (
 		step       = 10 * time.Second
@@ -171,13 +166,8 @@ func TestOutageShorterThanLifetime(t *testing.T) {
 // is back, the refresher mints within one back-off step.
 func TestOutagePastExpiry(t *testing.T) {
 	ep := newFakeEndpoint(t)
-	b, clock, _ := newTestBroker(t, ep, nil)
+	b, clock, first, _ := newIdleBroker(t, ep, nil)
 	ctx := context.Background()
-	first, err := b.Token(ctx, "", bot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiesce(t, b)
 	ep.answer(http.StatusServiceUnavailable, "")
 
 	last := first.Expiry.Add(-time.Minute) // MinRemaining before expiry
@@ -244,15 +234,9 @@ func TestOutagePastExpiry(t *testing.T) {
 func TestPermanentError(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	var logs logSink
-	b, clock, _ := newTestBroker(t, ep, func(c *Config) { c.Logger = logs.logger() })
+	b, clock, first, refreshAt := newIdleBroker(t, ep, func(c *Config) { c.Logger = logs.logger() })
 	ctx := context.Background()
 	start := clock.Now()
-	first, err := b.Token(ctx, "", bot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiesce(t, b)
-	refreshAt := b.Health().Tokens[0].RefreshAt
 	usableUntil := first.Expiry.Add(-time.Minute)
 	ep.answer(http.StatusBadRequest, `{"error":"invalid_grant","error_description":"Invalid grant: account not found"}`)
 
@@ -305,7 +289,7 @@ func TestPermanentError(t *testing.T) {
 	}
 
 	// A caller now gets the error: no retry will help.
-	_, err = b.Token(ctx, "", bot)
+	_, err := b.Token(ctx, "", bot)
 	var me *MintError
 	if !errors.As(err, &me) || me.Code != "invalid_grant" || me.Temporary() {
 		t.Errorf("err = %v, want a permanent invalid_grant MintError", err)
@@ -328,9 +312,7 @@ func TestPermanentError(t *testing.T) {
 	// Fixed: the next try succeeds, which is logged, and a new permanent
 	// error would be logged again.
 	ep.answer(0, "")
-	if _, err := b.Token(ctx, "", bot); err != nil {
-		t.Fatal(err)
-	}
+	mustToken(t, b, bot)
 	quiesce(t, b)
 	if infos := logs.records(t, slog.LevelInfo); len(infos) != 1 || infos[0]["after_failures"] != float64(len(attempts)+1) {
 		t.Errorf("info records: %v; want one saying minting works again", infos)
@@ -351,14 +333,8 @@ func TestPermanentError(t *testing.T) {
 // point, so the next call is a cache hit.
 func TestProactiveRefresh(t *testing.T) {
 	ep := newFakeEndpoint(t)
-	b, clock, _ := newTestBroker(t, ep, nil)
+	b, clock, first, refreshAt := newIdleBroker(t, ep, nil)
 	ctx := context.Background()
-	first, err := b.Token(ctx, "", bot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiesce(t, b)
-	refreshAt := b.Health().Tokens[0].RefreshAt
 
 	// The refresher sleeps until the refresh point: one timer, no polling.
 	if asked := clock.Asked(); len(asked) != 1 || !asked[0].Equal(refreshAt) {
@@ -428,12 +404,9 @@ func TestProactiveRefresh(t *testing.T) {
 func TestEvictedNotRefreshed(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	b, clock, _ := newTestBroker(t, ep, func(c *Config) { c.CacheSize = 1 })
-	ctx := context.Background()
 	spaces := []chatapi.Scope{chatapi.ScopeAppSpaces}
 	for _, scopes := range [][]chatapi.Scope{bot, spaces} { // spaces evicts bot
-		if _, err := b.Token(ctx, "", scopes); err != nil {
-			t.Fatal(err)
-		}
+		mustToken(t, b, scopes)
 		ep.next()
 	}
 	quiesce(t, b)
@@ -457,25 +430,18 @@ func TestCloseStopsRefresher(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	heldEP := newFakeEndpoint(t)
 	baseline := runtime.NumGoroutine()
-	ctx := context.Background()
 	var brokers []*Broker
 	for range 10 {
 		b, err := New(Config{Key: testKey(t, ep.URL())})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Token(ctx, "", bot); err != nil {
-			t.Fatal(err)
-		}
+		mustToken(t, b, bot)
 		brokers = append(brokers, b)
 	}
 
 	// One more with a background refresh held at the endpoint.
-	b, clock, done := newTestBroker(t, heldEP, nil)
-	if _, err := b.Token(ctx, "", bot); err != nil {
-		t.Fatal(err)
-	}
-	waitMint(t, b, done)
+	b, clock, done, _ := newBrokerWithToken(t, heldEP)
 	heldEP.next()
 	heldEP.hold()
 	clock.Advance(time.Hour * 56 / 100)
@@ -531,10 +497,12 @@ func TestRetryAfter(t *testing.T) {
 		{"nil", nil, 0, false},
 	}
 	for _, tc := range tests {
-		d, ok := RetryAfter(tc.err)
-		if d != tc.want || ok != tc.wantOK {
-			t.Errorf("%s: RetryAfter = %v, %v; want %v, %v", tc.desc, d, ok, tc.want, tc.wantOK)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			d, ok := RetryAfter(tc.err)
+			if d != tc.want || ok != tc.wantOK {
+				t.Errorf("RetryAfter = %v, %v; want %v, %v", d, ok, tc.want, tc.wantOK)
+			}
+		})
 	}
 }
 
@@ -564,9 +532,11 @@ func TestRetryDelay(t *testing.T) {
 		{"transient, 1 ms left", 12, true, time.Millisecond, time.Second},
 	}
 	for _, tc := range tests {
-		if got := retryDelay(tc.failures, tc.temporary, tc.left); got != tc.want {
-			t.Errorf("%s: retryDelay = %v, want %v", tc.desc, got, tc.want)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			if got := retryDelay(tc.failures, tc.temporary, tc.left); got != tc.want {
+				t.Errorf("retryDelay = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -576,9 +546,7 @@ func TestSubjectPermanentErrorNotFailing(t *testing.T) {
 	ep := newFakeEndpoint(t)
 	b, _, _ := newTestBroker(t, ep, nil)
 	ctx := context.Background()
-	if _, err := b.Token(ctx, "", bot); err != nil {
-		t.Fatal(err)
-	}
+	mustToken(t, b, bot)
 	ep.answer(http.StatusUnauthorized, `{"error":"unauthorized_client","error_description":"Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."}`)
 	_, err := b.Token(ctx, "alice@example.com", []chatapi.Scope{chatapi.ScopeMessages})
 	if _, ok := RetryAfter(err); err == nil || ok {

@@ -78,10 +78,12 @@ func TestRouterRefuses(t *testing.T) {
 		{"trailing slash", "GET", "/v1/spaces/AAAA/", ErrNotFound},
 		{"empty segment", "GET", "/v1/spaces//messages", ErrNotFound},
 	} {
-		_, _, err := rt.Match(httptest.NewRequest(tc.verb, tc.path, nil))
-		if !errors.Is(err, tc.want) {
-			t.Errorf("%s: %s %s: got %v, want %v", tc.desc, tc.verb, tc.path, err, tc.want)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			_, _, err := rt.Match(httptest.NewRequest(tc.verb, tc.path, nil))
+			if !errors.Is(err, tc.want) {
+				t.Errorf("%s %s: got %v, want %v", tc.verb, tc.path, err, tc.want)
+			}
+		})
 	}
 }
 

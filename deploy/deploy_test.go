@@ -106,9 +106,11 @@ func TestDockerfile(t *testing.T) {
 		{"ENTRYPOINT", entrypoint, `["/chat-broker"]`},
 		{"CMD", cmd, `["serve"]`},
 	} {
-		if c.got != c.want {
-			t.Errorf("Dockerfile %s: got %q, want %q", c.desc, c.got, c.want)
-		}
+		t.Run("Dockerfile "+c.desc, func(t *testing.T) {
+			if c.got != c.want {
+				t.Errorf("got %q, want %q", c.got, c.want)
+			}
+		})
 	}
 	line := string(dockerBuildLine.Find(df))
 	for _, want := range []string{"-trimpath", "-X main.version=${VERSION}", "./cmd/chat-broker"} {

@@ -128,7 +128,15 @@ type env struct {
 func (e *env) withProxy(t *testing.T, opts ...func(*proxy.Config)) *env {
 	t.Helper()
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg := proxy.Config{Upstream: e.up, Policy: policy.NewStore(e.policy), Tokens: e.broker, Audit: logger, Logger: logger}
+	cp := *e
+	cp.proxy, cp.url = serveProxy(t, proxy.Config{Upstream: e.up, Policy: policy.NewStore(e.policy), Tokens: e.broker, Audit: logger, Logger: logger}, opts...)
+	return &cp
+}
+
+// serveProxy serves the proxy cfg describes, opts applied to cfg first,
+// on a loopback listener, and returns it with its URL.
+func serveProxy(t testing.TB, cfg proxy.Config, opts ...func(*proxy.Config)) (*proxy.Proxy, string) {
+	t.Helper()
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -138,9 +146,7 @@ func (e *env) withProxy(t *testing.T, opts ...func(*proxy.Config)) *env {
 	}
 	srv := httptest.NewServer(px)
 	t.Cleanup(srv.Close)
-	cp := *e
-	cp.proxy, cp.url = px, srv.URL
-	return &cp
+	return px, srv.URL
 }
 
 func newEnv(t *testing.T) *env {
@@ -178,23 +184,8 @@ func newEnvWith(t *testing.T, cfg emulator.Config, policyText string, opts ...fu
 		t.Fatal(err)
 	}
 	up, _ := url.Parse(emuSrv.URL)
-	pxCfg := proxy.Config{
-		Upstream: up,
-		Policy:   policy.NewStore(pol),
-		Tokens:   b,
-		Audit:    logger,
-		Logger:   logger,
-	}
-	for _, o := range opts {
-		o(&pxCfg)
-	}
-	px, err := proxy.New(pxCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(px)
-	t.Cleanup(srv.Close)
-	return &env{emu: emu, broker: b, proxy: px, policy: pol, url: srv.URL, logs: logs, up: up}
+	e := &env{emu: emu, broker: b, policy: pol, logs: logs, up: up}
+	return e.withProxy(t, opts...)
 }
 
 func (e *env) chatService(t *testing.T, secret string) *chat.Service {

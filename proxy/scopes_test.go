@@ -235,23 +235,25 @@ func TestSubjectHeaderShapes(t *testing.T) {
 		{"empty", []string{" "}, "SUBJECT_EMPTY"},
 		{"twice", []string{"alice@example.com", "bob@corp.example.com"}, "SUBJECT_AMBIGUOUS"},
 	} {
-		req, _ := http.NewRequest("POST", e.url+"/v1/spaces/AAAA/messages", strings.NewReader(`{"text":"x"}`))
-		req.Header.Set("Authorization", "Bearer "+delegateSecret)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header[proxy.SubjectHeader] = tc.values
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		gerr, ok := chatapi.ParseError(body)
-		if !ok {
-			t.Fatalf("%s: body is not a Google error: %s", tc.desc, body)
-		}
-		if info, _ := gerr.Info(); resp.StatusCode != 400 || info.Reason != tc.reason {
-			t.Errorf("%s: %d %s, want 400 %s", tc.desc, resp.StatusCode, body, tc.reason)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", e.url+"/v1/spaces/AAAA/messages", strings.NewReader(`{"text":"x"}`))
+			req.Header.Set("Authorization", "Bearer "+delegateSecret)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header[proxy.SubjectHeader] = tc.values
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			gerr, ok := chatapi.ParseError(body)
+			if !ok {
+				t.Fatalf("body is not a Google error: %s", body)
+			}
+			if info, _ := gerr.Info(); resp.StatusCode != 400 || info.Reason != tc.reason {
+				t.Errorf("%d %s, want 400 %s", resp.StatusCode, body, tc.reason)
+			}
+		})
 	}
 	if n := len(e.emu.Requests()); n != 0 {
 		t.Errorf("%d malformed-subject calls reached Chat", n)

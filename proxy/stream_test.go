@@ -60,18 +60,34 @@ func newProxyTo(t testing.TB, upstreamURL, policyText string, opts ...func(*prox
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := proxy.Config{Upstream: u, Policy: policy.NewStore(pol), Tokens: &fakeTokens{}}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	px, err := proxy.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(px)
-	t.Cleanup(srv.Close)
+	px, base := serveProxy(t, proxy.Config{Upstream: u, Policy: policy.NewStore(pol), Tokens: &fakeTokens{}}, opts...)
 	t.Cleanup(px.CloseIdleConnections)
-	return srv.URL
+	return base
+}
+
+// reply is a response with its body read whole.
+type reply struct {
+	status int
+	body   []byte
+}
+
+// sendAsync sends req from a goroutine of its own, so that the test can
+// write the request body meanwhile. The channel yields the response, or
+// is closed without one when the request fails (the test fails too).
+func sendAsync(t *testing.T, req *http.Request) <-chan reply {
+	done := make(chan reply, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			close(done)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- reply{resp.StatusCode, body}
+	}()
+	return done
 }
 
 // Responses stream: the caller reads the first part of a response while
@@ -127,16 +143,7 @@ func TestJSONRequestBodyArrivesWhole(t *testing.T) {
 	req, _ := http.NewRequest("POST", base+"/v1/spaces/AAAA/messages", pr)
 	req.Header.Set("Authorization", "Bearer "+notifierSecret)
 	req.Header.Set("Content-Type", "application/json")
-	done := make(chan *http.Response, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Error(err)
-			close(done)
-			return
-		}
-		done <- resp
-	}()
+	done := sendAsync(t, req)
 	io.WriteString(pw, "{\"text\":\n")
 	select {
 	case s := <-got:
@@ -145,15 +152,13 @@ func TestJSONRequestBodyArrivesWhole(t *testing.T) {
 	}
 	io.WriteString(pw, "\"x\"}")
 	pw.Close()
-	resp := <-done
-	if resp == nil {
+	r, ok := <-done
+	if !ok {
 		return
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	want := "{\"text\":\n\"x\"}"
-	if resp.StatusCode != 200 || string(body) != want {
-		t.Errorf("upstream echoed %d %q, want 200 %q", resp.StatusCode, body, want)
+	if r.status != 200 || string(r.body) != want {
+		t.Errorf("upstream echoed %d %q, want 200 %q", r.status, r.body, want)
 	}
 	if s := <-got; s.length != int64(len(want)) || len(s.te) != 0 {
 		t.Errorf("upstream got Content-Length %d, Transfer-Encoding %v; want %d and none", s.length, s.te, len(want))
@@ -209,30 +214,19 @@ func TestMediaUploadStreams(t *testing.T) {
 			req.Header.Set("Authorization", "Bearer "+uploaderSecret)
 			req.Header.Set("Content-Type", "application/octet-stream")
 			req.Header.Set(proxy.SubjectHeader, "alice@example.com")
-			done := make(chan *http.Response, 1)
-			go func() {
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Error(err)
-					close(done)
-					return
-				}
-				done <- resp
-			}()
+			done := sendAsync(t, req)
 			io.WriteString(pw, "first part\n")
 			if first := <-gotFirst; first != "first part\n" {
 				t.Errorf("upstream's first part = %q", first)
 			}
 			io.WriteString(pw, "second part")
 			pw.Close()
-			resp := <-done
-			if resp == nil {
+			r, ok := <-done
+			if !ok {
 				return
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if want := "first part\nsecond part"; resp.StatusCode != 200 || string(body) != want {
-				t.Errorf("upstream echoed %d %q, want 200 %q", resp.StatusCode, body, want)
+			if want := "first part\nsecond part"; r.status != 200 || string(r.body) != want {
+				t.Errorf("upstream echoed %d %q, want 200 %q", r.status, r.body, want)
 			}
 			if want := map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[h2]; proto.Load() != want {
 				t.Errorf("the upload went over %v, want %s", proto.Load(), want)

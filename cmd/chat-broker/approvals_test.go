@@ -2,17 +2,13 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
 
@@ -25,19 +21,8 @@ func TestApprovalsView(t *testing.T) {
 	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
 
 	secret := "reader-secret-0123456789abcdefgh"
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, `version: 1
-callers:
-  - name: reader
-    identify: {secretSHA256: "`+policy.HashSecret(secret)+`"}
-    allow:
-      - methods: [spaces.messages.list]
-        spaces: [spaces/AAAA]
-    scopes: [chat.app.messages.readonly, chat.app.spaces]
-`)
-	_, logs, _ := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
-	m := logs.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)","admin":"([^"]+)"`))
-	listen, admin := m[1], m[2]
+	policyFile := writePolicy(t, dir, secretPolicy("reader", secret, "spaces.messages.list", "spaces/AAAA", "chat.app.messages.readonly, chat.app.spaces"))
+	listen, admin, _, _ := startServeWith(t, keyFile, emuURL, policyFile)
 
 	list := func() (int, string) {
 		req, _ := http.NewRequest("GET", "http://"+listen+"/v1/spaces/AAAA/messages", nil)
@@ -106,14 +91,9 @@ func getJSON(t *testing.T, url string, v any) {
 // named family's values keyed by "scope/state".
 func scrape(t *testing.T, url, name string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	_, body := fetch(t, url)
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v", err)
 	}

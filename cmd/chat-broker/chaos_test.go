@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -74,10 +72,12 @@ func TestChaosUsageErrors(t *testing.T) {
 		{[]string{"--timeout", "0s"}, "--timeout 0s"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	} {
-		err := run(context.Background(), append([]string{"chaos"}, tc.args...), strings.NewReader(""), io.Discard, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("chaos %q = %v, want an error containing %q", tc.args, err, tc.want)
-		}
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			err := run(context.Background(), append([]string{"chaos"}, tc.args...), strings.NewReader(""), io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("chaos %q = %v, want an error containing %q", tc.args, err, tc.want)
+			}
+		})
 	}
 }
 
@@ -99,14 +99,16 @@ func TestShapingFlagErrors(t *testing.T) {
 		{[]string{"--project-limit", "messages=3000/m"}, `--project-limit "messages=3000/m": project limit "messages=3000/m": unknown quota class "messages"; known: `},
 		{[]string{"--project-limit", "message-writes"}, `--project-limit "message-writes": project limit "message-writes": want CLASS=RATE`},
 	} {
-		err := run(context.Background(), append(serve, tc.args...), strings.NewReader(""), io.Discard, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("serve %q = %v, want an error containing %q", tc.args, err, tc.want)
-		}
-		var ee *exitError
-		if err != nil && (!errors.As(err, &ee) || ee.code != 2) {
-			t.Errorf("serve %q: not a usage error (exit code 2): %v", tc.args, err)
-		}
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			err := run(context.Background(), append(serve, tc.args...), strings.NewReader(""), io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("serve %q = %v, want an error containing %q", tc.args, err, tc.want)
+			}
+			var ee *exitError
+			if err != nil && (!errors.As(err, &ee) || ee.code != 2) {
+				t.Errorf("serve %q: not a usage error (exit code 2): %v", tc.args, err)
+			}
+		})
 	}
 
 	var f shapingFlags
@@ -128,8 +130,7 @@ func TestShapingFlagErrors(t *testing.T) {
 // refusal and the new series.
 func TestServeSpaceLimit(t *testing.T) {
 	dir := t.TempDir()
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, opsPolicy("spaces/AAAA, spaces/BBBB"))
+	policyFile := writePolicy(t, dir, opsPolicy("spaces/AAAA, spaces/BBBB"))
 	listen, admin, _, _ := startServe(t, dir, policyFile, "--space-write-limit", "1/h:2", "--rate-limit-wait", "0", "--max-in-flight", "4")
 	var codes []int
 	for _, space := range []string{"spaces/AAAA", "spaces/AAAA", "spaces/AAAA", "spaces/BBBB"} {
@@ -142,12 +143,7 @@ func TestServeSpaceLimit(t *testing.T) {
 	if want := []int{200, 200, 429, 200}; !slices.Equal(codes, want) {
 		t.Errorf("creates answered %v, want %v", codes, want)
 	}
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, body := fetch(t, "http://"+admin+"/metrics")
 	for _, want := range []string{
 		`chat_broker_refusals_total{reason="SPACE_RATE_LIMITED"} 1`,
 		`chat_broker_rate_limited_total{caller="app"} 1`,
@@ -155,7 +151,7 @@ func TestServeSpaceLimit(t *testing.T) {
 		`chat_broker_in_flight 0`,
 		`chat_broker_waiting 0`,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

@@ -81,19 +81,22 @@ func TestPolicyExplain(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
+		desc string
 		args []string
 		want string
 	}{
-		{[]string{"policy", "explain", file, "--request", "GET /v1/spaces"}, "--caller: required"},
-		{[]string{"policy", "explain", file, "--caller", "notifier"}, "--request: required"},
-		{[]string{"policy", "explain", file, "--caller", "nobody", "--request", "GET /v1/spaces"}, `no caller "nobody"`},
-		{[]string{"policy", "explain", file, "--caller", "notifier", "--request", "/v1/spaces"}, `want "VERB /path"`},
-		{[]string{"policy", "explain", file, "--caller", "notifier", "--request", "GET /v1/spaces", "--output", "yaml"}, `--output "yaml"`},
+		{"no caller", []string{"policy", "explain", file, "--request", "GET /v1/spaces"}, "--caller: required"},
+		{"no request", []string{"policy", "explain", file, "--caller", "notifier"}, "--request: required"},
+		{"unknown caller", []string{"policy", "explain", file, "--caller", "nobody", "--request", "GET /v1/spaces"}, `no caller "nobody"`},
+		{"request without a verb", []string{"policy", "explain", file, "--caller", "notifier", "--request", "/v1/spaces"}, `want "VERB /path"`},
+		{"unknown output", []string{"policy", "explain", file, "--caller", "notifier", "--request", "GET /v1/spaces", "--output", "yaml"}, `--output "yaml"`},
 	} {
-		err := run(context.Background(), tc.args, nil, io.Discard, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 {
-			t.Errorf("run(%q) = %v (exit %d), want a usage error containing %q", tc.args, err, exitCode(err), tc.want)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			err := run(context.Background(), tc.args, nil, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 {
+				t.Errorf("run(%q) = %v (exit %d), want a usage error containing %q", tc.args, err, exitCode(err), tc.want)
+			}
+		})
 	}
 }
 

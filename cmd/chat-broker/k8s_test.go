@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -86,17 +85,6 @@ callers:
 	listen, _, logs, _ := startServe(t, dir, policyFile, "--k8s-issuer", iss.srv.URL)
 	logs.waitFor(t, regexp.MustCompile(`"msg":"verifying Kubernetes service-account tokens"`))
 
-	call := func(token string) int {
-		req, _ := http.NewRequest("POST", "http://"+listen+"/v1/spaces/AAAA/messages", strings.NewReader(`{"text":"hi"}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	for _, tc := range []struct {
 		desc  string
 		token string
@@ -106,8 +94,14 @@ callers:
 		{"a token for another audience", iss.token(t, "https://kubernetes.default.svc", "prod", "notifier"), 401},
 		{"another namespace's account", iss.token(t, "chat-broker", "dev", "notifier"), 401},
 	} {
-		if got := call(tc.token); got != tc.want {
-			t.Errorf("%s: %d, want %d", tc.desc, got, tc.want)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			got, err := postMessage(listen, "spaces/AAAA", "Bearer "+tc.token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("%d, want %d", got, tc.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -21,14 +22,20 @@ import (
 const opsSecret = "ops-secret-0123456789abcdefghijk"
 
 func opsPolicy(spaces string) string {
+	return secretPolicy("app", opsSecret, "spaces.messages.create", spaces, "chat.bot")
+}
+
+// secretPolicy is a policy of one caller, name, known by its secret and
+// allowed methods in spaces with scopes (each the items of a YAML list).
+func secretPolicy(name, secret, methods, spaces, scopes string) string {
 	return `version: 1
 callers:
-  - name: app
-    identify: {secretSHA256: "` + policy.HashSecret(opsSecret) + `"}
+  - name: ` + name + `
+    identify: {secretSHA256: "` + policy.HashSecret(secret) + `"}
     allow:
-      - methods: [spaces.messages.create]
+      - methods: [` + methods + `]
         spaces: [` + spaces + `]
-    scopes: [chat.bot]
+    scopes: [` + scopes + `]
 `
 }
 
@@ -38,15 +45,35 @@ callers:
 func startServe(t *testing.T, dir, policyFile string, extra ...string) (listen, admin string, logs *lines, stop func() error) {
 	t.Helper()
 	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA,spaces/BBBB")
-	args := append([]string{"serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, extra...)
+	return startServeWith(t, keyFile, emuURL, policyFile, extra...)
+}
+
+// startServeWith runs serve with keyFile and policyFile in front of the
+// upstream at upstreamURL, on loopback ports, with extra flags, and
+// returns the proxy and admin addresses and serve's log lines once it
+// serves.
+func startServeWith(t *testing.T, keyFile, upstreamURL, policyFile string, extra ...string) (listen, admin string, logs *lines, stop func() error) {
+	t.Helper()
+	args := append([]string{"serve", "--key", keyFile, "--policy", policyFile, "--upstream", upstreamURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, extra...)
 	_, logs, stop = start(t, args...)
 	m := logs.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)","admin":"([^"]+)"`))
 	return m[1], m[2], logs, stop
 }
 
+// create posts a message to space through the broker at listen as the
+// caller of opsPolicy.
 func create(listen, space string) (int, error) {
+	return postMessage(listen, space, "Bearer "+opsSecret)
+}
+
+// postMessage posts a message to space through the broker at listen,
+// with auth as the Authorization header ("" for none), and returns the
+// status.
+func postMessage(listen, space, auth string) (int, error) {
 	req, _ := http.NewRequest("POST", "http://"+listen+"/v1/"+space+"/messages", strings.NewReader(`{"text":"hi"}`))
-	req.Header.Set("Authorization", "Bearer "+opsSecret)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -133,8 +160,7 @@ func TestReloadUnderLoad(t *testing.T) {
 // key keeps minting.
 func TestKeyReload(t *testing.T) {
 	dir := t.TempDir()
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
+	policyFile := writePolicy(t, dir, opsPolicy("spaces/AAAA"))
 	listen, _, logs, _ := startServe(t, dir, policyFile)
 	keyFile := filepath.Join(dir, "sa.json")
 	good, _ := os.ReadFile(keyFile)
@@ -152,21 +178,17 @@ func TestKeyReload(t *testing.T) {
 // /quitquitquit shuts the broker down cleanly (exit 0).
 func TestProbesAndQuit(t *testing.T) {
 	dir := t.TempDir()
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
+	policyFile := writePolicy(t, dir, opsPolicy("spaces/AAAA"))
 	listen, admin, _, stop := startServe(t, dir, policyFile)
 	if code, _ := create(listen, "spaces/AAAA"); code != 200 {
 		t.Fatalf("create: %d", code)
 	}
 	for _, p := range []string{"/healthz", "/readyz", "/startupz"} {
-		resp, err := http.Get("http://" + admin + p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Errorf("%s = %d after a mint, want 200", p, resp.StatusCode)
-		}
+		t.Run(strings.TrimPrefix(p, "/"), func(t *testing.T) {
+			if code, _ := fetch(t, "http://"+admin+p); code != 200 {
+				t.Errorf("%s = %d after a mint, want 200", p, code)
+			}
+		})
 	}
 	if resp, err := http.Get("http://" + admin + "/quitquitquit"); err == nil {
 		resp.Body.Close()
@@ -191,8 +213,7 @@ func TestWait(t *testing.T) {
 		t.Errorf("wait on nothing: %v", err)
 	}
 	dir := t.TempDir()
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
+	policyFile := writePolicy(t, dir, opsPolicy("spaces/AAAA"))
 	_, admin, _, _ := startServe(t, dir, policyFile)
 	var out strings.Builder
 	if err := run(context.Background(), []string{"wait", "--admin", admin, "--timeout", "30s", "--interval", "20ms"}, nil, &out, io.Discard); err != nil {
@@ -226,8 +247,7 @@ func TestEnvFlags(t *testing.T) {
 // operator needs, with bounded labels.
 func TestMetrics(t *testing.T) {
 	dir := t.TempDir()
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
+	policyFile := writePolicy(t, dir, opsPolicy("spaces/AAAA"))
 	listen, admin, _, _ := startServe(t, dir, policyFile)
 	for range 2 { // the second is a token cache hit
 		if code, _ := create(listen, "spaces/AAAA"); code != 200 {
@@ -237,14 +257,9 @@ func TestMetrics(t *testing.T) {
 	if code, _ := create(listen, "spaces/BBBB"); code != 403 {
 		t.Fatalf("create in spaces/BBBB: %d", code)
 	}
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, body := fetch(t, "http://"+admin+"/metrics")
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v", err)
 	}
@@ -291,10 +306,12 @@ func TestMetrics(t *testing.T) {
 		{"chat_broker_reloads_total", map[string]string{"result": "rejected"}, 0},
 		{"chat_broker_key_info", nil, 1},
 	} {
-		v, ok := value(tc.name, tc.labels)
-		if !ok || v < tc.min {
-			t.Errorf("%s%v = %v (present %v), want >= %v", tc.name, tc.labels, v, ok, tc.min)
-		}
+		t.Run(fmt.Sprintf("%s%v", tc.name, tc.labels), func(t *testing.T) {
+			v, ok := value(tc.name, tc.labels)
+			if !ok || v < tc.min {
+				t.Errorf("%s%v = %v (present %v), want >= %v", tc.name, tc.labels, v, ok, tc.min)
+			}
+		})
 	}
 }
 
@@ -312,21 +329,14 @@ func TestNotReadyBeforeFirstMint(t *testing.T) {
 		resp.Body.Close()
 	}
 	control(`{"down":true}`)
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
-	_, logs, _ := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
-	admin := logs.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"[^"]+","admin":"([^"]+)"`))[1]
+	_, admin, logs, _ := startServeWith(t, keyFile, emuURL, writePolicy(t, dir, opsPolicy("spaces/AAAA")))
 	logs.waitFor(t, regexp.MustCompile(`"msg":"startup token mint failed; retrying"`))
 	for _, p := range []string{"/readyz", "/startupz"} {
-		resp, err := http.Get("http://" + admin + p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 503 || !strings.Contains(string(body), "no") {
-			t.Errorf("%s with the token endpoint down: %d %q, want 503 with the reason", p, resp.StatusCode, body)
-		}
+		t.Run(strings.TrimPrefix(p, "/"), func(t *testing.T) {
+			if code, body := fetch(t, "http://"+admin+p); code != 503 || !strings.Contains(body, "no") {
+				t.Errorf("%s with the token endpoint down: %d %q, want 503 with the reason", p, code, body)
+			}
+		})
 	}
 	control(`{"down":false}`)
 	if err := run(context.Background(), []string{"wait", "--admin", admin, "--timeout", "30s", "--interval", "50ms"}, nil, io.Discard, io.Discard); err != nil {

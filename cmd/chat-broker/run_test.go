@@ -147,28 +147,24 @@ func TestDemo(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	// Listing carries the app scope the demo emulator approved.
-	req, _ := http.NewRequest("GET", base+"/v1/spaces/DEMO/messages", nil)
-	req.Header.Set("Authorization", "Bearer "+secret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	list := func(space string) (int, string) {
+		req, _ := http.NewRequest("GET", base+"/v1/"+space+"/messages", nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "Hello, world!") {
-		t.Fatalf("demo list: %d %s", resp.StatusCode, body)
+	// Listing carries the app scope the demo emulator approved.
+	if code, body := list("spaces/DEMO"); code != 200 || !strings.Contains(body, "Hello, world!") {
+		t.Fatalf("demo list: %d %s", code, body)
 	}
 	// Anything else is denied.
-	req, _ = http.NewRequest("GET", base+"/v1/spaces/OTHER/messages", nil)
-	req.Header.Set("Authorization", "Bearer "+secret)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 403 {
-		t.Errorf("demo list in spaces/OTHER: %d, want 403", resp.StatusCode)
+	if code, _ := list("spaces/OTHER"); code != 403 {
+		t.Errorf("demo list in spaces/OTHER: %d, want 403", code)
 	}
 
 	if err := stop(); err != nil {
@@ -184,38 +180,18 @@ func TestEmulatorAndServe(t *testing.T) {
 	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
 
 	secret := "app-secret-0123456789abcdefghij"
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, `version: 1
-callers:
-  - name: app
-    identify: {secretSHA256: "`+policy.HashSecret(secret)+`"}
-    allow:
-      - methods: [spaces.messages.create]
-        spaces: [spaces/AAAA]
-    scopes: [chat.bot]
-`)
-	_, logs, stop := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
-	m := logs.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)","admin":"([^"]+)"`))
-	listen, admin := m[1], m[2]
-	req, _ := http.NewRequest("POST", "http://"+listen+"/v1/spaces/AAAA/messages", strings.NewReader(`{"text":"hi"}`))
-	req.Header.Set("Authorization", "Bearer "+secret)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	policyFile := writePolicy(t, dir, secretPolicy("app", secret, "spaces.messages.create", "spaces/AAAA", "chat.bot"))
+	listen, admin, _, stop := startServeWith(t, keyFile, emuURL, policyFile)
+	code, err := postMessage(listen, "spaces/AAAA", "Bearer "+secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("create through serve: %d", resp.StatusCode)
+	if code != 200 {
+		t.Fatalf("create through serve: %d", code)
 	}
 	// A token has been minted, so the broker is ready.
-	resp, err = http.Get("http://" + admin + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/readyz = %d after a successful call, want 200", resp.StatusCode)
+	if code, _ := fetch(t, "http://"+admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d after a successful call, want 200", code)
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("serve exited with %v, want nil", err)
@@ -227,6 +203,28 @@ func writeFile(t *testing.T, name, content string) {
 	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// fetch GETs url and returns the status and body; no answer fails the
+// test.
+func fetch(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(body)
+}
+
+// writePolicy writes text to policy.yaml in dir and returns the file's
+// name.
+func writePolicy(t *testing.T, dir, text string) string {
+	t.Helper()
+	name := filepath.Join(dir, "policy.yaml")
+	writeFile(t, name, text)
+	return name
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -253,30 +251,20 @@ func TestUsageErrors(t *testing.T) {
 		{"policy without check", []string{"policy"}, "policy check FILE"},
 		{"bad log level", []string{"demo", "--log-level", "loud"}, `--log-level "loud"`},
 	} {
-		err := run(context.Background(), tc.args, strings.NewReader(""), io.Discard, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: run(%q) = %v, want an error containing %q", tc.desc, tc.args, err, tc.want)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			err := run(context.Background(), tc.args, strings.NewReader(""), io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("run(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+			}
+		})
 	}
 }
 
 func TestPolicyCheck(t *testing.T) {
 	dir := t.TempDir()
 	good, bad := filepath.Join(dir, "good.yaml"), filepath.Join(dir, "bad.yaml")
-	writeFile(t, good, `version: 1
-callers:
-  - name: app
-    identify: {secretSHA256: "`+policy.HashSecret("app-secret-0123456789")+`"}
-    allow: [{methods: [spaces.messages.create], spaces: [spaces/AAAA]}]
-    scopes: [chat.bot]
-`)
-	writeFile(t, bad, `version: 1
-callers:
-  - name: app
-    identify: {secretSHA256: "`+policy.HashSecret("app-secret-0123456789")+`"}
-    allow: [{methods: [spaces.messages.create], spaces: [spaces/AAAA]}]
-    scopes: [chat.bott]
-`)
+	writeFile(t, good, secretPolicy("app", "app-secret-0123456789", "spaces.messages.create", "spaces/AAAA", "chat.bot"))
+	writeFile(t, bad, secretPolicy("app", "app-secret-0123456789", "spaces.messages.create", "spaces/AAAA", "chat.bott"))
 	var out, errOut strings.Builder
 	if err := run(context.Background(), []string{"policy", "check", good}, nil, &out, &errOut); err != nil {
 		t.Fatalf("check good: %v", err)
@@ -296,24 +284,32 @@ callers:
 
 func TestHashSecret(t *testing.T) {
 	secret := "s3cret-0123456789-abcdef"
-	for _, in := range []string{secret, secret + "\n", secret + "\r\n"} {
-		var out strings.Builder
-		if err := run(context.Background(), []string{"hash-secret"}, strings.NewReader(in), &out, io.Discard); err != nil {
-			t.Fatal(err)
-		}
-		if got := strings.TrimSpace(out.String()); got != policy.HashSecret(secret) {
-			t.Errorf("hash-secret(%q) = %q, want %q", in, got, policy.HashSecret(secret))
-		}
-	}
-	for _, tc := range []struct{ in, want string }{
-		{"", "no secret on standard input"},
-		{"short", "the secret is 5 bytes"},
-		{"has a space 0123456789", "white space"},
+	for _, tc := range []struct{ desc, in string }{
+		{"bare", secret},
+		{"with LF", secret + "\n"},
+		{"with CRLF", secret + "\r\n"},
 	} {
-		err := run(context.Background(), []string{"hash-secret"}, strings.NewReader(tc.in), io.Discard, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("hash-secret(%q) = %v, want %q", tc.in, err, tc.want)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			var out strings.Builder
+			if err := run(context.Background(), []string{"hash-secret"}, strings.NewReader(tc.in), &out, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(out.String()); got != policy.HashSecret(secret) {
+				t.Errorf("hash-secret(%q) = %q, want %q", tc.in, got, policy.HashSecret(secret))
+			}
+		})
+	}
+	for _, tc := range []struct{ desc, in, want string }{
+		{"empty", "", "no secret on standard input"},
+		{"short", "short", "the secret is 5 bytes"},
+		{"white space", "has a space 0123456789", "white space"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			err := run(context.Background(), []string{"hash-secret"}, strings.NewReader(tc.in), io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("hash-secret(%q) = %v, want %q", tc.in, err, tc.want)
+			}
+		})
 	}
 	if err := run(context.Background(), []string{"hash-secret", secret}, nil, io.Discard, io.Discard); err == nil {
 		t.Error("hash-secret accepted the secret as an argument")

@@ -12,7 +12,6 @@ import (
 
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
-	"github.com/chat-broker/chat-broker/policy"
 )
 
 // The main flows run with a known key, caller secret and Google tokens,
@@ -31,21 +30,21 @@ func TestSecretsNeverLeak(t *testing.T) {
 	writeFile(t, keyFile, string(keyJSON))
 
 	const secret = "leak-test-secret-0123456789abcdef"
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, `version: 1
-callers:
-  - name: app
-    identify: {secretSHA256: "`+policy.HashSecret(secret)+`"}
-    allow:
-      - methods: [spaces.messages.create, spaces.messages.list]
-        spaces: [spaces/AAAA]
-    scopes: [chat.bot, chat.app.messages.readonly]
-`)
+	policyFile := writePolicy(t, dir, secretPolicy("app", secret, "spaces.messages.create, spaces.messages.list", "spaces/AAAA", "chat.bot, chat.app.messages.readonly"))
 	stdout, stderr, stop := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuSrv.URL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	m := stderr.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)","admin":"([^"]+)"`))
 	base, admin := "http://"+m[1], "http://"+m[2]
 
 	var seen strings.Builder // everything a caller or an operator can see
+	record := func(resp *http.Response, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		resp.Header.Write(&seen)
+		seen.Write(b)
+	}
 	call := func(verb, path, auth, body string) {
 		req, _ := http.NewRequest(verb, base+path, strings.NewReader(body))
 		if body == "" {
@@ -56,25 +55,9 @@ callers:
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		resp.Header.Write(&seen)
-		seen.Write(b)
+		record(http.DefaultClient.Do(req))
 	}
-	get := func(url string) {
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		resp.Header.Write(&seen)
-		seen.Write(b)
-	}
+	get := func(url string) { record(http.Get(url)) }
 
 	call("POST", "/v1/spaces/AAAA/messages", "Bearer "+secret, `{"text":"hello"}`)     // allowed
 	call("GET", "/v1/spaces/AAAA/messages", "Bearer "+secret, "")                      // Chat's approval 403, with a hint

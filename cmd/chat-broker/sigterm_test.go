@@ -62,8 +62,7 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 
 	keyFile := filepath.Join(dir, "sa.json")
 	writeFile(t, keyFile, string(emu.ServiceAccountJSON(emuSrv.URL+"/token")))
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, opsPolicy("spaces/AAAA"))
+	policyFile := writePolicy(t, dir, opsPolicy("spaces/AAAA"))
 	cmd := exec.Command(bin, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", slow.URL,
 		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--drain", "60s")
 	stderr, _ := cmd.StderrPipe()

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +26,19 @@ func unixClient(path string) *http.Client {
 	}}
 }
 
+// mePolicy is a policy whose first caller, me, is known by this
+// process's uid and may create messages in spaces/AAAA; others holds the
+// YAML of the callers that follow.
+func mePolicy(others string) string {
+	return `version: 1
+callers:
+  - name: me
+    identify: {unixUID: ` + strconv.Itoa(os.Getuid()) + `}
+    allow: [{methods: [spaces.messages.create], spaces: [spaces/AAAA]}]
+    scopes: [chat.bot]
+` + others
+}
+
 // On the Unix socket the kernel's peer credentials identify the caller:
 // no secret needed, and none can be forged. Another uid is another
 // caller (tested where the test runs as root and can become it).
@@ -38,14 +50,7 @@ func TestUnixSocketIdentity(t *testing.T) {
 	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
 
 	const otherUID = 4242
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, `version: 1
-callers:
-  - name: me
-    identify: {unixUID: `+strconv.Itoa(os.Getuid())+`}
-    allow: [{methods: [spaces.messages.create], spaces: [spaces/AAAA]}]
-    scopes: [chat.bot]
-  - name: other
+	policyFile := writePolicy(t, dir, mePolicy(`  - name: other
     identify: {unixUID: `+strconv.Itoa(otherUID)+`}
     allow: [{methods: [spaces.messages.get], spaces: [spaces/AAAA]}]
     scopes: [chat.bot]
@@ -53,11 +58,9 @@ callers:
     identify: {secretSHA256: "`+policy.HashSecret("by-secret-0123456789abcdef")+`"}
     allow: [{methods: [spaces.messages.create], spaces: [spaces/AAAA]}]
     scopes: [chat.bot]
-`)
+`))
 	sock := filepath.Join(dir, "broker.sock")
-	_, logs, stop := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL,
-		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--socket", sock, "--socket-mode", "0666")
-	logs.waitFor(t, regexp.MustCompile(`"msg":"serving"`))
+	_, _, _, stop := startServeWith(t, keyFile, emuURL, policyFile, "--socket", sock, "--socket-mode", "0666")
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o666 {
 		t.Fatalf("socket file: %v %v, want mode 0666", fi, err)
 	}
@@ -118,31 +121,19 @@ callers:
 func TestTCPHasNoPeerIdentity(t *testing.T) {
 	dir := t.TempDir()
 	keyFile, emuURL := startEmulator(t, dir, "")
-	policyFile := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyFile, `version: 1
-callers:
-  - name: me
-    identify: {unixUID: `+strconv.Itoa(os.Getuid())+`}
-    allow: [{methods: [spaces.messages.create], spaces: [spaces/AAAA]}]
-    scopes: [chat.bot]
-`)
-	_, logs, _ := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
-	listen := logs.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)"`))[1]
-	req, _ := http.NewRequest("POST", "http://"+listen+"/v1/spaces/AAAA/messages", strings.NewReader(`{"text":"hi"}`))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	listen, _, _, _ := startServeWith(t, keyFile, emuURL, writePolicy(t, dir, mePolicy("")))
+	code, err := postMessage(listen, "spaces/AAAA", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Errorf("TCP call without a credential: %d, want 401", resp.StatusCode)
+	if code != 401 {
+		t.Errorf("TCP call without a credential: %d, want 401", code)
 	}
 
 	// The Host header must name the broker itself.
-	req, _ = http.NewRequest("GET", "http://"+listen+"/v1/spaces/AAAA/messages", nil)
+	req, _ := http.NewRequest("GET", "http://"+listen+"/v1/spaces/AAAA/messages", nil)
 	req.Host = "attacker.example:80"
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,6 +214,15 @@ func newTestVerifier(t *testing.T, iss *fakeIssuer, clock *fakeClock) *ServiceAc
 	return v
 }
 
+// newKeyAVerifier returns a verifier of a fake issuer that publishes
+// key-a, on a clock of its own that starts at testEpoch.
+func newKeyAVerifier(t *testing.T) (*fakeIssuer, *fakeClock, *ServiceAccountVerifier) {
+	t.Helper()
+	iss := newFakeIssuer(t, "key-a")
+	clock := &fakeClock{t: testEpoch}
+	return iss, clock, newTestVerifier(t, iss, clock)
+}
+
 // checkNoLeak fails if err quotes the token or any of its parts.
 func checkNoLeak(t *testing.T, err error, token string) {
 	t.Helper()
@@ -232,9 +241,7 @@ func checkNoLeak(t *testing.T, err error, token string) {
 }
 
 func TestServiceAccountVerify(t *testing.T) {
-	iss := newFakeIssuer(t, "key-a")
-	clock := &fakeClock{t: testEpoch}
-	v := newTestVerifier(t, iss, clock)
+	iss, clock, v := newKeyAVerifier(t)
 	now := clock.Now()
 
 	with := func(mod func(c map[string]any)) map[string]any {
@@ -348,9 +355,7 @@ func TestServiceAccountVerify(t *testing.T) {
 // which the sender chooses; a sender who puts part of the token there must
 // not get it into an error (and so a log line).
 func TestServiceAccountVerifyNoLeak(t *testing.T) {
-	iss := newFakeIssuer(t, "key-a")
-	clock := &fakeClock{t: testEpoch}
-	v := newTestVerifier(t, iss, clock)
+	iss, clock, v := newKeyAVerifier(t)
 
 	payload, _ := json.Marshal(saClaims(iss.url(), clock.Now()))
 	p := base64.RawURLEncoding.EncodeToString(payload)
@@ -375,9 +380,7 @@ func TestServiceAccountVerifyNoLeak(t *testing.T) {
 // the cache with no signature work; the issuer rotating keys is picked up
 // on the first token with the new kid; a cached entry stops working at exp.
 func TestServiceAccountCacheAndRotation(t *testing.T) {
-	iss := newFakeIssuer(t, "key-a")
-	clock := &fakeClock{t: testEpoch}
-	v := newTestVerifier(t, iss, clock)
+	iss, clock, v := newKeyAVerifier(t)
 	ctx := context.Background()
 
 	verify := func(step, token, want string) {
@@ -446,9 +449,7 @@ func TestServiceAccountCacheAndRotation(t *testing.T) {
 // key fetch per jwksMinRefetch, however many arrive, concurrently or not;
 // a real new key is picked up once the interval has passed.
 func TestServiceAccountUnknownKeyRefetchIsLimited(t *testing.T) {
-	iss := newFakeIssuer(t, "key-a")
-	clock := &fakeClock{t: testEpoch}
-	v := newTestVerifier(t, iss, clock)
+	iss, clock, v := newKeyAVerifier(t)
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, sign(t, "key-a", "key-a", saClaims(iss.url(), clock.Now()))); err != nil {
 		t.Fatal(err)
@@ -493,9 +494,7 @@ func TestServiceAccountUnknownKeyRefetchIsLimited(t *testing.T) {
 // but signed by another key is a forgery, not a rotation: refused without
 // fetching the keys again, even past the refetch interval.
 func TestServiceAccountForgedWithKnownKid(t *testing.T) {
-	iss := newFakeIssuer(t, "key-a")
-	clock := &fakeClock{t: testEpoch}
-	v := newTestVerifier(t, iss, clock)
+	iss, clock, v := newKeyAVerifier(t)
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, sign(t, "key-a", "key-a", saClaims(iss.url(), clock.Now()))); err != nil {
 		t.Fatal(err)
@@ -514,9 +513,7 @@ func TestServiceAccountForgedWithKnownKid(t *testing.T) {
 // an error refuses the token with what the issuer said, and keeps the keys
 // it had.
 func TestServiceAccountKeyFetchFails(t *testing.T) {
-	iss := newFakeIssuer(t, "key-a")
-	clock := &fakeClock{t: testEpoch}
-	v := newTestVerifier(t, iss, clock)
+	iss, clock, v := newKeyAVerifier(t)
 	ctx := context.Background()
 	tokA := sign(t, "key-a", "key-a", saClaims(iss.url(), clock.Now()))
 	if _, err := v.Verify(ctx, tokA); err != nil {
@@ -540,9 +537,7 @@ func TestServiceAccountKeyFetchFails(t *testing.T) {
 // TestServiceAccountCacheIsKeyedByHash: the cache holds hashes, never the
 // token.
 func TestServiceAccountCacheIsKeyedByHash(t *testing.T) {
-	iss := newFakeIssuer(t, "key-a")
-	clock := &fakeClock{t: testEpoch}
-	v := newTestVerifier(t, iss, clock)
+	iss, clock, v := newKeyAVerifier(t)
 	tok := sign(t, "key-a", "key-a", saClaims(iss.url(), clock.Now()))
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
@@ -565,9 +560,7 @@ func TestServiceAccountCacheIsKeyedByHash(t *testing.T) {
 // TestServiceAccountVerifyConcurrent runs Verify from many goroutines at
 // once, for -race; the first verifications race the one key fetch.
 func TestServiceAccountVerifyConcurrent(t *testing.T) {
-	iss := newFakeIssuer(t, "key-a")
-	clock := &fakeClock{t: testEpoch}
-	v := newTestVerifier(t, iss, clock)
+	iss, clock, v := newKeyAVerifier(t)
 	tokens := make([]string, 4)
 	for i := range tokens {
 		c := saClaims(iss.url(), clock.Now())
@@ -596,9 +589,7 @@ func TestServiceAccountVerifyConcurrent(t *testing.T) {
 }
 
 func TestServiceAccountVerifyCancelled(t *testing.T) {
-	iss := newFakeIssuer(t, "key-a")
-	clock := &fakeClock{t: testEpoch}
-	v := newTestVerifier(t, iss, clock)
+	iss, clock, v := newKeyAVerifier(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	// An unknown kid forces a key fetch, which a cancelled context abandons.

@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -41,23 +42,26 @@ func TestRetryBudget(t *testing.T) {
 func TestRetryAfterHeader(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
+		desc string
 		v    string
 		want time.Duration
 		ok   bool
 	}{
-		{"2", 2 * time.Second, true},
-		{"0", 0, true},
-		{"", 0, false},
-		{"-1", 0, false},
-		{"soon", 0, false},
-		{"99999999999999", maxRetryAfter, true},
-		{now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second, true},
-		{now.Add(-5 * time.Second).Format(http.TimeFormat), 0, true},
+		{"seconds", "2", 2 * time.Second, true},
+		{"zero", "0", 0, true},
+		{"empty", "", 0, false},
+		{"negative", "-1", 0, false},
+		{"not a number or date", "soon", 0, false},
+		{"capped", "99999999999999", maxRetryAfter, true},
+		{"date ahead", now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second, true},
+		{"date past", now.Add(-5 * time.Second).Format(http.TimeFormat), 0, true},
 	} {
-		got, ok := After(http.Header{"Retry-After": {tc.v}}, now)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("Retry-After %q = %v, %v; want %v, %v", tc.v, got, ok, tc.want, tc.ok)
-		}
+		t.Run(tc.desc, func(t *testing.T) {
+			got, ok := After(http.Header{"Retry-After": {tc.v}}, now)
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("Retry-After %q = %v, %v; want %v, %v", tc.v, got, ok, tc.want, tc.ok)
+			}
+		})
 	}
 }
 
@@ -66,9 +70,11 @@ func TestBackoff(t *testing.T) {
 		attempt int
 		want    time.Duration
 	}{{1, 100 * time.Millisecond}, {2, 200 * time.Millisecond}, {4, 800 * time.Millisecond}, {8, 10 * time.Second}, {1000, 10 * time.Second}} {
-		if got := Backoff(100*time.Millisecond, 10*time.Second, tc.attempt); got != tc.want {
-			t.Errorf("backoff after attempt %d = %v, want %v", tc.attempt, got, tc.want)
-		}
+		t.Run(fmt.Sprintf("attempt %d", tc.attempt), func(t *testing.T) {
+			if got := Backoff(100*time.Millisecond, 10*time.Second, tc.attempt); got != tc.want {
+				t.Errorf("backoff after attempt %d = %v, want %v", tc.attempt, got, tc.want)
+			}
+		})
 	}
 	if got := Backoff(time.Hour, time.Hour, 100); got != time.Hour {
 		t.Errorf("a large base overflowed: %v", got)

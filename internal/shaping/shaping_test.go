@@ -3,6 +3,7 @@ package shaping
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -127,15 +128,17 @@ func TestParseRate(t *testing.T) {
 		{in: "60/m:0", wantErr: true},
 		{in: "60/m:x", wantErr: true},
 	} {
-		got, err := ParseRate(tc.in)
-		if (err != nil) != tc.wantErr || got != tc.want {
-			t.Errorf("ParseRate(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.wantErr)
-		}
-		if err == nil && !got.IsZero() {
-			if back, _ := ParseRate(got.String()); back != got {
-				t.Errorf("ParseRate(%q).String() = %q does not read back", tc.in, got.String())
+		t.Run(fmt.Sprintf("%q", tc.in), func(t *testing.T) {
+			got, err := ParseRate(tc.in)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Errorf("ParseRate(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.wantErr)
 			}
-		}
+			if err == nil && !got.IsZero() {
+				if back, _ := ParseRate(got.String()); back != got {
+					t.Errorf("ParseRate(%q).String() = %q does not read back", tc.in, got.String())
+				}
+			}
+		})
 	}
 	if b := (Rate{Events: 60, Per: time.Minute}).burst(); b != 1 {
 		t.Errorf("burst of 60/m = %d, want 1", b)
@@ -154,8 +157,10 @@ func TestParseProjectLimits(t *testing.T) {
 		t.Errorf("got %+v", got)
 	}
 	for _, bad := range []string{"message-writes", "nonsense=1/s", "message-writes=1/s,message-writes=2/s", "message-writes=fast"} {
-		if _, err := ParseProjectLimits(bad); err == nil {
-			t.Errorf("ParseProjectLimits(%q) succeeded", bad)
-		}
+		t.Run(bad, func(t *testing.T) {
+			if _, err := ParseProjectLimits(bad); err == nil {
+				t.Errorf("ParseProjectLimits(%q) succeeded", bad)
+			}
+		})
 	}
 }
