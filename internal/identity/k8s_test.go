@@ -29,6 +29,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/chat-broker/chat-broker/internal/fakeclock"
 )
 
 // testKeys are generated once: RSA key generation is the slow part of these
@@ -127,24 +129,6 @@ func (f *fakeIssuer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// fakeClock is a settable clock; each test has its own.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 var testEpoch = time.Unix(1_800_000_000, 0)
 
 // saClaims are the claims kube-apiserver puts in a projected token for
@@ -201,7 +185,7 @@ func unsigned(header, claims map[string]any, sig string) string {
 	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p) + "." + sig
 }
 
-func newTestVerifier(t *testing.T, iss *fakeIssuer, clock *fakeClock) *ServiceAccountVerifier {
+func newTestVerifier(t *testing.T, iss *fakeIssuer, clock *fakeclock.Clock) *ServiceAccountVerifier {
 	t.Helper()
 	v, err := NewServiceAccountVerifier(context.Background(), ServiceAccountConfig{
 		Issuer:     iss.url(),
@@ -216,10 +200,10 @@ func newTestVerifier(t *testing.T, iss *fakeIssuer, clock *fakeClock) *ServiceAc
 
 // newKeyAVerifier returns a verifier of a fake issuer that publishes
 // key-a, on a clock of its own that starts at testEpoch.
-func newKeyAVerifier(t *testing.T) (*fakeIssuer, *fakeClock, *ServiceAccountVerifier) {
+func newKeyAVerifier(t *testing.T) (*fakeIssuer, *fakeclock.Clock, *ServiceAccountVerifier) {
 	t.Helper()
 	iss := newFakeIssuer(t, "key-a")
-	clock := &fakeClock{t: testEpoch}
+	clock := fakeclock.NewAt(testEpoch)
 	return iss, clock, newTestVerifier(t, iss, clock)
 }
 
@@ -881,7 +865,7 @@ func TestServiceAccountVerifierInCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{t: testEpoch}
+	clock := fakeclock.NewAt(testEpoch)
 	v, err := NewServiceAccountVerifier(context.Background(), ServiceAccountConfig{Issuer: iss.url(), HTTPClient: client, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -910,7 +894,7 @@ func TestServiceAccountOversizeKeySet(t *testing.T) {
 	}))
 	defer srv.Close()
 	srvURL = srv.URL
-	clock := &fakeClock{t: testEpoch}
+	clock := fakeclock.NewAt(testEpoch)
 	v, err := NewServiceAccountVerifier(context.Background(), ServiceAccountConfig{Issuer: srv.URL, HTTPClient: srv.Client(), Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -924,7 +908,7 @@ func TestServiceAccountOversizeKeySet(t *testing.T) {
 
 func BenchmarkServiceAccountVerifyCached(b *testing.B) {
 	iss := newFakeIssuer(b, "key-a")
-	clock := &fakeClock{t: testEpoch}
+	clock := fakeclock.NewAt(testEpoch)
 	v, err := NewServiceAccountVerifier(context.Background(), ServiceAccountConfig{Issuer: iss.url(), HTTPClient: iss.srv.Client(), Now: clock.Now})
 	if err != nil {
 		b.Fatal(err)
