@@ -79,14 +79,11 @@ func mbps(n int64, d time.Duration) float64 {
 // transfer (VmHWM, reset just before) and after. The same transfers
 // straight to the upstream give the speed to compare with.
 func runMedia(ctx context.Context, e *env, r *Report) error {
-	b, err := e.startBroker("")
+	b, err := e.startReadyBroker(ctx)
 	if err != nil {
 		return err
 	}
 	defer b.stop()
-	if _, err := b.waitReadyz(ctx, 30*time.Second); err != nil {
-		return err
-	}
 	client := NewClient(1)
 	defer client.CloseIdleConnections()
 	viaBroker, direct := "http://"+b.proxy, "http://"+e.upstream

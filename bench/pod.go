@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -83,17 +81,9 @@ func appTransport(roots *x509.CertPool) *http.Transport {
 // upstream's handshake counters, read around each target's turn, say
 // what each way of calling costs in TLS handshakes.
 func runPod(ctx context.Context, e *env, r *Report) error {
-	dir := filepath.Join(e.dir, "pod")
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	up, certFile, roots, err := e.startTLSUpstream("pod")
+	if err != nil {
 		return err
-	}
-	certFile, keyFile, roots, err := writeSelfSigned(dir)
-	if err != nil {
-		return fmt.Errorf("certificate: %w", err)
-	}
-	up, err := startTLSUpstream(e.cfg.Self, certFile, keyFile)
-	if err != nil {
-		return fmt.Errorf("tls upstream: %w", err)
 	}
 	defer up.stop()
 	relay, stopRelay, err := startRelay(up.addr, podLatency)

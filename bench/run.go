@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -277,6 +278,39 @@ func (e *env) startBroker(policyFile string) (*brokerProc, error) {
 		policyFile = e.policy
 	}
 	return startBroker(e.broker, e.keyFile, policyFile, "http://"+e.upstream, e.cfg.BrokerEnv)
+}
+
+// startReadyBroker is startBroker with the realistic policy, waiting
+// until the broker is ready; the caller stops it.
+func (e *env) startReadyBroker(ctx context.Context) (*brokerProc, error) {
+	b, err := e.startBroker("")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.waitReadyz(ctx, 30*time.Second); err != nil {
+		b.stop()
+		return nil, err
+	}
+	return b, nil
+}
+
+// startTLSUpstream starts the fast upstream over TLS and HTTP/2, with a
+// certificate made for it in a directory of its own under the run's, and
+// returns it with the certificate's file (for the broker's SSL_CERT_FILE)
+// and roots (for a client's).
+func (e *env) startTLSUpstream(name string) (up *tlsUpstreamProc, certFile string, roots *x509.CertPool, err error) {
+	dir := filepath.Join(e.dir, name)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, "", nil, err
+	}
+	certFile, keyFile, roots, err := writeSelfSigned(dir)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("certificate: %w", err)
+	}
+	if up, err = startTLSUpstream(e.cfg.Self, certFile, keyFile); err != nil {
+		return nil, "", nil, fmt.Errorf("tls upstream: %w", err)
+	}
+	return up, certFile, roots, nil
 }
 
 // wait returns after d or when ctx ends.

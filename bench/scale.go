@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 )
@@ -21,17 +19,9 @@ import (
 // and 10,000 callers in turn would measure connection set-up, not the
 // policy.
 func runPolicy(ctx context.Context, e *env, r *Report) error {
-	dir := filepath.Join(e.dir, "policy-tls")
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	up, certFile, _, err := e.startTLSUpstream("policy-tls")
+	if err != nil {
 		return err
-	}
-	certFile, keyFile, _, err := writeSelfSigned(dir)
-	if err != nil {
-		return fmt.Errorf("certificate: %w", err)
-	}
-	up, err := startTLSUpstream(e.cfg.Self, certFile, keyFile)
-	if err != nil {
-		return fmt.Errorf("tls upstream: %w", err)
 	}
 	defer up.stop()
 	brokerEnv := append(slices.Clone(e.cfg.BrokerEnv), "SSL_CERT_FILE="+certFile)

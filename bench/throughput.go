@@ -148,14 +148,11 @@ func cpuPer1k(cpu time.Duration, requests int) float64 {
 // runThroughput measures GET and POST at each concurrency against the
 // upstream directly, through the broker and through the baselines.
 func runThroughput(ctx context.Context, e *env, r *Report) error {
-	b, err := e.startBroker("")
+	b, err := e.startReadyBroker(ctx)
 	if err != nil {
 		return err
 	}
 	defer b.stop()
-	if _, err := b.waitReadyz(ctx, 30*time.Second); err != nil {
-		return err
-	}
 	targets := []*target{
 		{name: "direct", addr: e.upstream},
 		{name: "broker", addr: b.proxy, pids: func() []int { return []int{b.pid()} }, broker: b},
