@@ -14,11 +14,11 @@ import (
 	"time"
 )
 
-// BuildBroker builds ./cmd/chat-broker of the module in moduleDir into
+// buildBroker builds ./cmd/chat-broker of the module in moduleDir into
 // dir, as deploy/Dockerfile builds the image's binary (static, trimmed,
 // no symbol table), and returns the binary's path: the bench measures
 // what ships.
-func BuildBroker(ctx context.Context, moduleDir, dir string) (string, error) {
+func buildBroker(ctx context.Context, moduleDir, dir string) (string, error) {
 	bin := filepath.Join(dir, "chat-broker")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/chat-broker")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -30,9 +30,9 @@ func BuildBroker(ctx context.Context, moduleDir, dir string) (string, error) {
 	return bin, nil
 }
 
-// ModuleDir returns the root of the Go module the current directory is
+// moduleDir returns the root of the Go module the current directory is
 // in, from go env GOMOD.
-func ModuleDir(ctx context.Context) (string, error) {
+func moduleDir(ctx context.Context) (string, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("bench: go env GOMOD: %w", err)

@@ -63,9 +63,9 @@ func serveChild(role, upstream string, stderr io.Writer) error {
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("%s=%q: want the upstream's URL", upstreamEnv, upstream)
 		}
-		h = BareProxy(u)
+		h = bareProxy(u)
 		if role == roleTuned {
-			h = TunedProxy(u)
+			h = tunedProxy(u)
 		}
 	default:
 		return fmt.Errorf("%s=%q: unknown role", childEnv, role)

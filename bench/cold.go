@@ -54,7 +54,7 @@ func runColdHerd(ctx context.Context, e *env, r *Report) error {
 	defer b.stop()
 
 	n := e.cfg.Herd
-	client := NewClient(n)
+	client := newClient(n)
 	defer client.CloseIdleConnections()
 	lat := make([]time.Duration, n)
 	errs := make([]error, n)

@@ -16,8 +16,8 @@
 //     endpoint only: mints are rare because the broker caches tokens;
 //   - the chat-broker binary ("chat-broker serve") as a child process, so
 //     its CPU time, RSS and start-up time are its own;
-//   - the baselines as child processes: the reverse proxies (TunedProxy
-//     and BareProxy, in re-executed copies of this program) and nginx
+//   - the baselines as child processes: the reverse proxies (tunedProxy
+//     and bareProxy, in re-executed copies of this program) and nginx
 //     with one worker and a generated configuration.
 //
 // The pod section measures what the other sections cannot see on bare
@@ -35,7 +35,7 @@
 // and resumed TLS sessions save; the handshake counts, read around each
 // target's turn, show the saving itself.
 //
-// Load comes from Drive, a closed-loop driver: a fixed number of workers,
+// Load comes from drive, a closed-loop driver: a fixed number of workers,
 // each sending its next request when the previous answer has been read
 // in full. Every measurement is bounded in time and in request count.
 // Latency is the service time a closed loop sees (there is no schedule

@@ -25,7 +25,7 @@ type Call struct {
 	Header http.Header
 }
 
-// Result is what one Drive saw.
+// Result is what one drive saw.
 type Result struct {
 	Requests int           // answered with status 200 and read in full
 	Errors   int           // transport errors and non-200 answers
@@ -71,11 +71,11 @@ func (r *Result) Percentile(q float64) time.Duration {
 // measurement with errors instead of hanging the run.
 const requestTimeout = 10 * time.Second
 
-// NewClient returns a keep-alive HTTP/1.1 client for concurrency
+// newClient returns a keep-alive HTTP/1.1 client for concurrency
 // workers: one idle connection per worker is kept, so a closed loop never
 // dials after warm-up. It does not ask for gzip, as Chat clients may, to
 // keep the bodies the same on every path.
-func NewClient(concurrency int) *http.Client {
+func newClient(concurrency int) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -89,10 +89,10 @@ func NewClient(concurrency int) *http.Client {
 	}
 }
 
-// Drive sends c from concurrency workers in a closed loop for d or until
+// drive sends c from concurrency workers in a closed loop for d or until
 // limit requests have been sent, whichever comes first, and returns what
 // it saw. It stops early when ctx ends.
-func Drive(ctx context.Context, client *http.Client, c Call, concurrency int, d time.Duration, limit int) Result {
+func drive(ctx context.Context, client *http.Client, c Call, concurrency int, d time.Duration, limit int) Result {
 	var (
 		sent     atomic.Int64
 		mu       sync.Mutex

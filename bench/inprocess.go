@@ -141,7 +141,7 @@ func runAllocs(ctx context.Context, e *env, r *Report) error {
 	handlers := []struct {
 		name string
 		h    http.Handler
-	}{{"broker", px}, {"bare-rp", BareProxy(up)}}
+	}{{"broker", px}, {"bare-rp", bareProxy(up)}}
 	for _, o := range []op{opGet, opCreate} {
 		for _, h := range handlers {
 			a, b, ns, err := allocBench(h.h, o, e.secrets.notifier, e.cfg.AllocIters)

@@ -16,7 +16,7 @@ const mediaTimeout = 2 * time.Minute
 func upload(ctx context.Context, client *http.Client, base, bearer, subject string, n int64) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, mediaTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+UploadPath, &patternReader{left: n})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+uploadPath, &patternReader{left: n})
 	if err != nil {
 		return 0, err
 	}
@@ -43,7 +43,7 @@ func upload(ctx context.Context, client *http.Client, base, bearer, subject stri
 func download(ctx context.Context, client *http.Client, base, bearer string, n int64) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, mediaTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+MediaPath(n)+"?alt=media", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+mediaPath(n)+"?alt=media", nil)
 	if err != nil {
 		return 0, err
 	}
@@ -84,7 +84,7 @@ func runMedia(ctx context.Context, e *env, r *Report) error {
 		return err
 	}
 	defer b.stop()
-	client := NewClient(1)
+	client := newClient(1)
 	defer client.CloseIdleConnections()
 	viaBroker, direct := "http://"+b.proxy, "http://"+e.upstream
 	s := e.secrets

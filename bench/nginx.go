@@ -101,7 +101,7 @@ func startNginxIn(bin, dir, upstream string) (*nginxProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = nginxConf.Execute(f, struct{ Dir, Upstream, Listen, Token string }{dir, upstream, addr, StaticToken})
+	err = nginxConf.Execute(f, struct{ Dir, Upstream, Listen, Token string }{dir, upstream, addr, staticToken})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

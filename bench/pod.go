@@ -65,7 +65,7 @@ func appTransport(roots *x509.CertPool) *http.Transport {
 	t.MaxIdleConnsPerHost = 100
 	t.TLSClientConfig = &tls.Config{RootCAs: roots}
 	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 31 * time.Second}
-	// As NewClient: the same bytes on every path.
+	// As newClient: the same bytes on every path.
 	t.DisableCompression = true
 	return t
 }
@@ -106,7 +106,7 @@ func runPod(ctx context.Context, e *env, r *Report) error {
 		Transport:     appTransport(roots),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	app := NewClient(max(c, e.cfg.PodBurst))
+	app := newClient(max(c, e.cfg.PodBurst))
 	defer direct.CloseIdleConnections()
 	defer app.CloseIdleConnections()
 	targets := []*target{
@@ -116,7 +116,7 @@ func runPod(ctx context.Context, e *env, r *Report) error {
 	call := func(t *target) Call {
 		if t.name == "direct" {
 			// The app's own token; the upstream checks none.
-			return Call{Method: opGet.method, URL: "https://" + t.addr + opGet.path, Bearers: []string{StaticToken}}
+			return Call{Method: opGet.method, URL: "https://" + t.addr + opGet.path, Bearers: []string{staticToken}}
 		}
 		return Call{Method: opGet.method, URL: "http://" + t.addr + opGet.path, Bearers: []string{e.secrets.notifier}}
 	}

@@ -67,9 +67,9 @@ type Config struct {
 	// bare proxy (ChildMain). Required.
 	Self string
 	// BrokerBin is a built chat-broker; "" builds ./cmd/chat-broker of
-	// ModuleDir into a temporary directory.
+	// moduleDir into a temporary directory.
 	BrokerBin string
-	ModuleDir string
+	moduleDir string
 	// BrokerEnv are extra KEY=VALUE variables for the broker processes
 	// only (GOGC=200, to try a setting), on top of this process's
 	// environment less CHAT_BROKER_* variables.
@@ -258,13 +258,13 @@ func setUp(ctx context.Context, cfg Config) (*env, func(), error) {
 	e.broker = cfg.BrokerBin
 	if e.broker == "" {
 		e.progress.Printf("building ./cmd/chat-broker")
-		mod := cfg.ModuleDir
+		mod := cfg.moduleDir
 		if mod == "" {
-			if mod, err = ModuleDir(ctx); err != nil {
+			if mod, err = moduleDir(ctx); err != nil {
 				return nil, cleanup, err
 			}
 		}
-		if e.broker, err = BuildBroker(ctx, mod, dir); err != nil {
+		if e.broker, err = buildBroker(ctx, mod, dir); err != nil {
 			return nil, cleanup, err
 		}
 	}

@@ -27,7 +27,7 @@ type target struct {
 	addr   string // host:port
 	pids   func() []int
 	broker *brokerProc // for its /metrics; nil for others
-	// client, if set, carries the load instead of a fresh NewClient, and
+	// client, if set, carries the load instead of a fresh newClient, and
 	// measure leaves its connections open: the pod section bursts on
 	// them after an idle spell.
 	client *http.Client
@@ -51,13 +51,13 @@ type measured struct {
 	countErr error
 }
 
-// drive is Drive, with t's upstream counts read around it into m.
+// drive is the package's drive, with t's upstream counts read around it into m.
 func (m *measured) drive(ctx context.Context, t *target, client *http.Client, c Call, concurrency int, d time.Duration, limit int) Result {
 	if t.counts == nil {
-		return Drive(ctx, client, c, concurrency, d, limit)
+		return drive(ctx, client, c, concurrency, d, limit)
 	}
 	before, err0 := t.counts()
-	res := Drive(ctx, client, c, concurrency, d, limit)
+	res := drive(ctx, client, c, concurrency, d, limit)
 	after, err1 := t.counts()
 	if err := errors.Join(err0, err1); err != nil {
 		if m.countErr == nil {
@@ -100,7 +100,7 @@ func measure(ctx context.Context, cfg Config, targets []*target, call func(*targ
 	for i, t := range targets {
 		clients[i] = t.client
 		if clients[i] == nil {
-			clients[i] = NewClient(c)
+			clients[i] = newClient(c)
 			own = append(own, clients[i])
 		}
 		out[i].drive(ctx, t, clients[i], call(t), c, cfg.Warmup, cfg.MaxRequests)

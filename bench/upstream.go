@@ -28,15 +28,15 @@ var (
 	uploadLen  = []string{strconv.Itoa(len(uploadJSON))}
 )
 
-// MediaPath is the path of a media download of n bytes from Upstream
+// mediaPath is the path of a media download of n bytes from Upstream
 // (media.download names the resource in its path; the upstream reads the
 // size from its last element).
-func MediaPath(n int64) string {
+func mediaPath(n int64) string {
 	return "/v1/media/spaces/AAAA/messages/M1/attachments/size-" + strconv.FormatInt(n, 10)
 }
 
-// UploadPath is the path of a simple (uploadType=media) media upload.
-const UploadPath = "/upload/v1/spaces/AAAA/attachments:upload?uploadType=media"
+// uploadPath is the path of a simple (uploadType=media) media upload.
+const uploadPath = "/upload/v1/spaces/AAAA/attachments:upload?uploadType=media"
 
 // Upstream is the fast Chat-shaped upstream: it answers
 //
@@ -126,18 +126,18 @@ func (p *patternReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// TunedProxy is BareProxy as a careful Go programmer would tune it: the
+// tunedProxy is bareProxy as a careful Go programmer would tune it: the
 // transport keeps as many idle upstream connections as the broker's (128
 // per host) and copies bodies through pooled 32 KiB buffers instead of
 // allocating one per response. It is the baseline the broker's
 // throughput is held to: what net/http itself costs on this machine, so
 // the broker's own overhead can be told apart from Go's.
-func TunedProxy(upstream *url.URL) http.Handler {
+func tunedProxy(upstream *url.URL) http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.Out.Host = ""
-			pr.Out.Header.Set("Authorization", "Bearer "+StaticToken)
+			pr.Out.Header.Set("Authorization", "Bearer "+staticToken)
 		},
 		Transport: &http.Transport{
 			MaxIdleConns:        256,
@@ -161,21 +161,21 @@ func (b *bufferPool) Get() []byte {
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
-// StaticToken is what the baselines put in Authorization.
-const StaticToken = "ya29.bench-static-token"
+// staticToken is what the baselines put in Authorization.
+const staticToken = "ya29.bench-static-token"
 
-// BareProxy is the baseline a team might write in thirty lines instead
+// bareProxy is the baseline a team might write in thirty lines instead
 // of running the broker: an httputil.ReverseProxy to upstream that
 // replaces Authorization with a static token. It checks no caller,
 // routes nothing and decides nothing. Like most such proxies it keeps
 // http.DefaultTransport (two idle connections per host); it streams
 // bodies as the broker does.
-func BareProxy(upstream *url.URL) http.Handler {
+func bareProxy(upstream *url.URL) http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.Out.Host = ""
-			pr.Out.Header.Set("Authorization", "Bearer "+StaticToken)
+			pr.Out.Header.Set("Authorization", "Bearer "+staticToken)
 		},
 		FlushInterval: -1,
 	}
