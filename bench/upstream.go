@@ -133,20 +133,14 @@ func (p *patternReader) Read(b []byte) (int, error) {
 // throughput is held to: what net/http itself costs on this machine, so
 // the broker's own overhead can be told apart from Go's.
 func tunedProxy(upstream *url.URL) http.Handler {
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(upstream)
-			pr.Out.Host = ""
-			pr.Out.Header.Set("Authorization", "Bearer "+staticToken)
-		},
-		Transport: &http.Transport{
-			MaxIdleConns:        256,
-			MaxIdleConnsPerHost: 128,
-			IdleConnTimeout:     90 * time.Second,
-		},
-		BufferPool:    &bufferPool{},
-		FlushInterval: -1,
+	rp := bareProxy(upstream)
+	rp.Transport = &http.Transport{
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 128,
+		IdleConnTimeout:     90 * time.Second,
 	}
+	rp.BufferPool = &bufferPool{}
+	return rp
 }
 
 // bufferPool is an httputil.BufferPool of 32 KiB buffers.
@@ -170,7 +164,7 @@ const staticToken = "ya29.bench-static-token"
 // routes nothing and decides nothing. Like most such proxies it keeps
 // http.DefaultTransport (two idle connections per host); it streams
 // bodies as the broker does.
-func bareProxy(upstream *url.URL) http.Handler {
+func bareProxy(upstream *url.URL) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
