@@ -66,7 +66,7 @@ func newInProcessBroker(e *env) (*proxy.Proxy, func(), error) {
 	px, err := proxy.New(proxy.Config{
 		Upstream: up,
 		Policy:   policy.NewStore(pol),
-		Tokens:   b,
+		Tokens:   b.Source(),
 		Audit:    slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Metrics:  proxy.NewMetrics(prometheus.NewRegistry()),
 	})

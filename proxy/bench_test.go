@@ -54,7 +54,7 @@ func benchUpstream() http.Handler {
 // would grow its record by one entry per call).
 type benchTokens struct{}
 
-func (benchTokens) Token(_ context.Context, _ string, scopes []chatapi.Scope) (broker.Token, error) {
+func (benchTokens) Token(_ context.Context, _ string, scopes []chatapi.Scope) (proxy.Token, error) {
 	return broker.Token{Scopes: scopes}, nil
 }
 

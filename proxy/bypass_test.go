@@ -64,7 +64,7 @@ func newRawBroker(t *testing.T) *rawBroker {
 	px, err := proxy.New(proxy.Config{
 		Upstream: upURL,
 		Policy:   policy.NewStore(e.policy),
-		Tokens:   e.broker,
+		Tokens:   e.broker.Source(),
 		Hosts:    []string{ln.Addr().String(), "localhost:" + port},
 	})
 	if err != nil {

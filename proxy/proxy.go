@@ -18,7 +18,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/identity"
 	"github.com/chat-broker/chat-broker/internal/inbound"
@@ -28,10 +27,18 @@ import (
 	"github.com/chat-broker/chat-broker/policy"
 )
 
+// Token is a Google access token as the proxy needs one: it sets itself
+// as a request's Authorization, and never prints (the broker's print as
+// REDACTED). It is an alias of an interface literal so that a token
+// source of another package satisfies TokenSource without importing this
+// one; broker.Source does.
+type Token = interface{ SetAuthHeader(*http.Request) }
+
 // TokenSource mints or returns a cached Google access token for a subject
-// ("" for the app itself) and scope set. *broker.Broker implements it.
+// ("" for the app itself) and scope set. (*broker.Broker).Source()
+// implements it.
 type TokenSource interface {
-	Token(ctx context.Context, subject string, scopes []chatapi.Scope) (broker.Token, error)
+	Token(ctx context.Context, subject string, scopes []chatapi.Scope) (Token, error)
 }
 
 // invalidator is implemented by token sources that can drop a cached
@@ -39,8 +46,18 @@ type TokenSource interface {
 // token only (not whatever is cached for its scopes now) keeps a burst of
 // 401s from discarding the fresh token another call just minted.
 type invalidator interface {
-	InvalidateToken(broker.Token)
+	InvalidateToken(Token)
 }
+
+// A token source's errors may say more: that Google refused the
+// delegated subject (the caller's setup, 403), or when a retry may help
+// (503 with Retry-After).
+type (
+	delegationRefused interface{ DelegationRefused() bool }
+	retryAfterError   interface {
+		RetryAfter() (time.Duration, bool)
+	}
+)
 
 // PolicySource returns the policy in force. *policy.Store implements it;
 // the proxy reads it once per request, so a reload never changes the rules
@@ -216,7 +233,7 @@ type call struct {
 	decision                                     string // "allow", "deny" (policy) or "" (refused before a decision)
 	scopes                                       []chatapi.Scope
 	path, query                                  string
-	token                                        broker.Token
+	token                                        Token
 	upstreamStatus                               int
 	upstreamID                                   string
 	hint                                         string
@@ -454,15 +471,18 @@ func (p *Proxy) tokenError(r *http.Request, c *call, err error) error {
 		return refusal.New(499, "CANCELLED", "the caller went away before a token was ready")
 	}
 	p.log.Error("no token", "caller", c.caller, "method", c.method, "scopes", chatapi.ScopeKey(c.scopes), "subject", c.subject, "err", err)
-	var me *broker.MintError
-	if errors.As(err, &me) && me.Code == "unauthorized_client" && c.subject != "" {
+	var dr delegationRefused
+	if errors.As(err, &dr) && dr.DelegationRefused() && c.subject != "" {
 		return refusal.New(http.StatusForbidden, "DELEGATION_NOT_GRANTED", fmt.Sprintf(
 			"Google refused to let the Chat app act as %s with %s (unauthorized_client): a Workspace admin must grant the service account domain-wide delegation for this scope (Admin console: Security > API controls > Domain-wide delegation)",
 			c.subject, chatapi.ScopeKey(c.scopes)))
 	}
 	ref := refusal.New(http.StatusServiceUnavailable, "TOKEN_UNAVAILABLE", fmt.Sprintf("could not get a Google token with %s: %v", chatapi.ScopeKey(c.scopes), err))
-	if d, ok := broker.RetryAfter(err); ok {
-		ref.RetryAfter = d
+	var ra retryAfterError
+	if errors.As(err, &ra) {
+		if d, ok := ra.RetryAfter(); ok {
+			ref.RetryAfter = d
+		}
 	}
 	return ref
 }

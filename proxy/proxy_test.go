@@ -129,7 +129,7 @@ func (e *env) withProxy(t *testing.T, opts ...func(*proxy.Config)) *env {
 	t.Helper()
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cp := *e
-	cp.proxy, cp.url = serveProxy(t, proxy.Config{Upstream: e.up, Policy: policy.NewStore(e.policy), Tokens: e.broker, Audit: logger, Logger: logger}, opts...)
+	cp.proxy, cp.url = serveProxy(t, proxy.Config{Upstream: e.up, Policy: policy.NewStore(e.policy), Tokens: e.broker.Source(), Audit: logger, Logger: logger}, opts...)
 	return &cp
 }
 

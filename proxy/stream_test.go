@@ -29,7 +29,7 @@ type fakeTokens struct {
 	calls []string
 }
 
-func (f *fakeTokens) Token(_ context.Context, subject string, scopes []chatapi.Scope) (broker.Token, error) {
+func (f *fakeTokens) Token(_ context.Context, subject string, scopes []chatapi.Scope) (proxy.Token, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, subject+"|"+chatapi.ScopeKey(scopes))

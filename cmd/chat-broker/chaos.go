@@ -140,7 +140,7 @@ callers:
 	up, _ := url.Parse(emuURL)
 	// The broker as serve runs it, with its default retries, budget,
 	// holds and limits.
-	px, err := proxy.New(proxy.Config{Upstream: up, Policy: policy.NewStore(pol), Tokens: b, Logger: slog.New(slog.DiscardHandler)})
+	px, err := proxy.New(proxy.Config{Upstream: up, Policy: policy.NewStore(pol), Tokens: b.Source(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}

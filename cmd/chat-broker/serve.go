@@ -246,7 +246,7 @@ func (in *instance) run(ctx context.Context) error {
 		Metrics:  metrics,
 		Upstream: in.upstream,
 		Policy:   store,
-		Tokens:   b,
+		Tokens:   b.Source(),
 		Audit:    in.audit,
 		Logger:   in.log,
 	}

@@ -87,7 +87,7 @@ func Start(t testing.TB, withSocket bool) *Env {
 	px, err := proxy.New(proxy.Config{
 		Upstream: up,
 		Policy:   policy.NewStore(pol),
-		Tokens:   b,
+		Tokens:   b.Source(),
 		Audit:    logger,
 		Logger:   logger,
 	})
