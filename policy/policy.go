@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/shaping"
 )
 
 // Policy is a parsed and validated policy file. It is immutable after
@@ -85,7 +87,7 @@ func (l Limits) EffectiveBurst() int {
 	case l.Burst > 0:
 		return l.Burst
 	}
-	return max(1, (l.PerMinute+59)/60)
+	return shaping.DefaultBurst(l.PerMinute, time.Minute)
 }
 
 // rule is one compiled entry of a caller's allow list.

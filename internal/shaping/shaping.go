@@ -3,7 +3,6 @@ package shaping
 import (
 	"context"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"sort"
@@ -164,7 +163,17 @@ func (r Rate) burst() int {
 	if r.Burst > 0 {
 		return r.Burst
 	}
-	return max(1, int(math.Ceil(float64(r.Events)/r.Per.Seconds())))
+	return DefaultBurst(r.Events, r.Per)
+}
+
+// DefaultBurst is the burst of a limit of events per per that names none:
+// one second's worth, rounded up, at least 1. The policy's per-caller
+// limits and the broker's own flags share it.
+func DefaultBurst(events int, per time.Duration) int {
+	if events <= 0 || per <= 0 {
+		return 1
+	}
+	return int(max(1, (int64(events)*int64(time.Second)+int64(per)-1)/int64(per)))
 }
 
 func (r Rate) limiter() *rate.Limiter {
