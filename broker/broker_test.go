@@ -216,11 +216,19 @@ func TestRefreshAhead(t *testing.T) {
 	}
 }
 
-func TestRefreshFailureKeepsServingAndBacksOff(t *testing.T) {
-	ep := newFakeEndpoint(t)
-	b, clock, done, first := newBrokerWithToken(t, ep)
-	ctx := context.Background()
+// newBrokerWithTokenFailing is newBrokerWithToken whose token endpoint
+// answers 503 from then on.
+func newBrokerWithTokenFailing(t *testing.T) (ep *fakeEndpoint, b *Broker, clock *fakeClock, done chan error, first Token) {
+	t.Helper()
+	ep = newFakeEndpoint(t)
+	b, clock, done, first = newBrokerWithToken(t, ep)
 	ep.answer(http.StatusServiceUnavailable, "")
+	return ep, b, clock, done, first
+}
+
+func TestRefreshFailureKeepsServingAndBacksOff(t *testing.T) {
+	ep, b, clock, done, first := newBrokerWithTokenFailing(t)
+	ctx := context.Background()
 	clock.Advance(time.Hour * 56 / 100)
 
 	tokenIs := func(desc string, want Token) {
@@ -275,10 +283,8 @@ func TestRefreshFailureKeepsServingAndBacksOff(t *testing.T) {
 }
 
 func TestNeverHandsOutExpiringToken(t *testing.T) {
-	ep := newFakeEndpoint(t)
-	b, clock, done, first := newBrokerWithToken(t, ep)
+	ep, b, clock, done, first := newBrokerWithTokenFailing(t)
 	ctx := context.Background()
-	ep.answer(http.StatusServiceUnavailable, "")
 
 	clock.Advance(time.Hour - time.Minute) // exactly MinRemaining left: still good
 	if tok, err := b.Token(ctx, "", bot); err != nil || header(tok) != header(first) {
@@ -567,52 +573,61 @@ func TestCallerGivingUpDoesNotCancelMint(t *testing.T) {
 	}
 }
 
-func TestCacheBounded(t *testing.T) {
+// Scope sets besides bot, each a key of its own in the cache.
+var (
+	spacesScopes = []chatapi.Scope{chatapi.ScopeAppSpaces}
+	deleteScopes = []chatapi.Scope{chatapi.ScopeAppDelete}
+)
+
+// newCacheOfTwo is a broker whose cache holds two tokens, holding those
+// for each of scopes, minted in turn.
+func newCacheOfTwo(t *testing.T, scopes ...[]chatapi.Scope) (*fakeEndpoint, *Broker, *fakeClock) {
+	t.Helper()
 	ep := newFakeEndpoint(t)
-	b, _, _ := newTestBroker(t, ep, func(c *Config) { c.CacheSize = 2 })
-	a := []chatapi.Scope{chatapi.ScopeAppSpaces}
-	c := []chatapi.Scope{chatapi.ScopeAppDelete}
-	for _, scopes := range [][]chatapi.Scope{bot, a, c} {
-		mustToken(t, b, scopes)
+	b, clock, _ := newTestBroker(t, ep, func(c *Config) { c.CacheSize = 2 })
+	for _, s := range scopes {
+		mustToken(t, b, s)
 	}
-	if got := ep.count.Load(); got != 3 {
-		t.Fatalf("mints = %d, want 3", got)
+	return ep, b, clock
+}
+
+// wantMints reports whether the endpoint has minted want tokens, and
+// records an error that names when if not.
+func (ep *fakeEndpoint) wantMints(t *testing.T, want int64, when string) bool {
+	t.Helper()
+	if got := ep.count.Load(); got != want {
+		t.Errorf("%s: mints = %d, want %d", when, got, want)
+		return false
 	}
-	mustToken(t, b, c) // still cached
-	if got := ep.count.Load(); got != 3 {
-		t.Errorf("after the newest key: mints = %d, want 3", got)
+	return true
+}
+
+func TestCacheBounded(t *testing.T) {
+	ep, b, _ := newCacheOfTwo(t, bot, spacesScopes, deleteScopes)
+	if !ep.wantMints(t, 3, "one for each key") {
+		t.FailNow()
 	}
+	mustToken(t, b, deleteScopes) // still cached
+	ep.wantMints(t, 3, "after the newest key")
 	mustToken(t, b, bot) // evicted
-	if got := ep.count.Load(); got != 4 {
-		t.Errorf("after the evicted key: mints = %d, want 4", got)
-	}
+	ep.wantMints(t, 4, "after the evicted key")
 }
 
 // Cache hits take no lock, yet the LRU still learns which tokens are in
 // use (at most once a second per token): the one hit since is kept, the
 // idle one is evicted.
 func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
-	ep := newFakeEndpoint(t)
-	b, clock, _ := newTestBroker(t, ep, func(c *Config) { c.CacheSize = 2 })
-	a := []chatapi.Scope{chatapi.ScopeAppSpaces}
-	c := []chatapi.Scope{chatapi.ScopeAppDelete}
-	for _, scopes := range [][]chatapi.Scope{bot, a} {
-		mustToken(t, b, scopes)
-	}
+	ep, b, clock := newCacheOfTwo(t, bot, spacesScopes)
 	clock.Advance(2 * touchEvery)
-	mustToken(t, b, bot) // a hit: bot is now the most recent
-	mustToken(t, b, c)   // evicts a, the least recent
-	if got := ep.count.Load(); got != 3 {
-		t.Fatalf("mints = %d, want 3", got)
+	mustToken(t, b, bot)          // a hit: bot is now the most recent
+	mustToken(t, b, deleteScopes) // evicts spacesScopes, the least recent
+	if !ep.wantMints(t, 3, "one for each key") {
+		t.FailNow()
 	}
 	mustToken(t, b, bot)
-	if got := ep.count.Load(); got != 3 {
-		t.Errorf("the token in use was evicted: mints = %d, want 3", got)
-	}
-	mustToken(t, b, a)
-	if got := ep.count.Load(); got != 4 {
-		t.Errorf("the idle token was not evicted: mints = %d, want 4", got)
-	}
+	ep.wantMints(t, 3, "the token in use was evicted")
+	mustToken(t, b, spacesScopes)
+	ep.wantMints(t, 4, "the idle token was not evicted")
 }
 
 func TestInvalidate(t *testing.T) {

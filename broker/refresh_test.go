@@ -18,13 +18,20 @@ import (
 	"github.com/chat-broker/chat-broker/chatapi"
 )
 
+// newLoggedIdleBroker is newIdleBroker logging, at debug, to logs.
+func newLoggedIdleBroker(t *testing.T, ep *fakeEndpoint) (b *Broker, clock *fakeClock, first Token, refreshAt time.Time, logs *logSink) {
+	t.Helper()
+	logs = &logSink{}
+	b, clock, first, refreshAt = newIdleBroker(t, ep, func(c *Config) { c.Logger = logs.logger() })
+	return b, clock, first, refreshAt, logs
+}
+
 // An outage of the token endpoint shorter than what is left of the cached
 // token costs callers nothing, and the broker retries on its back-off, not
 // once per call.
 func TestOutageShorterThanLifetime(t *testing.T) {
 	ep := newFakeEndpoint(t)
-	var logs logSink
-	b, clock, _, refreshAt := newIdleBroker(t, ep, func(c *Config) { c.Logger = logs.logger() })
+	b, clock, _, refreshAt, logs := newLoggedIdleBroker(t, ep)
 	ctx := context.Background()
 	start := clock.Now()
 
@@ -233,8 +240,7 @@ func TestOutagePastExpiry(t *testing.T) {
 // is retried only every few minutes.
 func TestPermanentError(t *testing.T) {
 	ep := newFakeEndpoint(t)
-	var logs logSink
-	b, clock, first, refreshAt := newIdleBroker(t, ep, func(c *Config) { c.Logger = logs.logger() })
+	b, clock, first, refreshAt, logs := newLoggedIdleBroker(t, ep)
 	ctx := context.Background()
 	start := clock.Now()
 	usableUntil := first.Expiry.Add(-time.Minute)

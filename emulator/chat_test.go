@@ -580,9 +580,7 @@ func TestConcurrentUse(t *testing.T) {
 	errs := make(chan error, workers*each)
 	for w := range workers {
 		svc := v.chat(t, chatapi.ScopeBot)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range each {
 				// Each message is sent twice with one requestId.
 				for range 2 {
@@ -593,7 +591,7 @@ func TestConcurrentUse(t *testing.T) {
 				_ = v.emu.Requests()
 				_ = v.emu.Mints()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

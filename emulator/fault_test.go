@@ -244,9 +244,7 @@ func TestConcurrentCreatesOneRequestID(t *testing.T) {
 		names := make([]string, workers)
 		var wg sync.WaitGroup
 		for i := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				<-start
 				status, _, b, err := v.send(context.Background(), "POST", path, tok, body)
 				if err != nil || status != 200 {
@@ -256,7 +254,7 @@ func TestConcurrentCreatesOneRequestID(t *testing.T) {
 				var got struct{ Name string }
 				json.Unmarshal(b, &got)
 				names[i] = got.Name
-			}()
+			})
 		}
 		close(start)
 		wg.Wait()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -14,14 +15,7 @@ import (
 // writer swaps two policies that disagree. Run with -race.
 func TestStoreSwapConcurrent(t *testing.T) {
 	allowing := mustParse(t, "version: 1\ncallers:"+okCaller)
-	denying := mustParse(t, `
-version: 1
-callers:
-  - name: ok
-    identify: {secretSHA256: H4}
-    allow: [{methods: [spaces.messages.create], spaces: [spaces/B]}]
-    scopes: [chat.bot]
-`)
+	denying := mustParse(t, "version: 1\ncallers:"+strings.Replace(okCaller, "spaces: [spaces/A]", "spaces: [spaces/B]", 1))
 	create, _ := chatapi.Lookup("spaces.messages.create")
 	s := NewStore(allowing)
 
@@ -30,9 +24,7 @@ callers:
 	var wg sync.WaitGroup
 	errs := make(chan string, readers)
 	for range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				select {
 				case <-done:
@@ -50,7 +42,7 @@ callers:
 					return
 				}
 			}
-		}()
+		})
 	}
 	for i := range swaps {
 		if i%2 == 0 {

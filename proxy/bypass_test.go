@@ -104,11 +104,9 @@ func (b *rawBroker) send(t *testing.T, raw string, checkClose bool) rawResult {
 	// Write from another goroutine: for oversized requests the server
 	// answers and stops reading before the last byte is written.
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		io.WriteString(conn, raw)
-	}()
+	})
 	defer wg.Wait()
 
 	method, _, _ := strings.Cut(raw, " ")

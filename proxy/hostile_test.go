@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/internal/fakeclock"
-	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
 
@@ -30,21 +29,13 @@ const (
 	betaSecret  = "beta-secret-0123456789abcdef0000"
 )
 
-var twoCallersPolicy = fmt.Sprintf(`version: 1
-callers:
-  - name: alpha
-    identify: {secretSHA256: %q}
-    allow:
-      - methods: [spaces.messages.get, spaces.messages.create, spaces.messages.patch]
-        spaces: [spaces/AAAA]
-    scopes: [chat.bot]
-  - name: beta
-    identify: {secretSHA256: %q}
-    allow:
-      - methods: [spaces.messages.get, spaces.messages.create, spaces.messages.patch]
-        spaces: [spaces/BBBB]
-    scopes: [chat.bot]
-`, policy.HashSecret(alphaSecret), policy.HashSecret(betaSecret))
+// alphaBetaMethods are what alpha and beta may call, each in its own space.
+const alphaBetaMethods = "[spaces.messages.get, spaces.messages.create, spaces.messages.patch]"
+
+var twoCallersPolicy = policyOf(
+	callerEntry("alpha", alphaSecret, alphaBetaMethods, "[spaces/AAAA]", "[chat.bot]"),
+	callerEntry("beta", betaSecret, alphaBetaMethods, "[spaces/BBBB]", "[chat.bot]"),
+)
 
 // hostile is an upstream that speaks HTTP/1.1 only (over TLS, ALPN
 // http/1.1, or plain) and writes whatever bytes answer returns for each
@@ -328,9 +319,7 @@ func TestHostileUpstreamConcurrentCallersStaySeparate(t *testing.T) {
 		if g%2 == 1 {
 			who, secret, space = "beta", betaSecret, "spaces/BBBB"
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range 60 {
 				c := hostileCall{id: fmt.Sprintf("%s-g%d-%d", who, g, i), secret: secret, verb: "GET", path: "/v1/" + space + "/messages/M1"}
 				code, got := c.do(t, base)
@@ -345,7 +334,7 @@ func TestHostileUpstreamConcurrentCallersStaySeparate(t *testing.T) {
 					own.Add(1)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	t.Logf("720 calls: %d answers crossed callers, %d were a stray answer of the caller's own", crossed.Load(), own.Load())
@@ -464,9 +453,7 @@ func TestUpstreamHTTP2Multiplexes(t *testing.T) {
 
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			c := hostileCall{id: fmt.Sprintf("alpha-%d", i), secret: alphaSecret, verb: "GET", path: "/v1/spaces/AAAA/messages/M1"}
 			if i%2 == 1 {
 				c = hostileCall{id: fmt.Sprintf("beta-%d", i), secret: betaSecret, verb: "GET", path: "/v1/spaces/BBBB/messages/M1"}
@@ -474,7 +461,7 @@ func TestUpstreamHTTP2Multiplexes(t *testing.T) {
 			if code, got := c.do(t, base); code != 200 || got != c.id {
 				t.Errorf("%s: %d %q", c.id, code, got)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if got := conns.Load(); got != 1 {

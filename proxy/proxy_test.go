@@ -32,27 +32,31 @@ const (
 	unknownSecret  = "nobody-secret-0123456789abcdef00"
 )
 
-var testPolicy = fmt.Sprintf(`version: 1
-callers:
-  - name: notifier
-    identify: {secretSHA256: %q}
-    allow:
-      - methods: [spaces.messages.create, spaces.messages.get, spaces.messages.list]
-        spaces: [spaces/AAAA]
-    scopes: [chat.bot, chat.app.messages.readonly]
-  - name: reader
-    identify: {secretSHA256: %q}
-    allow:
-      - methods: [spaces.get, spaces.messages.get]
-        spaces: ["*"]
-    scopes: [chat.bot]
-  - name: ops
-    identify: {secretSHA256: %q}
-    allow:
-      - methods: ["*"]
-        spaces: ["*"]
-    scopes: [chat.bot]
-`, policy.HashSecret(notifierSecret), policy.HashSecret(readerSecret), policy.HashSecret(opsSecret))
+// callerEntry is one entry of a test policy's callers: identified by the
+// hash of secret, allowed methods in spaces by one rule, with scopes; each
+// of more is a further field of the caller (limits, subjects).
+func callerEntry(name, secret, methods, spaces, scopes string, more ...string) string {
+	s := fmt.Sprintf("  - name: %s\n    identify: {secretSHA256: %q}\n    allow:\n      - methods: %s\n        spaces: %s\n    scopes: %s\n",
+		name, policy.HashSecret(secret), methods, spaces, scopes)
+	for _, m := range more {
+		s += "    " + m + "\n"
+	}
+	return s
+}
+
+// policyOf is a version 1 policy of these callers, each a callerEntry.
+func policyOf(callers ...string) string {
+	return "version: 1\ncallers:\n" + strings.Join(callers, "")
+}
+
+// opsCaller may call every method in every space.
+var opsCaller = callerEntry("ops", opsSecret, `["*"]`, `["*"]`, "[chat.bot]")
+
+var testPolicy = policyOf(
+	callerEntry("notifier", notifierSecret, "[spaces.messages.create, spaces.messages.get, spaces.messages.list]", "[spaces/AAAA]", "[chat.bot, chat.app.messages.readonly]"),
+	callerEntry("reader", readerSecret, "[spaces.get, spaces.messages.get]", `["*"]`, "[chat.bot]"),
+	opsCaller,
+)
 
 // syncBuffer collects log output written from many goroutines.
 type syncBuffer struct {

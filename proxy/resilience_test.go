@@ -149,9 +149,7 @@ func TestChaosCreatesNothingLostNothingDoubled(t *testing.T) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= creates {
@@ -159,7 +157,7 @@ func TestChaosCreatesNothingLostNothingDoubled(t *testing.T) {
 				}
 				answers[i] = send(e.url, "POST", "/v1/"+spaces[i%2]+"/messages", opsSecret, fmt.Sprintf(`{"text":"chaos %d"}`, i))
 			}
-		}()
+		})
 	}
 	wg.Wait()
 
@@ -362,15 +360,13 @@ func TestRetryBudgetUnderOutage(t *testing.T) {
 	var next atomic.Int64
 	bad := make(chan answer, calls)
 	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for next.Add(1) <= calls {
 				if a := send(e.url, "GET", "/v1/spaces/AAAA/messages/M1", readerSecret, ""); a.status != 503 || a.domain == chatapi.DomainBroker {
 					bad <- a
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(bad)
@@ -455,9 +451,7 @@ func burst(t *testing.T, n int, call func() answer) map[string]int {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			<-start
 			a := call()
 			key := strconv.Itoa(a.status)
@@ -473,29 +467,18 @@ func burst(t *testing.T, n int, call func() answer) map[string]int {
 			mu.Lock()
 			counts[key]++
 			mu.Unlock()
-		}()
+		})
 	}
 	close(start)
 	wg.Wait()
 	return counts
 }
 
-var limitedPolicy = fmt.Sprintf(`version: 1
-callers:
-  - name: limited
-    identify: {secretSHA256: %q}
-    allow:
-      - methods: [spaces.messages.get, spaces.messages.create]
-        spaces: ["*"]
-    scopes: [chat.bot]
-    limits: {perMinute: 60, burst: 10}
-  - name: ops
-    identify: {secretSHA256: %q}
-    allow:
-      - methods: ["*"]
-        spaces: ["*"]
-    scopes: [chat.bot]
-`, policy.HashSecret(limitedSecret), policy.HashSecret(opsSecret))
+var limitedPolicy = policyOf(
+	callerEntry("limited", limitedSecret, "[spaces.messages.get, spaces.messages.create]", `["*"]`, "[chat.bot]",
+		"limits: {perMinute: 60, burst: 10}"),
+	opsCaller,
+)
 
 const limitedSecret = "limited-secret-0123456789abcdef0"
 

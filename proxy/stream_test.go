@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -167,16 +166,10 @@ func TestJSONRequestBodyArrivesWhole(t *testing.T) {
 
 // uploaderPolicy lets a caller upload media as a user (media.upload is
 // user-only: domain-wide delegation with a subject).
-var uploaderPolicy = fmt.Sprintf(`version: 1
-callers:
-  - name: uploader
-    identify: {secretSHA256: %q}
-    allow:
-      - methods: [media.upload]
-        spaces: [spaces/AAAA]
-    scopes: [chat.messages.create]
-    subjects: ["*@example.com"]
-`, policy.HashSecret(uploaderSecret))
+var uploaderPolicy = policyOf(
+	callerEntry("uploader", uploaderSecret, "[media.upload]", "[spaces/AAAA]", "[chat.messages.create]",
+		`subjects: ["*@example.com"]`),
+)
 
 const uploaderSecret = "uploader-secret-0123456789abcdef"
 

@@ -98,9 +98,7 @@ func TestUpstreamConnectionsReused(t *testing.T) {
 
 	var wg sync.WaitGroup
 	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range 20 {
 				resp, err := open(base, "GET", "/v1/spaces/AAAA/messages/M1", "")
 				if err != nil {
@@ -113,7 +111,7 @@ func TestUpstreamConnectionsReused(t *testing.T) {
 					t.Errorf("status %d", resp.StatusCode)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if n := conns.Load(); n > 17 {
@@ -151,9 +149,7 @@ func serveConns(t *testing.T, ln net.Listener, serve func(n int, c net.Conn)) {
 		mu.Unlock()
 		wg.Wait()
 	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		for n := 1; ; n++ {
 			c, err := ln.Accept()
 			if err != nil {
@@ -169,7 +165,7 @@ func serveConns(t *testing.T, ln net.Listener, serve func(n int, c net.Conn)) {
 				serve(n, c)
 			}()
 		}
-	}()
+	})
 }
 
 const okResponse = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"

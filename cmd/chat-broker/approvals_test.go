@@ -17,12 +17,8 @@ import (
 // admin approves (through the emulator's control API), the next list
 // succeeds, and both views say approved.
 func TestApprovalsView(t *testing.T) {
-	dir := t.TempDir()
-	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
-
 	secret := "reader-secret-0123456789abcdefgh"
-	policyFile := writePolicy(t, dir, secretPolicy("reader", secret, "spaces.messages.list", "spaces/AAAA", "chat.app.messages.readonly, chat.app.spaces"))
-	listen, admin, _, _ := startServeWith(t, keyFile, emuURL, policyFile)
+	listen, admin, _, emuURL := serveOneCaller(t, "reader", secret, "spaces.messages.list", "chat.app.messages.readonly, chat.app.spaces")
 
 	list := func() (int, string) {
 		req, _ := http.NewRequest("GET", "http://"+listen+"/v1/spaces/AAAA/messages", nil)

@@ -48,6 +48,19 @@ func startServe(t *testing.T, dir, policyFile string, extra ...string) (listen, 
 	return startServeWith(t, keyFile, emuURL, policyFile, extra...)
 }
 
+// serveOneCaller runs the emulator command with spaces/AAAA and serve in
+// front of it, with the policy of one caller (secretPolicy) allowed
+// methods in spaces/AAAA; it returns serve's addresses and stop, and the
+// emulator's URL.
+func serveOneCaller(t *testing.T, name, secret, methods, scopes string) (listen, admin string, stop func() error, emuURL string) {
+	t.Helper()
+	dir := t.TempDir()
+	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
+	policyFile := writePolicy(t, dir, secretPolicy(name, secret, methods, "spaces/AAAA", scopes))
+	listen, admin, _, stop = startServeWith(t, keyFile, emuURL, policyFile)
+	return listen, admin, stop, emuURL
+}
+
 // startServeWith runs serve with keyFile and policyFile in front of the
 // upstream at upstreamURL, on loopback ports, with extra flags, and
 // returns the proxy and admin addresses and serve's log lines once it

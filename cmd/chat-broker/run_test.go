@@ -176,12 +176,8 @@ func TestDemo(t *testing.T) {
 // with a policy file, and a call goes through; /readyz turns ready once a
 // token is minted.
 func TestEmulatorAndServe(t *testing.T) {
-	dir := t.TempDir()
-	keyFile, emuURL := startEmulator(t, dir, "spaces/AAAA")
-
 	secret := "app-secret-0123456789abcdefghij"
-	policyFile := writePolicy(t, dir, secretPolicy("app", secret, "spaces.messages.create", "spaces/AAAA", "chat.bot"))
-	listen, admin, _, stop := startServeWith(t, keyFile, emuURL, policyFile)
+	listen, admin, stop, _ := serveOneCaller(t, "app", secret, "spaces.messages.create", "chat.bot")
 	code, err := postMessage(listen, "spaces/AAAA", "Bearer "+secret)
 	if err != nil {
 		t.Fatal(err)

@@ -89,9 +89,7 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 	var wg sync.WaitGroup
 	codes := make(chan string, inFlight)
 	for range inFlight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			req, _ := http.NewRequest("POST", "http://"+listen+"/v1/spaces/AAAA/messages", strings.NewReader(`{"text":"hi"}`))
 			req.Header.Set("Authorization", "Bearer "+opsSecret)
 			req.Header.Set("Content-Type", "application/json")
@@ -103,7 +101,7 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			codes <- fmt.Sprint(resp.StatusCode)
-		}()
+		})
 	}
 	select {
 	case <-allArrived:
