@@ -81,9 +81,7 @@ func TestConcurrentFirstCallsMintOnce(t *testing.T) {
 	if !strings.HasPrefix(want, "Bearer ya29.fake-") {
 		t.Errorf("Authorization = %q, want a Bearer token from the fake endpoint", want)
 	}
-	if got := ep.count.Load(); got != 1 {
-		t.Errorf("mints = %d, want 1", got)
-	}
+	ep.wantMints(t, 1, "concurrent first calls share one mint")
 	if got := b.Stats(); got.Mints != 1 || got.CacheMisses != n {
 		t.Errorf("Stats = %+v, want 1 mint, %d misses", got, n)
 	}
@@ -147,9 +145,7 @@ func TestScopeSetsAndSubjects(t *testing.T) {
 			t.FailNow() // the rows after compare their tokens with this one's
 		}
 	}
-	if got := ep.count.Load(); got != 4 {
-		t.Errorf("mints = %d, want 4", got)
-	}
+	ep.wantMints(t, 4, "one mint per (subject, scope set)")
 	if s := got[1].Scopes; len(s) != 2 || s[0] != chatapi.ScopeAppMemberships || s[1] != chatapi.ScopeAppSpaces {
 		t.Errorf("Scopes = %v, want sorted [chat.app.memberships chat.app.spaces]", s)
 	}
@@ -208,9 +204,7 @@ func TestRefreshAhead(t *testing.T) {
 			t.Fatal("the refreshed token is not served")
 		}
 	}
-	if got := ep.count.Load(); got != 2 {
-		t.Errorf("mints = %d, want 2 (one first, one background)", got)
-	}
+	ep.wantMints(t, 2, "one first, one background")
 	if got := b.Stats(); got.Mints != 2 || got.CacheMisses != 1 {
 		t.Errorf("Stats = %+v, want 2 mints, 1 miss", got)
 	}
@@ -269,9 +263,7 @@ func TestRefreshFailureKeepsServingAndBacksOff(t *testing.T) {
 	if header(tok) == header(first) {
 		t.Error("after a successful refresh: still the old token")
 	}
-	if got := ep.count.Load(); got != 5 {
-		t.Errorf("mints = %d, want 5", got)
-	}
+	ep.wantMints(t, 5, "first, failed refreshes, then the one that worked")
 	want := Stats{Mints: 2, MintErrors: 3, CacheHits: 8, CacheMisses: 1, TransientErrors: 3, BackgroundAttempts: 4, SyncAttempts: 1}
 	if got := b.Stats(); got != want {
 		t.Errorf("Stats = %+v\nwant    %+v", got, want)
@@ -568,9 +560,7 @@ func TestCallerGivingUpDoesNotCancelMint(t *testing.T) {
 	if err := <-patient; err != nil {
 		t.Errorf("caller still waiting: %v", err)
 	}
-	if got := ep.count.Load(); got != 1 {
-		t.Errorf("mints = %d, want 1", got)
-	}
+	ep.wantMints(t, 1, "a caller that gave up does not cancel the mint")
 }
 
 // Scope sets besides bot, each a key of its own in the cache.
@@ -650,9 +640,7 @@ func TestInvalidate(t *testing.T) {
 	if tok, _ := b.Token(ctx, "", bot); header(tok) == header(second) {
 		t.Error("InvalidateToken of the current token did not drop it")
 	}
-	if got := ep.count.Load(); got != 3 {
-		t.Errorf("mints = %d, want 3", got)
-	}
+	ep.wantMints(t, 3, "invalidating the current token mints once more")
 }
 
 func TestClose(t *testing.T) {
@@ -711,9 +699,7 @@ func TestRefusedRequests(t *testing.T) {
 			}
 		})
 	}
-	if got := ep.count.Load(); got != 0 {
-		t.Errorf("mints = %d, want 0", got)
-	}
+	ep.wantMints(t, 0, "refused requests mint nothing")
 }
 
 func TestSetKey(t *testing.T) {

@@ -390,9 +390,7 @@ func TestProactiveRefresh(t *testing.T) {
 		t.Errorf("%d timers fired with no refresh due", n)
 	}
 	quiesce(t, b)
-	if got := ep.count.Load(); got != 2 {
-		t.Errorf("mints = %d, want 2", got)
-	}
+	ep.wantMints(t, 2, "one refresh")
 
 	// Health shows no token value.
 	js, err := json.Marshal(h)
