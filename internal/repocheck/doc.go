@@ -9,7 +9,8 @@
 //
 //   - a file that lives outside the repository: the design and style
 //     notes and API fact sheets kept next to it while it was written, or
-//     anything under the shared folder beside it. Readers of the
+//     anything in a folder beside it (testdata/outside.txt lists them, so
+//     that no Go file names them). Readers of the
 //     repository do not have them. Say what matters in the repository's
 //     own docs (docs/architecture.md for the request path) or in the
 //     comment itself.

@@ -65,7 +65,7 @@ func listFiles(t *testing.T, root string) []string {
 // newRepo returns what the checks need to know of the repository at root,
 // whose files git lists as files.
 func newRepo(t *testing.T, root string, files []string) repo {
-	r := repo{root: root, topDirs: map[string]bool{}}
+	r := repo{root: root, topDirs: map[string]bool{}, outside: loadOutside(t)}
 	for _, f := range files {
 		if first, _, ok := strings.Cut(f, "/"); ok {
 			r.topDirs[first] = true

@@ -26,22 +26,50 @@ func fakeRepo(t *testing.T) repo {
 		root:    root,
 		topDirs: map[string]bool{"proxy": true, "deploy": true, "docs": true, "cmd": true},
 		ignored: func(p string) bool { return strings.HasPrefix(p, "dist/") || strings.Contains(p, "node_modules/") },
+		outside: loadOutside(t),
 	}
+}
+
+// checkCase is one line of prose and the references the check must
+// report on it, in order.
+type checkCase struct {
+	file, line string
+	want       []string
+}
+
+// outsideCases reads testdata/outside-cases.txt: lines that name what
+// lived beside the repository, kept out of Go files for the same reason
+// as the names themselves.
+func outsideCases(t *testing.T) []checkCase {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "outside-cases.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []checkCase
+	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) != 3 {
+			t.Fatalf("testdata/outside-cases.txt:%d: want file, line and references separated by tabs", i+1)
+		}
+		c := checkCase{file: f[0], line: f[1]}
+		if f[2] != "-" {
+			c.want = strings.Split(f[2], ",")
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		t.Fatal("testdata/outside-cases.txt has no case")
+	}
+	return out
 }
 
 func TestCheckLine(t *testing.T) {
 	r := fakeRepo(t)
-	tests := []struct {
-		file, line string
-		want       []string // the references reported, in order
-	}{
-		// Files kept outside the repository.
-		{"proxy/proxy.go", "Shape (DESIGN.md step 6): the caller's bucket", []string{"DESIGN.md"}},
-		{"x.go", "see STYLE.md and chat-api.md §C.1", []string{"STYLE.md", "chat-api.md"}},
-		{"x.go", "facts in shared/chat-api.md.", []string{"shared/chat-api.md"}},
-		{"docs/a.md", "[notes](../shared/notes.md) and ../shared", []string{"../shared/notes.md", "../shared"}},
-		{"x.go", "the key is shared/ with nobody", []string{"shared/"}},
-		{"x.go", "a pre-shared key, shared by callers, not-DESIGN.md", nil},
+	tests := append(outsideCases(t), []checkCase{
 		// Repository paths that exist, from the root or the file's directory.
 		{"README.md", "see proxy/doc.go, `deploy/Dockerfile` and [docs](docs/architecture.md#layout)", nil},
 		{"deploy/README.md", "[base](kubernetes/base/deployment.yaml) and ./kubernetes/base", nil},
@@ -63,15 +91,17 @@ func TestCheckLine(t *testing.T) {
 		{"deploy/README.md", "kubectl apply -k deploy/kubernetes/overlays/gone", []string{"deploy/kubernetes/overlays/gone"}},
 		{"x.go", "examples/node/node_modules and dist/chat-broker are build outputs", nil},
 		{"x.go", "cmd/chat-broker/", []string{"cmd/chat-broker/"}},
-	}
+	}...)
 	for _, tc := range tests {
-		var got []string
-		for _, f := range r.check(tc.file, textLine{1, tc.line}) {
-			got = append(got, f.ref)
-		}
-		if !slices.Equal(got, tc.want) {
-			t.Errorf("%s: %q\n got %q\nwant %q", tc.file, tc.line, got, tc.want)
-		}
+		t.Run(tc.file+": "+tc.line, func(t *testing.T) {
+			var got []string
+			for _, f := range r.check(tc.file, textLine{1, tc.line}) {
+				got = append(got, f.ref)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -87,7 +117,7 @@ func TestProseLines(t *testing.T) {
 		{"a.js", "const u = 'http://x'; // note\n/* one\ntwo */ code\n", []string{"1: // note", "2:  one", "3: two  "}},
 		{"pom.xml", "<a><!-- c1 --></a>\n<!-- c2\nc3 -->\n", []string{"1:  c1  ", "2:  c2", "3: c3  "}},
 		{"a.md", "# T\ntext\n", []string{"1: # T", "2: text"}},
-		{"a.json", "{\"a\": \"shared/x\"}\n", nil},
+		{"a.json", "{\"a\": \"docs/x\"}\n", nil},
 	}
 	for _, tc := range tests {
 		var got []string

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // A textLine is one line of a comment (its text only, never code or a
@@ -230,6 +231,7 @@ type repo struct {
 	// such a path is a build output (node_modules, the binary), named
 	// where it will be, not a missing file.
 	ignored func(p string) bool
+	outside outside
 }
 
 // exists reports whether ref names something inside the repository, from
@@ -324,8 +326,8 @@ func (r repo) check(file string, l textLine) []finding {
 		why := ""
 		switch {
 		case isWordByte(prev):
-			// Inside a longer word: pre-shared, x-DESIGN.md.
-		case outsideRef(ref):
+			// Inside a longer word (pre-shared).
+		case r.outside.names(ref):
 			// Named from anywhere but inside a word: the file is not in
 			// the repository even as part of an absolute path.
 			if !r.exists(dir, ref) {
@@ -346,12 +348,45 @@ func (r repo) check(file string, l textLine) []finding {
 	return out
 }
 
-// outsideRef reports whether ref names a file kept outside the
-// repository: the design and style notes and the Chat API fact sheet
-// that sat beside it, or a path into the shared folder next to it.
-func outsideRef(ref string) bool {
-	switch path.Base(strings.TrimSuffix(ref, "/")) {
-	case "DESIGN.md", "STYLE.md", "chat-api.md":
+// outside is what lived beside the repository while it was written:
+// files that must not be named in it, wherever a path points, and
+// folders next to it. testdata/outside.txt lists them, so that the
+// names themselves appear in no Go file of the repository.
+type outside struct {
+	files map[string]bool
+	dirs  []string
+}
+
+// loadOutside reads testdata/outside.txt.
+func loadOutside(t testing.TB) outside {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "outside.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := outside{files: map[string]bool{}}
+	for i, line := range strings.Split(string(b), "\n") {
+		kind, name, _ := strings.Cut(strings.TrimSpace(line), " ")
+		switch {
+		case kind == "" || strings.HasPrefix(kind, "#"):
+		case kind == "file" && name != "":
+			o.files[name] = true
+		case kind == "dir" && name != "":
+			o.dirs = append(o.dirs, name)
+		default:
+			t.Fatalf("testdata/outside.txt:%d: %q: want \"file NAME\" or \"dir NAME\"", i+1, line)
+		}
+	}
+	if len(o.files) == 0 || len(o.dirs) == 0 {
+		t.Fatal("testdata/outside.txt names no file or no folder")
+	}
+	return o
+}
+
+// names reports whether ref names a file kept outside the repository, or
+// a path into a folder next to it.
+func (o outside) names(ref string) bool {
+	if o.files[path.Base(strings.TrimSuffix(ref, "/"))] {
 		return true
 	}
 	rest, up := ref, false
@@ -363,7 +398,12 @@ func outsideRef(ref string) bool {
 		rest, up = s, true
 	}
 	rest = strings.TrimPrefix(rest, "./")
-	return strings.HasPrefix(rest, "shared/") || (up && rest == "shared")
+	for _, d := range o.dirs {
+		if strings.HasPrefix(rest, d+"/") || (up && rest == d) {
+			return true
+		}
+	}
+	return false
 }
 
 func isWordByte(b byte) bool {
