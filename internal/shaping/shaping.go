@@ -78,10 +78,10 @@ type Shaper struct {
 	wait        time.Duration
 	now         func() time.Time
 	after       func(time.Duration) <-chan time.Time
-	project     map[chatapi.QuotaClass]*rate.Limiter
+	project     map[chatapi.QuotaClass]Limit
 	spaceReads  *lru.Cache[string, *rate.Limiter]
 	spaceWrites *lru.Cache[string, *rate.Limiter]
-	callers     *lru.Cache[callerKey, *rate.Limiter]
+	callers     *lru.Cache[callerKey, []Limit]
 	holds       *holds
 	slots       chan struct{}
 	waiting     *waitCap
@@ -89,7 +89,7 @@ type Shaper struct {
 
 // New returns a Shaper for cfg, or an error naming a bad setting.
 func New(cfg Config) (*Shaper, error) {
-	s := &Shaper{cfg: cfg, now: cfg.Now, after: cfg.After, project: map[chatapi.QuotaClass]*rate.Limiter{}}
+	s := &Shaper{cfg: cfg, now: cfg.Now, after: cfg.After, project: map[chatapi.QuotaClass]Limit{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -111,12 +111,14 @@ func New(cfg Config) (*Shaper, error) {
 			return nil, fmt.Errorf("shaping: Config.Project: unknown quota class %q", class)
 		}
 		if !rt.IsZero() {
-			s.project[class] = rt.limiter()
+			s.project[class] = Limit{lim: rt.limiter(), reason: reasonRateLimited,
+				msg:  fmt.Sprintf("calls are over the broker's project limit of %s for %s (--project-limit)", rt, class),
+				meta: map[string]string{"quota": string(class), "limit": "project"}}
 		}
 	}
 	s.spaceReads = newSpaceLimiters(cfg.SpaceReads)
 	s.spaceWrites = newSpaceLimiters(cfg.SpaceWrites)
-	s.callers, _ = lru.New[callerKey, *rate.Limiter](maxCallerLimiters)
+	s.callers, _ = lru.New[callerKey, []Limit](maxCallerLimiters)
 	s.holds = &holds{now: s.now, after: s.after, base: s.cfg.HoldBackoff, m: map[string]*holdEntry{}}
 	inFlight := cfg.MaxInFlight
 	switch {
@@ -284,7 +286,8 @@ func quotaClassNames() []string {
 }
 
 // Limit is one token bucket a call must pass, with what to tell the
-// caller when it is over.
+// caller when it is over. Its metadata goes into every refusal it makes
+// and is never changed.
 type Limit struct {
 	lim    *rate.Limiter
 	reason string
@@ -368,10 +371,8 @@ func (s *Shaper) Buckets(m *chatapi.Method, space string) []Limit {
 				meta: map[string]string{"space": space, "limit": "space-" + kind + "s"}})
 		}
 	}
-	if lim := s.project[m.Quota]; lim != nil {
-		out = append(out, Limit{lim: lim, reason: reasonRateLimited,
-			msg:  fmt.Sprintf("%s calls are over the broker's project limit of %s for %s (--project-limit)", m.ID, s.cfg.Project[m.Quota], m.Quota),
-			meta: map[string]string{"quota": string(m.Quota), "limit": "project"}})
+	if l, ok := s.project[m.Quota]; ok {
+		out = append(out, l)
 	}
 	return out
 }
@@ -406,22 +407,23 @@ type callerKey struct {
 
 // CallerLimit returns the bucket of caller name, allowed perMinute calls
 // a minute in bursts of burst (both above 0), or none when perMinute is
-// 0 or less.
+// 0 or less. The bucket, with its message, is made once per caller and
+// limits and handed out as it is: callers must not change it.
 func (s *Shaper) CallerLimit(name string, perMinute, burst int) []Limit {
 	if perMinute <= 0 {
 		return nil
 	}
 	key := callerKey{name, perMinute, max(burst, 1)}
-	lim, ok := s.callers.Get(key)
-	if !ok {
-		lim = rate.NewLimiter(rate.Limit(float64(perMinute)/60), key.burst)
-		if prev, ok, _ := s.callers.PeekOrAdd(key, lim); ok {
-			lim = prev
-		}
+	if l, ok := s.callers.Get(key); ok {
+		return l
 	}
-	return []Limit{{lim: lim, reason: reasonRateLimited,
+	l := []Limit{{lim: rate.NewLimiter(rate.Limit(float64(perMinute)/60), key.burst), reason: reasonRateLimited,
 		msg:  fmt.Sprintf("caller %s is over its limit of %d calls per minute, bursts of %d (policy: limits of caller %s)", name, perMinute, key.burst, name),
 		meta: map[string]string{"caller": name, "limit": "caller"}}}
+	if prev, ok, _ := s.callers.PeekOrAdd(key, l); ok {
+		return prev
+	}
+	return l
 }
 
 // Hold starts or extends the hold on space ("" for calls that name none,
