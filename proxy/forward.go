@@ -43,8 +43,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call) error {
 }
 
 // copyResponseHeader copies the upstream's end-to-end headers to the
-// caller's response: not the connection's own (hopByHop), nor any header
-// the upstream's Connection header names (RFC 9110 §7.6.1).
+// caller's response: not the connection's own (inbound.HopByHop), nor
+// any header the upstream's Connection header names (RFC 9110 §7.6.1).
 func copyResponseHeader(dst, src http.Header) {
 	var named []string
 	for _, v := range src["Connection"] {
@@ -98,16 +98,15 @@ func copyBody(w http.ResponseWriter, resp *http.Response, c *call) error {
 }
 
 func isEventStream(h http.Header) bool {
-	ct := strings.TrimSpace(h.Get("Content-Type"))
-	return len(ct) >= len("text/event-stream") && strings.EqualFold(ct[:len("text/event-stream")], "text/event-stream") &&
-		(len(ct) == len("text/event-stream") || ct[len("text/event-stream")] == ';' || ct[len("text/event-stream")] == ' ')
+	ct, _, _ := strings.Cut(h.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
 }
 
 // outgoing is the first attempt's request: the caller's method, the
 // path and query the checks settled on, at the pinned upstream, with the
-// caller's headers but for dropOut and the broker's token. A media
-// upload's body streams from the caller; a buffered body is given to each
-// attempt by roundTrip.
+// caller's headers but for those inbound.Dropped names, and the broker's
+// token. A media upload's body streams from the caller; a buffered body
+// is given to each attempt by roundTrip.
 func (p *Proxy) outgoing(r *http.Request, c *call) *http.Request {
 	h := make(http.Header, len(r.Header)+1)
 	for k, v := range r.Header {
@@ -141,8 +140,8 @@ func (p *Proxy) outgoing(r *http.Request, c *call) *http.Request {
 // roundTrip makes one attempt of req through net/http's Transport, with
 // c's buffered body if it has one (GetBody lets the Transport send it
 // again on a new connection when nothing of it was written). An answer
-// whose status is no final HTTP status (a 101, or outside 100-599) is
-// an upstream fault, never passed on.
+// whose status is no final HTTP status (1xx, as a 101 that net/http
+// returns, or past 599) is an upstream fault, never passed on.
 func (p *Proxy) roundTrip(ctx context.Context, req *http.Request, c *call) (*http.Response, error) {
 	if c.body != nil {
 		req.Body, _ = c.getBody()
