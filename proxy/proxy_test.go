@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -519,5 +520,42 @@ func TestSecretsStaySecret(t *testing.T) {
 		if strings.Contains(bodies.String(), s) {
 			t.Errorf("a secret appears in a response")
 		}
+	}
+}
+
+// panicTokens fails the way a bug would: by panicking.
+type panicTokens struct{}
+
+func (panicTokens) Token(context.Context, string, []chatapi.Scope) (proxy.Token, error) {
+	panic("token source bug")
+}
+
+// A call that panics inside the broker still leaves its audit record
+// (status 500, reason INTERNAL) and the caller's connection is cut, as
+// net/http does for a handler that panics.
+func TestPanicIsAudited(t *testing.T) {
+	var audit, logs, serverLog syncBuffer
+	up, _ := url.Parse("http://127.0.0.1:1")
+	px, err := proxy.New(proxy.Config{Upstream: up, Policy: policy.NewStore(mustParse(t, testPolicy)), Tokens: panicTokens{},
+		Audit: slog.New(slog.NewJSONHandler(&audit, nil)), Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(px)
+	srv.Config.ErrorLog = log.New(&serverLog, "", 0) // net/http reports the panic here
+	srv.Start()
+	t.Cleanup(srv.Close)
+	if resp, err := open(srv.URL, "GET", "/v1/spaces/AAAA/messages/M1", ""); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the caller got %d; want its connection cut", resp.StatusCode)
+	}
+	rec := audit.waitFor(t, `"msg":"call"`)
+	for _, want := range []string{`"status":500`, `"reason":"INTERNAL"`, `"caller":"ops"`, `"method":"spaces.messages.get"`} {
+		if !strings.Contains(rec, want) {
+			t.Errorf("audit record lacks %s: %s", want, rec)
+		}
+	}
+	if got := logs.waitFor(t, "call failed in the broker"); strings.Contains(got, opsSecret) {
+		t.Errorf("the log carries the caller's secret: %s", got)
 	}
 }
