@@ -10,10 +10,10 @@
 //   - a file that lives outside the repository: the design and style
 //     notes and API fact sheets kept next to it while it was written, or
 //     anything in a folder beside it (testdata/outside.txt lists them, so
-//     that no Go file names them). Readers of the
-//     repository do not have them. Say what matters in the repository's
-//     own docs (docs/architecture.md for the request path) or in the
-//     comment itself.
+//     that no Go file names them). Readers of the repository do not have
+//     them. Say what matters in the repository's own docs
+//     (docs/architecture.md for the request path) or in the comment
+//     itself.
 //   - a repository path that does not exist: a relative path with a slash
 //     that ends in a known file extension (proxy/doc.go), or one that
 //     starts with a top-level directory of the repository (deploy/...).
