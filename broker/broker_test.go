@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/fakeclock"
 )
 
 var bot = []chatapi.Scope{chatapi.ScopeBot}
@@ -29,7 +30,7 @@ func mustToken(t *testing.T, b *Broker, scopes []chatapi.Scope) Token {
 
 // newBrokerWithToken is newTestBroker holding the app's chat.bot token:
 // minted, and the mint settled (waitMint).
-func newBrokerWithToken(t *testing.T, ep *fakeEndpoint) (b *Broker, clock *fakeClock, done chan error, first Token) {
+func newBrokerWithToken(t *testing.T, ep *fakeEndpoint) (b *Broker, clock *fakeclock.Clock, done chan error, first Token) {
 	t.Helper()
 	b, clock, done = newTestBroker(t, ep, nil)
 	first = mustToken(t, b, bot)
@@ -40,7 +41,7 @@ func newBrokerWithToken(t *testing.T, ep *fakeEndpoint) (b *Broker, clock *fakeC
 // newIdleBroker is newTestBroker holding the app's chat.bot token, with
 // nothing in flight after its mint (quiesce); refreshAt is when the
 // token is due for refresh.
-func newIdleBroker(t *testing.T, ep *fakeEndpoint, edit func(*Config)) (b *Broker, clock *fakeClock, first Token, refreshAt time.Time) {
+func newIdleBroker(t *testing.T, ep *fakeEndpoint, edit func(*Config)) (b *Broker, clock *fakeclock.Clock, first Token, refreshAt time.Time) {
 	t.Helper()
 	b, clock, _ = newTestBroker(t, ep, edit)
 	first = mustToken(t, b, bot)
@@ -163,8 +164,8 @@ func TestRefreshAhead(t *testing.T) {
 
 	// RefreshAfter 0.5 jittered ±10%: the refresh point lies between 45%
 	// and 55% of the hour.
-	clock.Advance(time.Hour * 45 / 100)
-	clock.Advance(-time.Second)
+	clock.Move(time.Hour * 45 / 100)
+	clock.Move(-time.Second)
 	tok, err := b.Token(ctx, "", bot)
 	if err != nil || header(tok) != header(first) {
 		t.Fatalf("before the refresh point: got a different token or %v, want the cached one", err)
@@ -173,7 +174,7 @@ func TestRefreshAhead(t *testing.T) {
 		t.Errorf("before the refresh point: Stats = %+v, want 1 hit, 1 mint", got)
 	}
 
-	clock.Advance(time.Hour*10/100 + 2*time.Second) // past 55%
+	clock.Move(time.Hour*10/100 + 2*time.Second) // past 55%
 	refreshStart := clock.Now()
 	ep.hold()
 	var wg sync.WaitGroup
@@ -212,7 +213,7 @@ func TestRefreshAhead(t *testing.T) {
 
 // newBrokerWithTokenFailing is newBrokerWithToken whose token endpoint
 // answers 503 from then on.
-func newBrokerWithTokenFailing(t *testing.T) (ep *fakeEndpoint, b *Broker, clock *fakeClock, done chan error, first Token) {
+func newBrokerWithTokenFailing(t *testing.T) (ep *fakeEndpoint, b *Broker, clock *fakeclock.Clock, done chan error, first Token) {
 	t.Helper()
 	ep = newFakeEndpoint(t)
 	b, clock, done, first = newBrokerWithToken(t, ep)
@@ -223,7 +224,7 @@ func newBrokerWithTokenFailing(t *testing.T) (ep *fakeEndpoint, b *Broker, clock
 func TestRefreshFailureKeepsServingAndBacksOff(t *testing.T) {
 	ep, b, clock, done, first := newBrokerWithTokenFailing(t)
 	ctx := context.Background()
-	clock.Advance(time.Hour * 56 / 100)
+	clock.Move(time.Hour * 56 / 100)
 
 	tokenIs := func(desc string, want Token) {
 		t.Helper()
@@ -245,12 +246,12 @@ func TestRefreshFailureKeepsServingAndBacksOff(t *testing.T) {
 		if step := h.NextAttempt.Sub(failedAt); h.Failures != failures || step < c/2 || step > c {
 			t.Fatalf("after failure %d: Failures %d, next attempt in %v; want %d, in [%v, %v]", failures, h.Failures, step, failures, c/2, c)
 		}
-		clock.Advance(h.NextAttempt.Sub(clock.Now()) - time.Nanosecond)
+		clock.Move(h.NextAttempt.Sub(clock.Now()) - time.Nanosecond)
 		tokenIs("retry not yet due", first)
 		if got := ep.count.Load(); got != int64(1+failures) {
 			t.Fatalf("mints = %d, want %d: no retry before the back-off ends", got, 1+failures)
 		}
-		clock.Advance(time.Nanosecond)
+		clock.Move(time.Nanosecond)
 		if failures == 3 {
 			ep.answer(0, "")
 		}
@@ -278,7 +279,7 @@ func TestNeverHandsOutExpiringToken(t *testing.T) {
 	ep, b, clock, done, first := newBrokerWithTokenFailing(t)
 	ctx := context.Background()
 
-	clock.Advance(time.Hour - time.Minute) // exactly MinRemaining left: still good
+	clock.Move(time.Hour - time.Minute) // exactly MinRemaining left: still good
 	if tok, err := b.Token(ctx, "", bot); err != nil || header(tok) != header(first) {
 		t.Fatalf("with MinRemaining left: got another token or %v, want the cached one", err)
 	}
@@ -295,7 +296,7 @@ func TestNeverHandsOutExpiringToken(t *testing.T) {
 	} {
 		finished := false
 		t.Run(step.desc, func(t *testing.T) {
-			clock.Advance(step.advance)
+			clock.Move(step.advance)
 			tok, err := b.Token(ctx, "", bot)
 			if err == nil {
 				t.Fatal("Token returned a token, want an error")
@@ -571,7 +572,7 @@ var (
 
 // newCacheOfTwo is a broker whose cache holds two tokens, holding those
 // for each of scopes, minted in turn.
-func newCacheOfTwo(t *testing.T, scopes ...[]chatapi.Scope) (*fakeEndpoint, *Broker, *fakeClock) {
+func newCacheOfTwo(t *testing.T, scopes ...[]chatapi.Scope) (*fakeEndpoint, *Broker, *fakeclock.Clock) {
 	t.Helper()
 	ep := newFakeEndpoint(t)
 	b, clock, _ := newTestBroker(t, ep, func(c *Config) { c.CacheSize = 2 })
@@ -608,7 +609,7 @@ func TestCacheBounded(t *testing.T) {
 // idle one is evicted.
 func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	ep, b, clock := newCacheOfTwo(t, bot, spacesScopes)
-	clock.Advance(2 * touchEvery)
+	clock.Move(2 * touchEvery)
 	mustToken(t, b, bot)          // a hit: bot is now the most recent
 	mustToken(t, b, deleteScopes) // evicts spacesScopes, the least recent
 	if !ep.wantMints(t, 3, "one for each key") {

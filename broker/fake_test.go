@@ -15,12 +15,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chat-broker/chat-broker/internal/fakeclock"
 )
 
 // Test key material, generated once per package run: 2048-bit RSA takes a
@@ -89,73 +90,6 @@ func testKey(t testing.TB, tokenURI string) *Key {
 		t.Fatal(err)
 	}
 	return k
-}
-
-// fakeClock is a settable clock for Config.Now, with timers for
-// Config.After that fire only when a test calls Fire.
-type fakeClock struct {
-	mu     sync.Mutex
-	t      time.Time
-	timers []fakeTimer // not yet fired
-	asked  []time.Time // every deadline After was asked for, in order
-}
-
-type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// After is Config.After on the fake clock: the channel receives when Fire
-// is called at or after now+d.
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	at := c.t.Add(d)
-	c.timers = append(c.timers, fakeTimer{at, ch})
-	c.asked = append(c.asked, at)
-	return ch
-}
-
-// Fire fires every timer that is due by the clock, as the runtime would
-// as time passes, and returns how many. Timers the refresher has given up
-// on fire into their buffer, unread, as real ones would.
-func (c *fakeClock) Fire() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	c.timers = slices.DeleteFunc(c.timers, func(ft fakeTimer) bool {
-		if ft.at.After(c.t) {
-			return false
-		}
-		ft.ch <- c.t
-		n++
-		return true
-	})
-	return n
-}
-
-// Asked returns the deadlines After was asked for so far.
-func (c *fakeClock) Asked() []time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.asked)
 }
 
 // minted is what the fake endpoint saw in one token request.
@@ -376,9 +310,9 @@ func randomBytes(n int) []byte {
 
 // newTestBroker returns a broker minting at ep on a fake clock. Its
 // afterMint hook reports each finished mint on the returned channel.
-func newTestBroker(t *testing.T, ep *fakeEndpoint, edit func(*Config)) (*Broker, *fakeClock, chan error) {
+func newTestBroker(t *testing.T, ep *fakeEndpoint, edit func(*Config)) (*Broker, *fakeclock.Clock, chan error) {
 	t.Helper()
-	clock := newFakeClock()
+	clock := fakeclock.NewAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	cfg := Config{Key: testKey(t, ep.URL()), Now: clock.Now, After: clock.After}
 	if edit != nil {
 		edit(&cfg)

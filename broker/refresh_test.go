@@ -16,10 +16,11 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/fakeclock"
 )
 
 // newLoggedIdleBroker is newIdleBroker logging, at debug, to logs.
-func newLoggedIdleBroker(t *testing.T, ep *fakeEndpoint) (b *Broker, clock *fakeClock, first Token, refreshAt time.Time, logs *logSink) {
+func newLoggedIdleBroker(t *testing.T, ep *fakeEndpoint) (b *Broker, clock *fakeclock.Clock, first Token, refreshAt time.Time, logs *logSink) {
 	t.Helper()
 	logs = &logSink{}
 	b, clock, first, refreshAt = newIdleBroker(t, ep, func(c *Config) { c.Logger = logs.logger() })
@@ -68,7 +69,7 @@ func TestOutageShorterThanLifetime(t *testing.T) {
 	var countAtOutage, outageAttempts int64
 	var recovered time.Duration // since start, when a refresh succeeded again
 	for clock.Now().Sub(start) < end {
-		clock.Advance(step)
+		clock.Move(step)
 		elapsed := clock.Now().Sub(start)
 		switch {
 		case !down && elapsed >= outageFrom && elapsed < outageTo:
@@ -179,7 +180,7 @@ func TestOutagePastExpiry(t *testing.T) {
 
 	last := first.Expiry.Add(-time.Minute) // MinRemaining before expiry
 	for clock.Now().Before(last) {
-		clock.Advance(min(10*time.Second, last.Sub(clock.Now())))
+		clock.Move(min(10*time.Second, last.Sub(clock.Now())))
 		clock.Fire()
 		quiesce(t, b)
 		if tok, err := b.Token(ctx, "", bot); err != nil || header(tok) != header(first) {
@@ -190,7 +191,7 @@ func TestOutagePastExpiry(t *testing.T) {
 		t.Errorf("SecondsUntilExpiry = %v at the last moment, want 60", got)
 	}
 
-	clock.Advance(time.Second)
+	clock.Move(time.Second)
 	syncBefore := b.Stats().SyncAttempts
 	tok, err := b.Token(ctx, "", bot)
 	if err == nil || !tok.IsZero() {
@@ -214,7 +215,7 @@ func TestOutagePastExpiry(t *testing.T) {
 	}
 
 	ep.answer(0, "")
-	clock.Advance(d)
+	clock.Move(d)
 	if clock.Fire() == 0 {
 		t.Fatal("no timer was due after RetryAfter")
 	}
@@ -230,7 +231,7 @@ func TestOutagePastExpiry(t *testing.T) {
 	if h := b.Health(); h.ConsecutiveFailures != 0 || h.Tokens[0].Failures != 0 {
 		t.Errorf("Health = %+v, want no failures after the refresh", h)
 	}
-	clock.Advance(24 * time.Hour)
+	clock.Move(24 * time.Hour)
 	if got := b.SecondsUntilExpiry(); got != 0 {
 		t.Errorf("SecondsUntilExpiry = %v with an expired token, want 0", got)
 	}
@@ -250,7 +251,7 @@ func TestPermanentError(t *testing.T) {
 	const step = 10 * time.Second
 	var attempts []time.Time
 	for seen := ep.count.Load(); clock.Now().Sub(start) < 90*time.Minute; {
-		clock.Advance(step)
+		clock.Move(step)
 		clock.Fire()
 		quiesce(t, b)
 		for ; seen < ep.count.Load(); seen++ {
@@ -346,7 +347,7 @@ func TestProactiveRefresh(t *testing.T) {
 	if asked := clock.Asked(); len(asked) != 1 || !asked[0].Equal(refreshAt) {
 		t.Fatalf("timers asked for %v, want one, at the refresh point %v", asked, refreshAt)
 	}
-	clock.Advance(refreshAt.Sub(clock.Now()) - time.Second)
+	clock.Move(refreshAt.Sub(clock.Now()) - time.Second)
 	if n := clock.Fire(); n != 0 {
 		t.Fatalf("%d timers fired before the refresh point", n)
 	}
@@ -355,7 +356,7 @@ func TestProactiveRefresh(t *testing.T) {
 		t.Fatalf("mints = %d before the refresh point, want 1", got)
 	}
 
-	clock.Advance(2 * time.Second)
+	clock.Move(2 * time.Second)
 	if n := clock.Fire(); n != 1 {
 		t.Fatalf("%d timers fired at the refresh point, want 1", n)
 	}
@@ -414,7 +415,7 @@ func TestEvictedNotRefreshed(t *testing.T) {
 		ep.next()
 	}
 	quiesce(t, b)
-	clock.Advance(time.Hour * 56 / 100) // past both refresh points
+	clock.Move(time.Hour * 56 / 100) // past both refresh points
 	clock.Fire()
 	quiesce(t, b)
 	if got := ep.count.Load(); got != 3 {
@@ -448,7 +449,7 @@ func TestCloseStopsRefresher(t *testing.T) {
 	b, clock, done, _ := newBrokerWithToken(t, heldEP)
 	heldEP.next()
 	heldEP.hold()
-	clock.Advance(time.Hour * 56 / 100)
+	clock.Move(time.Hour * 56 / 100)
 	clock.Fire()
 	settle(t, b)
 	heldEP.next() // the refresh reached the endpoint and is held there

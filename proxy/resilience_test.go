@@ -203,17 +203,10 @@ func TestChaosCreatesNothingLostNothingDoubled(t *testing.T) {
 	}
 }
 
-// skewClock is real time plus an offset the test moves: the emulator's
-// clock, run ahead so a token the broker still trusts has expired at
-// Google.
-type skewClock struct{ skew atomic.Int64 }
-
-func (c *skewClock) Now() time.Time { return time.Now().Add(time.Duration(c.skew.Load())) }
-
 // Chat answers 401 for a token that expired early: the broker drops it,
 // mints once, retries once, and the caller sees 200.
 func TestUpstream401RetriedWithFreshToken(t *testing.T) {
-	emuClock := &skewClock{}
+	emuClock := &fakeclock.Skew{}
 	cfg := twoSpaces
 	cfg.Now, cfg.TokenLifetime = emuClock.Now, 10*time.Minute
 	e := newEnvWith(t, cfg, testPolicy)
@@ -222,7 +215,7 @@ func TestUpstream401RetriedWithFreshToken(t *testing.T) {
 		t.Fatalf("%d mints, want 1", n)
 	}
 
-	emuClock.skew.Store(int64(11 * time.Minute)) // Google now sees the token as expired
+	emuClock.Set(11 * time.Minute) // Google now sees the token as expired
 	e.emu.ResetRequests()
 	createMessage(t, e, "spaces/AAAA", "after")
 	if n := len(e.emu.Mints()); n != 2 {

@@ -255,11 +255,14 @@ func formatUUID(b [16]byte, version byte) string {
 }
 
 // deadlineFor is the latest a call may still wait or start an attempt:
-// Config.Deadline from now, never past the caller's own context.
+// Config.Deadline from now, never past the caller's own context. A
+// context's deadline is on the wall clock, so its remainder is measured
+// there and carried onto the injected clock.
 func (p *Proxy) deadlineFor(ctx context.Context) time.Time {
-	d := p.now().Add(p.deadline)
+	now := p.now()
+	d := now.Add(p.deadline)
 	if dl, ok := ctx.Deadline(); ok {
-		if cd := p.now().Add(time.Until(dl)); cd.Before(d) {
+		if cd := now.Add(time.Until(dl)); cd.Before(d) {
 			d = cd
 		}
 	}

@@ -1,7 +1,9 @@
 package fakeclock
 
 import (
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -14,6 +16,7 @@ type Clock struct {
 	mu      sync.Mutex
 	now     time.Time
 	timers  []fakeTimer
+	asked   []time.Time   // every deadline After was asked for, in order
 	changed chan struct{} // closed and replaced when timers change
 }
 
@@ -45,6 +48,7 @@ func (c *Clock) After(d time.Duration) <-chan time.Time {
 		return ch
 	}
 	c.timers = append(c.timers, fakeTimer{c.now.Add(d), ch})
+	c.asked = append(c.asked, c.now.Add(d))
 	c.notifyLocked()
 	return ch
 }
@@ -59,16 +63,48 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-	kept := c.timers[:0]
+	c.fireLocked()
+}
+
+// Move moves the clock by d (which may be negative) and fires nothing:
+// time has passed but the runtime has not yet run the timers, the moment
+// a test of "what if the timer is late" needs. Fire runs them.
+func (c *Clock) Move(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Fire fires every timer due by the clock and returns how many. Timers
+// whose reader has given up fire into their buffer, unread, as real ones
+// would.
+func (c *Clock) Fire() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fireLocked()
+}
+
+func (c *Clock) fireLocked() int {
+	kept, n := c.timers[:0], 0
 	for _, t := range c.timers {
 		if t.at.After(c.now) {
 			kept = append(kept, t)
 			continue
 		}
 		t.ch <- c.now
+		n++
 	}
+	clear(c.timers[len(kept):])
 	c.timers = kept
 	c.notifyLocked()
+	return n
+}
+
+// Asked returns every deadline After was asked for so far, in order.
+func (c *Clock) Asked() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.asked)
 }
 
 // Pending is the number of timers not yet fired (including those of
@@ -142,3 +178,13 @@ func (c *Warp) After(d time.Duration) <-chan time.Time {
 
 // Elapsed is the clock's time since it started.
 func (c *Warp) Elapsed() time.Duration { return c.Now().Sub(c.start) }
+
+// Skew is real time plus an offset the test moves: a second party's
+// clock (the emulator's, say) run ahead, so that a token one side still
+// trusts has expired at the other.
+type Skew struct{ offset atomic.Int64 }
+
+func (c *Skew) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// Set makes the clock run d ahead of real time.
+func (c *Skew) Set(d time.Duration) { c.offset.Store(int64(d)) }
