@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
@@ -40,6 +41,17 @@ func (s Source) InvalidateToken(t interface{ SetAuthHeader(*http.Request) }) {
 // grant domain-wide delegation for these scopes; retrying cannot help.
 func (e *MintError) DelegationRefused() bool {
 	return e.Code == "unauthorized_client" && e.Subject != ""
+}
+
+// SubjectUnknown reports whether Google does not know the delegated
+// user (invalid_grant, "Invalid email or User ID" or "Not a valid
+// email"): the subject named is wrong, and no retry or grant fixes it.
+func (e *MintError) SubjectUnknown() bool {
+	if e.Code != "invalid_grant" || e.Subject == "" {
+		return false
+	}
+	d := strings.ToLower(e.Description)
+	return strings.Contains(d, "invalid email or user id") || strings.Contains(d, "not a valid email")
 }
 
 // RetryAfter is RetryAfter(e): whether the failure is worth retrying, and

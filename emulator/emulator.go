@@ -64,6 +64,12 @@ type Config struct {
 	// 401 unauthorized_client. Listing users turns delegation on for them
 	// whatever Delegation says.
 	DelegatedUsers []string
+	// Users, when not empty, are the users the Workspace domain has
+	// (emails, compared case-insensitively); an assertion whose sub names
+	// anyone else gets 400 invalid_grant "Invalid email or User ID", as
+	// Google answers for a user it does not know. Empty: every
+	// well-formed email is a user.
+	Users []string
 	// Logger for the emulator's own operational logs; nil discards.
 	Logger *slog.Logger
 	// Seed seeds the random source that decides which requests a Fault
@@ -94,6 +100,7 @@ type Emulator struct {
 	// form is in delegates.
 	delegateAll bool
 	delegates   map[string]bool
+	users       map[string]bool // Config.Users, lower-case; empty: everyone
 	audiences   map[string]bool
 	approved    map[chatapi.Scope]bool
 	tokens      map[string]*token
@@ -123,6 +130,7 @@ func New(cfg Config) (*Emulator, error) {
 		lifetime:    cfg.TokenLifetime,
 		delegateAll: cfg.Delegation && len(cfg.DelegatedUsers) == 0,
 		delegates:   map[string]bool{},
+		users:       map[string]bool{},
 		audiences:   map[string]bool{GoogleTokenURL: true},
 		approved:    map[chatapi.Scope]bool{},
 		tokens:      map[string]*token{},
@@ -152,6 +160,12 @@ func New(cfg Config) (*Emulator, error) {
 			return nil, fmt.Errorf("emulator: DelegatedUsers[%d]: %q is not a user's email", i, u)
 		}
 		e.delegates[strings.ToLower(u)] = true
+	}
+	for i, u := range cfg.Users {
+		if !validEmail(u) {
+			return nil, fmt.Errorf("emulator: Users[%d]: %q is not a user's email", i, u)
+		}
+		e.users[strings.ToLower(u)] = true
 	}
 	for i, name := range cfg.Spaces {
 		if !validSpaceName(name) {

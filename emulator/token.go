@@ -27,6 +27,7 @@ const (
 	descEmptyScope = "Empty or missing scope not allowed."
 	descBadScope   = "Invalid OAuth scope or ID token audience provided."
 	descNoDWD      = "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."
+	descNoUser     = "Invalid email or User ID"
 )
 
 const (
@@ -166,6 +167,12 @@ func (e *Emulator) serveToken(rw http.ResponseWriter, r *http.Request) {
 
 	now := e.now()
 	e.mu.Lock()
+	if subject != "" && len(e.users) > 0 && !e.users[strings.ToLower(subject)] {
+		e.mu.Unlock()
+		e.log.Info("emulator: token refused", "error", "invalid_grant", "subject", subject)
+		(&oauthError{http.StatusBadRequest, "invalid_grant", descNoUser}).write(w)
+		return
+	}
 	if subject != "" && !e.delegatedLocked(subject) {
 		e.mu.Unlock()
 		e.log.Info("emulator: token refused", "error", "unauthorized_client", "subject", subject)

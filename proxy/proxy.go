@@ -54,6 +54,7 @@ type invalidator interface {
 // (503 with Retry-After).
 type (
 	delegationRefused interface{ DelegationRefused() bool }
+	subjectUnknown    interface{ SubjectUnknown() bool }
 	retryAfterError   interface {
 		RetryAfter() (time.Duration, bool)
 	}
@@ -463,9 +464,10 @@ func (p *Proxy) checkHost(r *http.Request) error {
 }
 
 // tokenError turns a failed mint into the caller's answer. A delegated
-// subject Google refuses is a setup fault the caller can act on (403); any
-// other failure is 503, with Retry-After when a retry may help. An
-// expired token is never sent instead.
+// subject Google refuses is a setup fault the caller can act on (403), and
+// one Google does not know is the caller's mistake (400); any other
+// failure is 503, with Retry-After when a retry may help. An expired token
+// is never sent instead.
 func (p *Proxy) tokenError(r *http.Request, c *call, err error) error {
 	if r.Context().Err() != nil {
 		return refusal.New(499, "CANCELLED", "the caller went away before a token was ready")
@@ -476,6 +478,12 @@ func (p *Proxy) tokenError(r *http.Request, c *call, err error) error {
 		return refusal.New(http.StatusForbidden, "DELEGATION_NOT_GRANTED", fmt.Sprintf(
 			"Google refused to let the Chat app act as %s with %s (unauthorized_client): a Workspace admin must grant the service account domain-wide delegation for this scope (Admin console: Security > API controls > Domain-wide delegation)",
 			c.subject, chatapi.ScopeKey(c.scopes)))
+	}
+	var su subjectUnknown
+	if errors.As(err, &su) && su.SubjectUnknown() && c.subject != "" {
+		return refusal.New(http.StatusBadRequest, "SUBJECT_NOT_FOUND", fmt.Sprintf(
+			"Google does not know the user %s (invalid_grant: Invalid email or User ID): set %s to the primary email of an existing user in the app's Workspace domain; retrying will not help",
+			c.subject, SubjectHeader))
 	}
 	ref := refusal.New(http.StatusServiceUnavailable, "TOKEN_UNAVAILABLE", fmt.Sprintf("could not get a Google token with %s: %v", chatapi.ScopeKey(c.scopes), err))
 	var ra retryAfterError

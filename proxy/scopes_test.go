@@ -225,6 +225,35 @@ func TestDelegationNotGranted(t *testing.T) {
 	}
 }
 
+// A subject Google does not know is the caller's mistake: 400
+// SUBJECT_NOT_FOUND with the fix, not a 503 that tells clients to retry.
+// A user the domain has still gets a token afterwards.
+func TestSubjectUnknownToGoogle(t *testing.T) {
+	e := newEnvWith(t, emulator.Config{Spaces: []string{"spaces/AAAA"}, Delegation: true,
+		Users: []string{"alice@example.com"}}, scopesPolicy)
+	svc := e.chatService(t, delegateSecret)
+	post := func(subject string) error {
+		call := svc.Spaces.Messages.Create("spaces/AAAA", &chat.Message{Text: "x"})
+		call.Header().Set(proxy.SubjectHeader, subject)
+		_, err := call.Do()
+		return err
+	}
+	gerr := googleErr(t, post("ghost@corp.example.com"))
+	if gerr.Code != 400 || !strings.Contains(gerr.Body, "SUBJECT_NOT_FOUND") ||
+		!strings.Contains(gerr.Body, "ghost@corp.example.com") || !strings.Contains(gerr.Body, proxy.SubjectHeader) {
+		t.Errorf("unknown subject: %d %s, want 400 SUBJECT_NOT_FOUND naming the user and the header", gerr.Code, gerr.Body)
+	}
+	if gerr.Header.Get("Retry-After") != "" {
+		t.Errorf("Retry-After %q on a refusal no retry fixes", gerr.Header.Get("Retry-After"))
+	}
+	if n := len(e.emu.Requests()); n != 0 {
+		t.Errorf("%d calls reached Chat without a token", n)
+	}
+	if err := post("alice@example.com"); err != nil {
+		t.Errorf("known subject after an unknown one: %v", err)
+	}
+}
+
 func TestSubjectHeaderShapes(t *testing.T) {
 	e := newEnvWith(t, emulator.Config{Spaces: []string{"spaces/AAAA"}, Delegation: true}, scopesPolicy)
 	for _, tc := range []struct {
