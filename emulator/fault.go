@@ -60,13 +60,13 @@ type Fault struct {
 	// ("spaces.messages.create"); "" fails every method.
 	Method string
 	// Status is the HTTP status to answer with: 429 (Google's quota error,
-	// RESOURCE_EXHAUSTED with an ErrorInfo of reason RATE_LIMIT_EXCEEDED,
-	// always with Retry-After) or a 5xx. It must be 0 with Reset; 0
+	// RESOURCE_EXHAUSTED with an ErrorInfo of reason RATE_LIMIT_EXCEEDED
+	// and a Help link, and, as Chat's quota errors usually are, without
+	// Retry-After or RetryInfo unless RetryAfter is set) or a 5xx. It must be 0 with Reset; 0
 	// without Reset makes a latency-only fault.
 	Status int
-	// RetryAfter is sent as a Retry-After header (whole seconds, rounded
-	// up) and as a RetryInfo detail. A 429 carries 1 s when it is 0; a 5xx
-	// carries it only when it is positive.
+	// RetryAfter, when positive, is sent as a Retry-After header (whole
+	// seconds, rounded up) and as a RetryInfo detail; 0 sends neither.
 	RetryAfter time.Duration
 	// Times is how many times the fault applies before it is removed; 0
 	// (or negative) means every time until ClearFaults.
@@ -361,9 +361,6 @@ func (e *Emulator) faultError(w http.ResponseWriter, m *chatapi.Method, f *Fault
 			Description: "Request a higher quota limit.",
 			URL:         "https://cloud.google.com/docs/quotas/help/request_increase",
 		}}})
-		if retryAfter <= 0 {
-			retryAfter = time.Second
-		}
 	case http.StatusServiceUnavailable:
 		err = chatapi.NewError(f.Status, "The service is currently unavailable.")
 	case http.StatusGatewayTimeout:

@@ -398,10 +398,11 @@ func TestFaultBodies(t *testing.T) {
 	v := newEnv(t, emulator.Config{Spaces: []string{space}})
 	tok := v.token(t, "", chatapi.ScopeBot)
 
-	// 429 without RetryAfter: Retry-After 1 and Google's quota error body.
+	// 429 without RetryAfter: Google's quota error body, and, as Chat's
+	// quota errors usually come, no Retry-After and no RetryInfo.
 	v.emu.InjectFault(emulator.Fault{Method: "spaces.messages.create", Status: 429, Times: 1})
 	status, h, body := v.do(t, "POST", "/v1/spaces/AAAA/messages", tok, "application/json", `{"text":"x"}`)
-	if status != 429 || h.Get("Retry-After") != "1" {
+	if status != 429 || h.Get("Retry-After") != "" {
 		t.Errorf("429: %d Retry-After %q", status, h.Get("Retry-After"))
 	}
 	e, ok := chatapi.ParseError(body)
@@ -425,14 +426,18 @@ func TestFaultBodies(t *testing.T) {
 			if len(d.Links) == 0 || d.Links[0].URL == "" {
 				t.Errorf("Help without links: %+v", d)
 			}
-		case chatapi.TypeRetryInfo:
-			if d.RetryDelay != "1s" {
-				t.Errorf("RetryInfo %q, want 1s", d.RetryDelay)
-			}
 		}
 	}
-	if want := []string{chatapi.TypeErrorInfo, chatapi.TypeHelp, chatapi.TypeRetryInfo}; !slices.Equal(types, want) {
+	if want := []string{chatapi.TypeErrorInfo, chatapi.TypeHelp}; !slices.Equal(types, want) {
 		t.Errorf("details %v, want %v", types, want)
+	}
+
+	// With RetryAfter set, the 429 carries it in both forms.
+	v.emu.InjectFault(emulator.Fault{Method: "spaces.messages.create", Status: 429, RetryAfter: 1500 * time.Millisecond, Times: 1})
+	status, h, body = v.do(t, "POST", "/v1/spaces/AAAA/messages", tok, "application/json", `{"text":"x"}`)
+	e, _ = chatapi.ParseError(body)
+	if status != 429 || h.Get("Retry-After") != "2" || len(e.Details) != 3 || e.Details[2].Type != chatapi.TypeRetryInfo || e.Details[2].RetryDelay != "2s" {
+		t.Errorf("429 with RetryAfter 1.5s: %d Retry-After %q, body %s; want Retry-After 2 and RetryInfo 2s", status, h.Get("Retry-After"), body)
 	}
 
 	// A 503 has Retry-After only when set.
