@@ -174,6 +174,22 @@ func TestMessageThreads(t *testing.T) {
 	if msgs := v.emu.Messages(space); len(msgs) != 2 || msgs[1].Thread != root.Thread.Name {
 		t.Errorf("Messages() = %+v, want the reply in the root's thread", msgs)
 	}
+
+	// REPLY_MESSAGE_OR_FAIL with a threadKey not used before starts that
+	// thread; the next reply with the key lands in it.
+	first, err := svc.Spaces.Messages.Create(space, &chat.Message{Text: "new", Thread: &chat.Thread{ThreadKey: "deploy-9"}}).
+		MessageReplyOption("REPLY_MESSAGE_OR_FAIL").Do()
+	if err != nil {
+		t.Fatalf("REPLY_MESSAGE_OR_FAIL with a new threadKey: %v, want a new thread", err)
+	}
+	if first.Thread.Name == root.Thread.Name || first.ThreadReply || first.Thread.ThreadKey != "deploy-9" {
+		t.Errorf("new threadKey: thread %s reply %v key %q, want a new thread keyed deploy-9", first.Thread.Name, first.ThreadReply, first.Thread.ThreadKey)
+	}
+	second, err := svc.Spaces.Messages.Create(space, &chat.Message{Text: "again", Thread: &chat.Thread{ThreadKey: "deploy-9"}}).
+		MessageReplyOption("REPLY_MESSAGE_OR_FAIL").Do()
+	if err != nil || second.Thread.Name != first.Thread.Name || !second.ThreadReply {
+		t.Errorf("second reply with deploy-9: %v, want a reply in %s", err, first.Thread.Name)
+	}
 }
 
 func TestMessagePaging(t *testing.T) {

@@ -147,7 +147,9 @@ const (
 // first created with it; a client-assigned messageId must be new in the
 // space. With a REPLY_* messageReplyOption the message goes into the
 // thread named by thread.name or thread.threadKey (or the deprecated
-// threadKey parameter); otherwise it starts a thread.
+// threadKey parameter); otherwise it starts a thread. REPLY_MESSAGE_OR_FAIL
+// fails with 404 for a thread name that does not exist, and starts a
+// thread for a threadKey not yet used.
 func (c *call) createMessage() (any, *chatapi.Error) {
 	in, err := c.readMessage()
 	if err != nil {
@@ -185,7 +187,9 @@ func (c *call) createMessage() (any, *chatapi.Error) {
 				thread = in.threadName
 			case in.threadKey != "" && sp.threadKeys[in.threadKey] != "":
 				thread = sp.threadKeys[in.threadKey]
-			case option == replyOrFail:
+			case option == replyOrFail && (in.threadName != "" || in.threadKey == ""):
+				// A thread named that does not exist fails; a new
+				// threadKey starts the thread it names, as Chat does.
 				return nil, notFound()
 			}
 		}
