@@ -1,8 +1,13 @@
 package chatapi
 
 import (
+	"fmt"
+	"net/http"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/chat-broker/chat-broker/chatapi/discovery"
 )
 
 // QuotaClass names the per-project quota bucket that Chat charges a method
@@ -106,237 +111,228 @@ const (
 	MaxMediaBody = 200 << 20
 )
 
-// Short forms for the catalog table below.
-type scopes = []Scope
+// overlay is what the discovery document does not say about a method:
+// its ChatService RPC name (for ErrorInfo metadata), the quota bucket Chat
+// charges it to, whether a POST changes nothing, and whether its last
+// path segment may hold colons. Every method of the document has an
+// entry, and every entry a method: a test holds the two together.
+type overlay struct {
+	rpc    string
+	quota  QuotaClass
+	read   bool // a POST that changes nothing
+	colons bool // the name's last segment may hold ":" (no custom verb follows it)
+}
 
-const (
-	get   = "GET"
-	post  = "POST"
-	patch = "PATCH"
-	put   = "PUT"
-	del   = "DELETE"
+var overlays = map[string]overlay{
+	"spaces.messages.create":          {rpc: "CreateMessage", quota: QuotaMessageWrites},
+	"spaces.messages.list":            {rpc: "ListMessages", quota: QuotaMessageReads},
+	"spaces.messages.get":             {rpc: "GetMessage", quota: QuotaMessageReads},
+	"spaces.messages.patch":           {rpc: "UpdateMessage", quota: QuotaMessageWrites},
+	"spaces.messages.update":          {rpc: "UpdateMessage", quota: QuotaMessageWrites},
+	"spaces.messages.delete":          {rpc: "DeleteMessage", quota: QuotaMessageWrites},
+	"spaces.messages.replaceCards":    {rpc: "ReplaceMessageCards", quota: QuotaMessageWrites},
+	"spaces.messages.search":          {rpc: "SearchMessages", quota: QuotaMessageSearches, read: true},
+	"spaces.messages.attachments.get": {rpc: "GetAttachment", quota: QuotaAttachmentReads},
+	// Chat's published limits name no bucket for pins; they are charged
+	// as message reads and writes here.
+	"spaces.messagePins.create":                   {rpc: "CreateMessagePin", quota: QuotaMessageWrites},
+	"spaces.messagePins.delete":                   {rpc: "DeleteMessagePin", quota: QuotaMessageWrites},
+	"spaces.messagePins.list":                     {rpc: "ListMessagePins", quota: QuotaMessageReads},
+	"spaces.messages.reactions.create":            {rpc: "CreateReaction", quota: QuotaReactionWrites},
+	"spaces.messages.reactions.list":              {rpc: "ListReactions", quota: QuotaReactionReads},
+	"spaces.messages.reactions.delete":            {rpc: "DeleteReaction", quota: QuotaReactionWrites},
+	"media.upload":                                {rpc: "UploadAttachment", quota: QuotaAttachmentWrites},
+	"media.download":                              {rpc: "DownloadMedia", quota: QuotaAttachmentReads},
+	"spaces.list":                                 {rpc: "ListSpaces", quota: QuotaSpaceReads},
+	"spaces.get":                                  {rpc: "GetSpace", quota: QuotaSpaceReads},
+	"spaces.create":                               {rpc: "CreateSpace", quota: QuotaSpaceWrites},
+	"spaces.setup":                                {rpc: "SetUpSpace", quota: QuotaSpaceWrites},
+	"spaces.patch":                                {rpc: "UpdateSpace", quota: QuotaSpaceWrites},
+	"spaces.delete":                               {rpc: "DeleteSpace", quota: QuotaSpaceWrites},
+	"spaces.search":                               {rpc: "SearchSpaces", quota: QuotaSpaceReads},
+	"spaces.findDirectMessage":                    {rpc: "FindDirectMessage", quota: QuotaSpaceReads},
+	"spaces.findGroupChats":                       {rpc: "FindGroupChats", quota: QuotaSpaceReads},
+	"spaces.completeImport":                       {rpc: "CompleteImportSpace", quota: QuotaSpaceWrites},
+	"spaces.members.create":                       {rpc: "CreateMembership", quota: QuotaMembershipWrites},
+	"spaces.members.list":                         {rpc: "ListMemberships", quota: QuotaMembershipReads},
+	"spaces.members.get":                          {rpc: "GetMembership", quota: QuotaMembershipReads},
+	"spaces.members.patch":                        {rpc: "UpdateMembership", quota: QuotaMembershipWrites},
+	"spaces.members.delete":                       {rpc: "DeleteMembership", quota: QuotaMembershipWrites},
+	"spaces.spaceEvents.get":                      {rpc: "GetSpaceEvent", quota: QuotaSpaceEventReads},
+	"spaces.spaceEvents.list":                     {rpc: "ListSpaceEvents", quota: QuotaSpaceEventReads},
+	"users.spaces.getSpaceReadState":              {rpc: "GetSpaceReadState", quota: QuotaReadStateReads},
+	"users.spaces.updateSpaceReadState":           {rpc: "UpdateSpaceReadState", quota: QuotaReadStateWrites},
+	"users.spaces.threads.getThreadReadState":     {rpc: "GetThreadReadState", quota: QuotaReadStateReads},
+	"users.spaces.spaceNotificationSetting.get":   {rpc: "GetSpaceNotificationSetting", quota: QuotaSettingsReads},
+	"users.spaces.spaceNotificationSetting.patch": {rpc: "UpdateSpaceNotificationSetting", quota: QuotaSettingsWrites},
+	// Custom emoji names have an alias form "customEmojis/:name:".
+	"customEmojis.create":                   {rpc: "CreateCustomEmoji", quota: QuotaCustomEmojiWrites},
+	"customEmojis.get":                      {rpc: "GetCustomEmoji", quota: QuotaCustomEmojiReads, colons: true},
+	"customEmojis.list":                     {rpc: "ListCustomEmojis", quota: QuotaCustomEmojiReads},
+	"customEmojis.delete":                   {rpc: "DeleteCustomEmoji", quota: QuotaCustomEmojiWrites, colons: true},
+	"users.sections.create":                 {rpc: "CreateSection", quota: QuotaSectionWrites},
+	"users.sections.list":                   {rpc: "ListSections", quota: QuotaSectionReads},
+	"users.sections.patch":                  {rpc: "UpdateSection", quota: QuotaSectionWrites},
+	"users.sections.delete":                 {rpc: "DeleteSection", quota: QuotaSectionWrites},
+	"users.sections.position":               {rpc: "PositionSection", quota: QuotaSectionWrites},
+	"users.sections.items.list":             {rpc: "ListSectionItems", quota: QuotaSectionReads},
+	"users.sections.items.move":             {rpc: "MoveSectionItem", quota: QuotaSectionWrites},
+	"users.availability.get":                {rpc: "GetUserAvailability", quota: QuotaAvailabilityReads},
+	"users.availability.patch":              {rpc: "UpdateUserAvailability", quota: QuotaAvailabilityWrite},
+	"users.availability.markAsActive":       {rpc: "MarkAsActive", quota: QuotaAvailabilityWrite},
+	"users.availability.markAsAway":         {rpc: "MarkAsAway", quota: QuotaAvailabilityWrite},
+	"users.availability.markAsDoNotDisturb": {rpc: "MarkAsDoNotDisturb", quota: QuotaAvailabilityWrite},
+}
+
+// The broker's order of preference among the scopes a method accepts,
+// one list for each kind of authentication, narrowest first: the broker
+// mints the first one a caller is granted. The document says which
+// scopes a method accepts but neither their kind nor their order. Every
+// scope of the document is in exactly one list (a test checks), so a new
+// scope from Google fails the tests until it is placed.
+var (
+	// App authentication: chat.bot needs no approval; of the chat.app.*
+	// scopes, the ones limited to what the app belongs to come first.
+	appPreference = []Scope{
+		ScopeBot,
+		ScopeAppSpacesCreate, ScopeAppMessagesReadonly, ScopeAppMembershipsReadonly, ScopeAppSpacesReadonly,
+		ScopeAppSpaces, ScopeAppMemberships, ScopeAppDelete,
+		ScopeAppAllMessagesReadonly, ScopeAppAllMembershipsReadonly, ScopeAppAllSpacesReadonly,
+	}
+	// User authentication: create-only, then read-only, then read-write,
+	// then chat.import, which works only in spaces being imported.
+	// chat.memberships.app only lets a user add or remove apps, so the
+	// general chat.memberships comes before it.
+	userPreference = []Scope{
+		ScopeMessagesCreate, ScopeMessagesReactionsCreate, ScopeSpacesCreate,
+		ScopeMessagesReactionsReadonly, ScopeSpacesPinsReadonly, ScopeMessagesReadonly, ScopeMembershipsReadonly,
+		ScopeSpacesReadonly, ScopeCustomEmojisReadonly, ScopeUsersReadstateReadonly,
+		ScopeUsersSectionsReadonly, ScopeUsersAvailabilityReadonly,
+		ScopeMessagesReactions, ScopeSpacesPins, ScopeMessages, ScopeMemberships, ScopeMembershipsApp,
+		ScopeSpaces, ScopeDelete, ScopeCustomEmojis, ScopeUsersReadstate, ScopeUsersSpacesettings,
+		ScopeUsersSections, ScopeUsersAvailability,
+		ScopeImport,
+	}
+	// Admin access (a user with useAdminAccess=true): read-only first.
+	adminPreference = []Scope{
+		ScopeAdminSpacesReadonly, ScopeAdminMembershipsReadonly,
+		ScopeAdminSpaces, ScopeAdminMemberships, ScopeAdminDelete,
+	}
 )
 
-// catalog is the whole Chat v1 REST surface, as Google's reference and
-// discovery document list it
-// (https://developers.google.com/workspace/chat/api/reference/rest). Scope
-// lists are ordered narrowest first: the broker mints the first one the
-// caller is granted.
-var catalog = []*Method{
-	// Messages.
-	{ID: "spaces.messages.create", Verb: post, Paths: []string{"/v1/spaces/{space}/messages"}, RPC: "CreateMessage",
-		AppScopes:  scopes{ScopeBot},
-		UserScopes: scopes{ScopeMessagesCreate, ScopeMessages, ScopeImport},
-		Quota:      QuotaMessageWrites, RequestIDParam: "requestId"},
-	{ID: "spaces.messages.list", Verb: get, Paths: []string{"/v1/spaces/{space}/messages"}, RPC: "ListMessages",
-		AppScopes:  scopes{ScopeAppMessagesReadonly},
-		UserScopes: scopes{ScopeMessagesReadonly, ScopeMessages, ScopeImport},
-		Quota:      QuotaMessageReads},
-	{ID: "spaces.messages.get", Verb: get, Paths: []string{"/v1/spaces/{space}/messages/{message}"}, RPC: "GetMessage",
-		AppScopes:  scopes{ScopeBot, ScopeAppMessagesReadonly},
-		UserScopes: scopes{ScopeMessagesReadonly, ScopeMessages},
-		Quota:      QuotaMessageReads},
-	{ID: "spaces.messages.patch", Verb: patch, Paths: []string{"/v1/spaces/{space}/messages/{message}"}, RPC: "UpdateMessage",
-		AppScopes:  scopes{ScopeBot},
-		UserScopes: scopes{ScopeMessages, ScopeImport},
-		Quota:      QuotaMessageWrites},
-	{ID: "spaces.messages.update", Verb: put, Paths: []string{"/v1/spaces/{space}/messages/{message}"}, RPC: "UpdateMessage",
-		AppScopes:  scopes{ScopeBot},
-		UserScopes: scopes{ScopeMessages, ScopeImport},
-		Quota:      QuotaMessageWrites},
-	{ID: "spaces.messages.delete", Verb: del, Paths: []string{"/v1/spaces/{space}/messages/{message}"}, RPC: "DeleteMessage",
-		AppScopes:  scopes{ScopeBot},
-		UserScopes: scopes{ScopeMessages, ScopeImport},
-		Quota:      QuotaMessageWrites},
-	{ID: "spaces.messages.search", Verb: post, Paths: []string{"/v1/spaces/{space}/messages:search"}, RPC: "SearchMessages",
-		UserScopes: scopes{ScopeMessagesReadonly, ScopeMessages},
-		Quota:      QuotaMessageSearches, ReadOnly: true},
-	{ID: "spaces.messages.attachments.get", Verb: get, Paths: []string{"/v1/spaces/{space}/messages/{message}/attachments/{attachment}"}, RPC: "GetAttachment",
-		AppScopes: scopes{ScopeBot},
-		Quota:     QuotaAttachmentReads},
+// catalog is the whole Chat v1 REST surface, built from the discovery
+// document and the overlay.
+var catalog, byID = func() ([]*Method, map[string]*Method) {
+	ms, err := build(discovery.Methods(), overlays)
+	if err != nil {
+		panic("chatapi: " + err.Error())
+	}
+	by := make(map[string]*Method, len(ms))
+	for _, m := range ms {
+		by[m.ID] = m
+	}
+	return ms, by
+}()
 
-	// Reactions (user authentication only).
-	{ID: "spaces.messages.reactions.create", Verb: post, Paths: []string{"/v1/spaces/{space}/messages/{message}/reactions"}, RPC: "CreateReaction",
-		UserScopes: scopes{ScopeMessagesReactionsCreate, ScopeMessagesReactions, ScopeMessages, ScopeImport},
-		Quota:      QuotaReactionWrites},
-	{ID: "spaces.messages.reactions.list", Verb: get, Paths: []string{"/v1/spaces/{space}/messages/{message}/reactions"}, RPC: "ListReactions",
-		UserScopes: scopes{ScopeMessagesReactionsReadonly, ScopeMessagesReadonly, ScopeMessagesReactions, ScopeMessages},
-		Quota:      QuotaReactionReads},
-	{ID: "spaces.messages.reactions.delete", Verb: del, Paths: []string{"/v1/spaces/{space}/messages/{message}/reactions/{reaction}"}, RPC: "DeleteReaction",
-		UserScopes: scopes{ScopeMessagesReactions, ScopeMessages, ScopeImport},
-		Quota:      QuotaReactionWrites},
-
-	// Media.
-	{ID: "media.upload", Verb: post, Paths: []string{
-		"/v1/spaces/{space}/attachments:upload",
-		"/upload/v1/spaces/{space}/attachments:upload",
-		"/resumable/upload/v1/spaces/{space}/attachments:upload",
-	}, RPC: "UploadAttachment",
-		UserScopes: scopes{ScopeMessagesCreate, ScopeMessages, ScopeImport},
-		Quota:      QuotaAttachmentWrites, MaxBody: MaxMediaBody},
-	// The resource name is opaque and may hold slashes (discovery pattern
-	// "^.*$"), so media.download names no space.
-	{ID: "media.download", Verb: get, Paths: []string{"/v1/media/{resource:.+}"}, RPC: "DownloadMedia",
-		AppScopes:  scopes{ScopeBot},
-		UserScopes: scopes{ScopeMessagesReadonly, ScopeMessages},
-		Quota:      QuotaAttachmentReads},
-
-	// Spaces.
-	{ID: "spaces.list", Verb: get, Paths: []string{"/v1/spaces"}, RPC: "ListSpaces",
-		AppScopes:  scopes{ScopeBot},
-		UserScopes: scopes{ScopeSpacesReadonly, ScopeSpaces},
-		Quota:      QuotaSpaceReads},
-	{ID: "spaces.get", Verb: get, Paths: []string{"/v1/spaces/{space}"}, RPC: "GetSpace",
-		AppScopes:   scopes{ScopeBot, ScopeAppSpaces},
-		UserScopes:  scopes{ScopeSpacesReadonly, ScopeSpaces},
-		AdminScopes: scopes{ScopeAdminSpacesReadonly, ScopeAdminSpaces},
-		Quota:       QuotaSpaceReads},
-	{ID: "spaces.create", Verb: post, Paths: []string{"/v1/spaces"}, RPC: "CreateSpace",
-		AppScopes:  scopes{ScopeAppSpacesCreate, ScopeAppSpaces},
-		UserScopes: scopes{ScopeSpacesCreate, ScopeSpaces, ScopeImport},
-		Quota:      QuotaSpaceWrites, RequestIDParam: "requestId"},
-	{ID: "spaces.setup", Verb: post, Paths: []string{"/v1/spaces:setup"}, RPC: "SetUpSpace",
-		UserScopes: scopes{ScopeSpacesCreate, ScopeSpaces},
-		Quota:      QuotaSpaceWrites},
-	{ID: "spaces.patch", Verb: patch, Paths: []string{"/v1/spaces/{space}"}, RPC: "UpdateSpace",
-		AppScopes:   scopes{ScopeAppSpaces},
-		UserScopes:  scopes{ScopeSpaces, ScopeImport},
-		AdminScopes: scopes{ScopeAdminSpaces},
-		Quota:       QuotaSpaceWrites},
-	{ID: "spaces.delete", Verb: del, Paths: []string{"/v1/spaces/{space}"}, RPC: "DeleteSpace",
-		AppScopes:   scopes{ScopeAppDelete},
-		UserScopes:  scopes{ScopeDelete, ScopeImport},
-		AdminScopes: scopes{ScopeAdminDelete},
-		Quota:       QuotaSpaceWrites},
-	{ID: "spaces.search", Verb: get, Paths: []string{"/v1/spaces:search"}, RPC: "SearchSpaces",
-		UserScopes:  scopes{ScopeSpacesReadonly, ScopeSpaces},
-		AdminScopes: scopes{ScopeAdminSpacesReadonly, ScopeAdminSpaces},
-		Quota:       QuotaSpaceReads},
-	{ID: "spaces.findDirectMessage", Verb: get, Paths: []string{"/v1/spaces:findDirectMessage"}, RPC: "FindDirectMessage",
-		AppScopes:  scopes{ScopeBot},
-		UserScopes: scopes{ScopeSpacesReadonly, ScopeSpaces},
-		Quota:      QuotaSpaceReads},
-	{ID: "spaces.findGroupChats", Verb: get, Paths: []string{"/v1/spaces:findGroupChats"}, RPC: "FindGroupChats",
-		UserScopes: scopes{ScopeMembershipsReadonly, ScopeMemberships},
-		Quota:      QuotaSpaceReads},
-	{ID: "spaces.completeImport", Verb: post, Paths: []string{"/v1/spaces/{space}:completeImport"}, RPC: "CompleteImportSpace",
-		UserScopes: scopes{ScopeImport},
-		Quota:      QuotaSpaceWrites},
-
-	// Members. chat.memberships.app only lets the app add or remove
-	// itself, so the general scope comes first for writes.
-	{ID: "spaces.members.create", Verb: post, Paths: []string{"/v1/spaces/{space}/members"}, RPC: "CreateMembership",
-		AppScopes:   scopes{ScopeAppMemberships},
-		UserScopes:  scopes{ScopeMemberships, ScopeMembershipsApp, ScopeImport},
-		AdminScopes: scopes{ScopeAdminMemberships},
-		Quota:       QuotaMembershipWrites},
-	{ID: "spaces.members.list", Verb: get, Paths: []string{"/v1/spaces/{space}/members"}, RPC: "ListMemberships",
-		AppScopes:   scopes{ScopeBot, ScopeAppMemberships},
-		UserScopes:  scopes{ScopeMembershipsReadonly, ScopeMemberships, ScopeImport},
-		AdminScopes: scopes{ScopeAdminMembershipsReadonly, ScopeAdminMemberships},
-		Quota:       QuotaMembershipReads},
-	{ID: "spaces.members.get", Verb: get, Paths: []string{"/v1/spaces/{space}/members/{member}"}, RPC: "GetMembership",
-		AppScopes:   scopes{ScopeBot, ScopeAppMemberships},
-		UserScopes:  scopes{ScopeMembershipsReadonly, ScopeMemberships},
-		AdminScopes: scopes{ScopeAdminMembershipsReadonly, ScopeAdminMemberships},
-		Quota:       QuotaMembershipReads},
-	{ID: "spaces.members.patch", Verb: patch, Paths: []string{"/v1/spaces/{space}/members/{member}"}, RPC: "UpdateMembership",
-		AppScopes:   scopes{ScopeAppMemberships},
-		UserScopes:  scopes{ScopeMemberships, ScopeImport},
-		AdminScopes: scopes{ScopeAdminMemberships},
-		Quota:       QuotaMembershipWrites},
-	{ID: "spaces.members.delete", Verb: del, Paths: []string{"/v1/spaces/{space}/members/{member}"}, RPC: "DeleteMembership",
-		AppScopes:   scopes{ScopeAppMemberships},
-		UserScopes:  scopes{ScopeMemberships, ScopeMembershipsApp, ScopeImport},
-		AdminScopes: scopes{ScopeAdminMemberships},
-		Quota:       QuotaMembershipWrites},
-
-	// Space events. Which scope Chat needs depends on the event types
-	// asked for; the narrowest granted one is tried.
-	{ID: "spaces.spaceEvents.get", Verb: get, Paths: []string{"/v1/spaces/{space}/spaceEvents/{spaceEvent}"}, RPC: "GetSpaceEvent",
-		AppScopes: spaceEventAppScopes, UserScopes: spaceEventUserScopes, Quota: QuotaSpaceEventReads},
-	{ID: "spaces.spaceEvents.list", Verb: get, Paths: []string{"/v1/spaces/{space}/spaceEvents"}, RPC: "ListSpaceEvents",
-		AppScopes: spaceEventAppScopes, UserScopes: spaceEventUserScopes, Quota: QuotaSpaceEventReads},
-
-	// A user's own state (user authentication only).
-	{ID: "users.spaces.getSpaceReadState", Verb: get, Paths: []string{"/v1/users/{user}/spaces/{space}/spaceReadState"}, RPC: "GetSpaceReadState",
-		UserScopes: scopes{ScopeUsersReadstateReadonly, ScopeUsersReadstate}, Quota: QuotaReadStateReads},
-	{ID: "users.spaces.updateSpaceReadState", Verb: patch, Paths: []string{"/v1/users/{user}/spaces/{space}/spaceReadState"}, RPC: "UpdateSpaceReadState",
-		UserScopes: scopes{ScopeUsersReadstate}, Quota: QuotaReadStateWrites},
-	{ID: "users.spaces.threads.getThreadReadState", Verb: get, Paths: []string{"/v1/users/{user}/spaces/{space}/threads/{thread}/threadReadState"}, RPC: "GetThreadReadState",
-		UserScopes: scopes{ScopeUsersReadstateReadonly, ScopeUsersReadstate}, Quota: QuotaReadStateReads},
-	{ID: "users.spaces.spaceNotificationSetting.get", Verb: get, Paths: []string{"/v1/users/{user}/spaces/{space}/spaceNotificationSetting"}, RPC: "GetSpaceNotificationSetting",
-		UserScopes: scopes{ScopeUsersSpacesettings}, Quota: QuotaSettingsReads},
-	{ID: "users.spaces.spaceNotificationSetting.patch", Verb: patch, Paths: []string{"/v1/users/{user}/spaces/{space}/spaceNotificationSetting"}, RPC: "UpdateSpaceNotificationSetting",
-		UserScopes: scopes{ScopeUsersSpacesettings}, Quota: QuotaSettingsWrites},
-
-	// Custom emoji (user authentication only). Their names have an alias
-	// form "customEmojis/:name:", so the segment may hold colons.
-	{ID: "customEmojis.create", Verb: post, Paths: []string{"/v1/customEmojis"}, RPC: "CreateCustomEmoji",
-		UserScopes: scopes{ScopeCustomEmojis}, Quota: QuotaCustomEmojiWrites},
-	{ID: "customEmojis.get", Verb: get, Paths: []string{"/v1/customEmojis/{customEmoji:[^/]+}"}, RPC: "GetCustomEmoji",
-		UserScopes: scopes{ScopeCustomEmojisReadonly, ScopeCustomEmojis}, Quota: QuotaCustomEmojiReads},
-	{ID: "customEmojis.list", Verb: get, Paths: []string{"/v1/customEmojis"}, RPC: "ListCustomEmojis",
-		UserScopes: scopes{ScopeCustomEmojisReadonly, ScopeCustomEmojis}, Quota: QuotaCustomEmojiReads},
-	{ID: "customEmojis.delete", Verb: del, Paths: []string{"/v1/customEmojis/{customEmoji:[^/]+}"}, RPC: "DeleteCustomEmoji",
-		UserScopes: scopes{ScopeCustomEmojis}, Quota: QuotaCustomEmojiWrites},
-
-	// Sidebar sections (user authentication only; proto-only methods).
-	{ID: "users.sections.create", Verb: post, Paths: []string{"/v1/users/{user}/sections"}, RPC: "CreateSection",
-		UserScopes: scopes{ScopeUsersSections}, Quota: QuotaSectionWrites},
-	{ID: "users.sections.list", Verb: get, Paths: []string{"/v1/users/{user}/sections"}, RPC: "ListSections",
-		UserScopes: scopes{ScopeUsersSectionsReadonly, ScopeUsersSections}, Quota: QuotaSectionReads},
-	{ID: "users.sections.patch", Verb: patch, Paths: []string{"/v1/users/{user}/sections/{section}"}, RPC: "UpdateSection",
-		UserScopes: scopes{ScopeUsersSections}, Quota: QuotaSectionWrites},
-	{ID: "users.sections.delete", Verb: del, Paths: []string{"/v1/users/{user}/sections/{section}"}, RPC: "DeleteSection",
-		UserScopes: scopes{ScopeUsersSections}, Quota: QuotaSectionWrites},
-	{ID: "users.sections.position", Verb: post, Paths: []string{"/v1/users/{user}/sections/{section}:position"}, RPC: "PositionSection",
-		UserScopes: scopes{ScopeUsersSections}, Quota: QuotaSectionWrites},
-	{ID: "users.sections.items.list", Verb: get, Paths: []string{"/v1/users/{user}/sections/{section}/items"}, RPC: "ListSectionItems",
-		UserScopes: scopes{ScopeUsersSectionsReadonly, ScopeUsersSections}, Quota: QuotaSectionReads},
-	{ID: "users.sections.items.move", Verb: post, Paths: []string{"/v1/users/{user}/sections/{section}/items/{item}:move"}, RPC: "MoveSectionItem",
-		UserScopes: scopes{ScopeUsersSections}, Quota: QuotaSectionWrites},
-
-	// Availability (user authentication only; proto-only methods).
-	{ID: "users.availability.get", Verb: get, Paths: []string{"/v1/users/{user}/availability"}, RPC: "GetUserAvailability",
-		UserScopes: scopes{ScopeUsersAvailabilityReadonly, ScopeUsersAvailability}, Quota: QuotaAvailabilityReads},
-	{ID: "users.availability.patch", Verb: patch, Paths: []string{"/v1/users/{user}/availability"}, RPC: "UpdateUserAvailability",
-		UserScopes: scopes{ScopeUsersAvailability}, Quota: QuotaAvailabilityWrite},
-	{ID: "users.availability.markAsActive", Verb: post, Paths: []string{"/v1/users/{user}/availability:markAsActive"}, RPC: "MarkAsActive",
-		UserScopes: scopes{ScopeUsersAvailability}, Quota: QuotaAvailabilityWrite},
-	{ID: "users.availability.markAsAway", Verb: post, Paths: []string{"/v1/users/{user}/availability:markAsAway"}, RPC: "MarkAsAway",
-		UserScopes: scopes{ScopeUsersAvailability}, Quota: QuotaAvailabilityWrite},
-	{ID: "users.availability.markAsDoNotDisturb", Verb: post, Paths: []string{"/v1/users/{user}/availability:markAsDoNotDisturb"}, RPC: "MarkAsDoNotDisturb",
-		UserScopes: scopes{ScopeUsersAvailability}, Quota: QuotaAvailabilityWrite},
-}
-
-var spaceEventAppScopes = scopes{
-	ScopeAppSpacesReadonly, ScopeAppMembershipsReadonly, ScopeAppMessagesReadonly,
-	ScopeAppSpaces, ScopeAppMemberships,
-	ScopeAppAllSpacesReadonly, ScopeAppAllMembershipsReadonly, ScopeAppAllMessagesReadonly,
-}
-
-var spaceEventUserScopes = scopes{
-	ScopeSpacesReadonly, ScopeMembershipsReadonly, ScopeMessagesReadonly, ScopeMessagesReactionsReadonly,
-	ScopeSpaces, ScopeMemberships, ScopeMessages, ScopeMessagesReactions,
-}
-
-var byID = func() map[string]*Method {
-	m := make(map[string]*Method, len(catalog))
-	for _, meth := range catalog {
-		if meth.Verb == get {
-			meth.ReadOnly = true
+// build makes the catalog from the document's methods and the overlay,
+// and fails where the two disagree.
+func build(doc []*discovery.Method, over map[string]overlay) ([]*Method, error) {
+	rank := map[Scope]int{}
+	for _, list := range [][]Scope{appPreference, userPreference, adminPreference} {
+		for i, s := range list {
+			rank[s] = i
 		}
-		if meth.MaxBody == 0 {
-			meth.MaxBody = maxJSONBody
-			if meth.Verb == get || meth.Verb == del {
-				meth.MaxBody = maxNoBody
+	}
+	var out []*Method
+	for _, d := range doc {
+		o, ok := over[d.ID]
+		if !ok {
+			return nil, fmt.Errorf("method %s of the discovery document has no overlay entry: add its RPC name and quota class to overlays", d.ID)
+		}
+		m := &Method{ID: d.ID, Verb: d.Verb, RPC: o.rpc, Quota: o.quota, ReadOnly: d.Verb == http.MethodGet || o.read}
+		tmpl, err := template(d, o.colons)
+		if err != nil {
+			return nil, err
+		}
+		m.Paths = []string{tmpl}
+		for _, p := range d.UploadPaths {
+			m.Paths = append(m.Paths, strings.Replace(p, "/"+d.FlatPath, tmpl, 1))
+		}
+		for _, name := range d.Scopes {
+			s := Scope(name)
+			if _, ok := rank[s]; !ok {
+				return nil, fmt.Errorf("method %s accepts scope %s, which no preference list places: add it to appPreference, userPreference or adminPreference", d.ID, s)
+			}
+			switch {
+			case s == ScopeBot || s.IsApp():
+				m.AppScopes = append(m.AppScopes, s)
+			case s.IsAdmin():
+				if !d.AcceptsQuery("useAdminAccess") {
+					return nil, fmt.Errorf("method %s accepts admin scope %s but has no useAdminAccess parameter", d.ID, s)
+				}
+				m.AdminScopes = append(m.AdminScopes, s)
+			default:
+				m.UserScopes = append(m.UserScopes, s)
 			}
 		}
-		m[meth.ID] = meth
+		for _, list := range [][]Scope{m.AppScopes, m.UserScopes, m.AdminScopes} {
+			slices.SortStableFunc(list, func(a, b Scope) int { return rank[a] - rank[b] })
+		}
+		if d.AcceptsQuery("requestId") {
+			m.RequestIDParam = "requestId"
+		}
+		switch {
+		case d.MaxUpload > 0:
+			m.MaxBody = d.MaxUpload
+		case d.Verb == http.MethodGet || d.Verb == http.MethodDelete:
+			m.MaxBody = maxNoBody
+		default:
+			m.MaxBody = maxJSONBody
+		}
+		out = append(out, m)
 	}
-	return m
-}()
+	for id := range over {
+		if !slices.ContainsFunc(doc, func(d *discovery.Method) bool { return d.ID == id }) {
+			return nil, fmt.Errorf("overlay entry %s names no method of the discovery document: remove it", id)
+		}
+	}
+	return out, nil
+}
+
+// template turns the document's flat path ("v1/spaces/{spacesId}") into
+// a route template ("/v1/spaces/{space}"): each variable named for its
+// collection in the singular. A variable matches one segment up to the
+// next "/" or ":" (Chat puts custom verbs after a colon), or with colons
+// where the overlay says so; a name the document lets hold anything
+// ("^.*$", media resource names) is {resource:.+}.
+func template(d *discovery.Method, colons bool) (string, error) {
+	var b strings.Builder
+	rest := d.FlatPath
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			b.WriteString(rest)
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return "", fmt.Errorf("method %s: unbalanced braces in %q", d.ID, d.FlatPath)
+		}
+		b.WriteString(rest[:i])
+		name := strings.TrimSuffix(strings.TrimSuffix(rest[i+1:i+j], "Id"), "s")
+		rest = rest[i+j+1:]
+		last := !strings.Contains(rest, "{")
+		switch {
+		case last && d.NamePattern == "^.*$":
+			b.WriteString("{resource:.+}")
+		case last && colons:
+			b.WriteString("{" + name + ":[^/]+}")
+		default:
+			b.WriteString("{" + name + "}")
+		}
+	}
+	return "/" + b.String(), nil
+}
 
 // Methods returns the whole catalog, sorted by ID. The *Method values are
 // shared; the slice is the caller's.

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/chat-broker/chat-broker/chatapi/discovery"
 )
 
 // samplePath fills a path template with plausible values.
@@ -112,5 +115,84 @@ func TestScopeKey(t *testing.T) {
 	}
 	if _, ok := ParseScope("chat.bott"); ok {
 		t.Error("ParseScope accepted chat.bott")
+	}
+}
+
+// The catalog is the discovery document's: the same methods, each with
+// the same verb and exactly the scopes the document lists, split by kind.
+func TestCatalogIsTheDiscoveryDocument(t *testing.T) {
+	doc := discovery.Methods()
+	if got := len(Methods()); got != len(doc) {
+		t.Errorf("catalog has %d methods, the document %d", got, len(doc))
+	}
+	for _, d := range doc {
+		t.Run(d.ID, func(t *testing.T) {
+			m, ok := Lookup(d.ID)
+			if !ok {
+				t.Fatalf("the document's %s is not in the catalog", d.ID)
+			}
+			var got []string
+			for _, s := range slices.Concat(m.AppScopes, m.UserScopes, m.AdminScopes) {
+				got = append(got, string(s))
+			}
+			if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(d.Scopes))) || m.Verb != d.Verb {
+				t.Errorf("catalog %s %v, document %s %v", m.Verb, got, d.Verb, d.Scopes)
+			}
+		})
+	}
+}
+
+// Every scope of the document has a place in exactly one preference list,
+// and the lists name no scope the document lacks.
+func TestPreferenceListsCoverTheDocument(t *testing.T) {
+	placed := map[Scope]int{}
+	for _, list := range [][]Scope{appPreference, userPreference, adminPreference} {
+		for _, s := range list {
+			placed[s]++
+		}
+	}
+	for _, s := range discovery.Scopes() {
+		if n := placed[Scope(s.Name)]; n != 1 {
+			t.Errorf("scope %s of the document is in %d preference lists, want 1", s.Name, n)
+		}
+		delete(placed, Scope(s.Name))
+	}
+	for s := range placed {
+		t.Errorf("preference lists name %s, which the document does not define", s)
+	}
+	for _, s := range appPreference {
+		if s != ScopeBot && !s.IsApp() {
+			t.Errorf("app preference lists %s, neither chat.bot nor chat.app.*", s)
+		}
+	}
+	for _, s := range adminPreference {
+		if !s.IsAdmin() {
+			t.Errorf("admin preference lists %s, not chat.admin.*", s)
+		}
+	}
+}
+
+// build refuses a document and overlay that disagree, saying what to fix.
+func TestBuildRefusesDisagreement(t *testing.T) {
+	get := &discovery.Method{ID: "spaces.get", Verb: "GET", FlatPath: "v1/spaces/{spacesId}", Scopes: []string{"chat.bot"}}
+	for _, tc := range []struct {
+		name string
+		doc  []*discovery.Method
+		over map[string]overlay
+		want string
+	}{
+		{"method without overlay", []*discovery.Method{get}, map[string]overlay{}, "spaces.get of the discovery document has no overlay entry"},
+		{"overlay without method", []*discovery.Method{get}, map[string]overlay{"spaces.get": {}, "spaces.gone": {}}, "overlay entry spaces.gone names no method"},
+		{"scope nobody placed", []*discovery.Method{{ID: "spaces.get", Verb: "GET", FlatPath: "v1/spaces/{spacesId}", Scopes: []string{"chat.new.thing"}}},
+			map[string]overlay{"spaces.get": {}}, "accepts scope chat.new.thing, which no preference list places"},
+		{"admin scope without useAdminAccess", []*discovery.Method{{ID: "spaces.get", Verb: "GET", FlatPath: "v1/spaces/{spacesId}", Scopes: []string{"chat.admin.spaces"}}},
+			map[string]overlay{"spaces.get": {}}, "has no useAdminAccess parameter"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := build(tc.doc, tc.over)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("build: %v, want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }

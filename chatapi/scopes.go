@@ -3,6 +3,8 @@ package chatapi
 import (
 	"sort"
 	"strings"
+
+	"github.com/chat-broker/chat-broker/chatapi/discovery"
 )
 
 // ScopePrefix is the URL prefix of every Google OAuth scope. Policy files
@@ -18,6 +20,10 @@ func (s Scope) URL() string { return ScopePrefix + string(s) }
 // IsApp reports whether s is a chat.app.* scope, which a Workspace
 // administrator must approve once before Chat honours it.
 func (s Scope) IsApp() bool { return strings.HasPrefix(string(s), "chat.app.") }
+
+// IsAdmin reports whether s is a chat.admin.* scope, which Chat honours
+// only for a Workspace administrator calling with useAdminAccess=true.
+func (s Scope) IsAdmin() bool { return strings.HasPrefix(string(s), "chat.admin.") }
 
 // The scopes named in the catalog. Google describes each at
 // https://developers.google.com/workspace/chat/authenticate-authorize.
@@ -54,6 +60,8 @@ const (
 	ScopeSpaces                    Scope = "chat.spaces"
 	ScopeSpacesCreate              Scope = "chat.spaces.create"
 	ScopeSpacesReadonly            Scope = "chat.spaces.readonly"
+	ScopeSpacesPins                Scope = "chat.spaces.pins"
+	ScopeSpacesPinsReadonly        Scope = "chat.spaces.pins.readonly"
 	ScopeUsersReadstate            Scope = "chat.users.readstate"
 	ScopeUsersReadstateReadonly    Scope = "chat.users.readstate.readonly"
 	ScopeUsersSpacesettings        Scope = "chat.users.spacesettings"
@@ -63,22 +71,14 @@ const (
 	ScopeUsersAvailabilityReadonly Scope = "chat.users.availability.readonly"
 )
 
-var allScopes = []Scope{
-	ScopeBot,
-	ScopeAppSpaces, ScopeAppSpacesCreate, ScopeAppSpacesReadonly,
-	ScopeAppMemberships, ScopeAppMembershipsReadonly, ScopeAppMessagesReadonly, ScopeAppDelete,
-	ScopeAppAllMembershipsReadonly, ScopeAppAllMessagesReadonly, ScopeAppAllSpacesReadonly,
-	ScopeAdminDelete, ScopeAdminMemberships, ScopeAdminMembershipsReadonly,
-	ScopeAdminSpaces, ScopeAdminSpacesReadonly,
-	ScopeCustomEmojis, ScopeCustomEmojisReadonly, ScopeDelete, ScopeImport,
-	ScopeMemberships, ScopeMembershipsApp, ScopeMembershipsReadonly,
-	ScopeMessages, ScopeMessagesCreate, ScopeMessagesReactions, ScopeMessagesReactionsCreate,
-	ScopeMessagesReactionsReadonly, ScopeMessagesReadonly,
-	ScopeSpaces, ScopeSpacesCreate, ScopeSpacesReadonly,
-	ScopeUsersReadstate, ScopeUsersReadstateReadonly, ScopeUsersSpacesettings,
-	ScopeUsersSections, ScopeUsersSectionsReadonly,
-	ScopeUsersAvailability, ScopeUsersAvailabilityReadonly,
-}
+// allScopes are the scopes of the discovery document, in its order.
+var allScopes = func() []Scope {
+	var out []Scope
+	for _, s := range discovery.Scopes() {
+		out = append(out, Scope(s.Name))
+	}
+	return out
+}()
 
 var scopeSet = func() map[Scope]bool {
 	m := make(map[Scope]bool, len(allScopes))
@@ -88,13 +88,13 @@ var scopeSet = func() map[Scope]bool {
 	return m
 }()
 
-// Scopes returns every Chat scope the catalog knows, in a stable order.
+// Scopes returns every Chat scope the discovery document defines, sorted.
 // The caller may modify the returned slice.
 func Scopes() []Scope { return append([]Scope(nil), allScopes...) }
 
 // ParseScope accepts a scope in short form ("chat.bot") or as a URL
 // ("https://www.googleapis.com/auth/chat.bot") and reports whether it is a
-// Chat scope the catalog knows.
+// scope of the Chat API's discovery document.
 func ParseScope(s string) (Scope, bool) {
 	s = strings.TrimPrefix(s, ScopePrefix)
 	return Scope(s), scopeSet[Scope(s)]

@@ -11,6 +11,7 @@ import (
 	"github.com/felixge/httpsnoop"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/chatapi/discovery"
 )
 
 const realm = `Bearer realm="https://accounts.google.com/"`
@@ -57,6 +58,7 @@ type call struct {
 	w    http.ResponseWriter
 	r    *http.Request
 	m    *chatapi.Method
+	d    *discovery.Method // m as Google's discovery document states it
 	vars map[string]string
 	q    url.Values
 	tok  *token
@@ -176,7 +178,11 @@ func (e *Emulator) handleChat(x *exchange, r *http.Request) (any, *chatapi.Error
 		return nil, aerr
 	}
 	x.req.Scopes, x.req.Subject = tok.scopes, tok.subject
-	c := &call{e: e, w: x.w, r: r, m: m, vars: vars, q: r.URL.Query(), tok: tok, meta: meta}
+	d, ok := discovery.Lookup(m.ID)
+	if !ok { // the catalog is built from the document; cannot happen
+		return nil, chatapi.NewError(http.StatusNotFound, msgMethodNotFound)
+	}
+	c := &call{e: e, w: x.w, r: r, m: m, d: d, vars: vars, q: r.URL.Query(), tok: tok, meta: meta}
 	if err := c.authorize(meta); err != nil {
 		return nil, err
 	}
@@ -273,45 +279,58 @@ func (e *Emulator) authenticate(w http.ResponseWriter, r *http.Request, meta map
 	return tok, nil
 }
 
-// authorize checks the token's scopes against the method's, as Chat does:
-// a delegated token needs one of its user scopes (admin scopes with
-// useAdminAccess=true) and must not carry chat.bot; an app token needs
-// one of its app scopes, a chat.app.* one approved by an administrator.
+// authorize checks the token's scopes against the method's, as Chat does,
+// taking the scopes a method accepts from Google's discovery document,
+// never from the broker's catalog: a delegated token needs one of its
+// user scopes (chat.admin.* ones with useAdminAccess=true) and must not
+// carry chat.bot; an app token needs chat.bot or a chat.app.* scope an
+// administrator approved.
 func (c *call) authorize(meta map[string]string) *chatapi.Error {
-	m, tok := c.m, c.tok
+	tok := c.tok
+	var app, user, admin []chatapi.Scope
+	for _, s := range c.d.Scopes {
+		switch sc := chatapi.Scope(s); {
+		case sc == chatapi.ScopeBot || sc.IsApp():
+			app = append(app, sc)
+		case sc.IsAdmin():
+			admin = append(admin, sc)
+		default:
+			user = append(user, sc)
+		}
+	}
 	if tok.subject != "" {
 		if slices.Contains(tok.scopes, chatapi.ScopeBot) {
 			return chatapi.NewError(http.StatusForbidden, msgNoServiceAccount)
 		}
-		accepted := m.UserScopes
+		accepted := user
 		if c.q.Get("useAdminAccess") == "true" {
-			accepted, c.admin = m.AdminScopes, true
+			accepted, c.admin = admin, true
 		}
 		if !hasAny(tok.scopes, accepted) {
 			return c.insufficient(meta)
 		}
 		return nil
 	}
-	if m.UserOnly() {
+	if len(app) == 0 {
 		return chatapi.NewError(http.StatusForbidden, chatapi.MsgUserAuthOnly)
 	}
-	bot, app, unapproved := false, false, false
+	bot, viaApp, unapproved := false, false, false
 	c.e.mu.Lock()
-	for _, s := range m.AppScopes {
+	for _, s := range app {
 		switch {
 		case !slices.Contains(tok.scopes, s):
 		case s == chatapi.ScopeBot:
 			bot = true
 		case c.e.approved[s]:
-			app = true
+			viaApp = true
 		default:
 			unapproved = true
 		}
 	}
 	c.e.mu.Unlock()
 	switch {
-	case bot || app:
-		c.viaApp = app
+	case bot || viaApp:
+		c.viaApp = viaApp
 		return nil
 	case unapproved:
 		return chatapi.NewError(http.StatusForbidden, chatapi.MsgAdminApproval)
@@ -322,13 +341,9 @@ func (c *call) authorize(meta map[string]string) *chatapi.Error {
 // insufficient is the 403 for a token that has none of the method's
 // scopes. Like Google, it lists every scope the method accepts.
 func (c *call) insufficient(meta map[string]string) *chatapi.Error {
-	var urls []string
-	for _, list := range [][]chatapi.Scope{c.m.AppScopes, c.m.UserScopes, c.m.AdminScopes} {
-		for _, s := range list {
-			if !slices.Contains(urls, s.URL()) {
-				urls = append(urls, s.URL())
-			}
-		}
+	urls := make([]string, len(c.d.Scopes))
+	for i, s := range c.d.Scopes {
+		urls[i] = chatapi.Scope(s).URL()
 	}
 	c.w.Header().Set("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+strings.Join(urls, " ")+`"`)
 	return chatapi.NewError(http.StatusForbidden, chatapi.MsgInsufficientScopes).

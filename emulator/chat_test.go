@@ -415,7 +415,7 @@ func TestAuthErrors(t *testing.T) {
 			return err
 		}, 404, "Requested entity was not found.", ""},
 		{"user-only method", func() error {
-			_, err := bot.Spaces.Messages.Reactions.Create(space+"/messages/m1", &chat.Reaction{Emoji: &chat.Emoji{Unicode: "👍"}}).Do()
+			_, err := bot.Spaces.MessagePins.Create(space, &chat.MessagePin{}).Do()
 			return err
 		}, 403, chatapi.MsgUserAuthOnly, ""},
 	} {

@@ -1,6 +1,7 @@
 package emulator_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,12 +91,20 @@ func TestReactions(t *testing.T) {
 		t.Errorf("reaction events = %+v, %v", events, err)
 	}
 
-	// App authentication is refused with Chat's message.
+	// The app reacts as itself with chat.bot, as Chat's discovery
+	// document allows, and lists what it may see.
 	appSvc := v.chat(t, chatapi.ScopeBot)
-	_, err = appSvc.Spaces.Messages.Reactions.Create(msg.Name, &chat.Reaction{Emoji: &chat.Emoji{Unicode: "🙂"}}).Do()
-	wantAPIError(t, "reactions.create with an app token", err, 403, chatapi.MsgUserAuthOnly)
-	_, err = appSvc.Spaces.Messages.Reactions.List(msg.Name).Do()
-	wantAPIError(t, "reactions.list with an app token", err, 403, chatapi.MsgUserAuthOnly)
+	mine, err := appSvc.Spaces.Messages.Reactions.Create(msg.Name, &chat.Reaction{Emoji: &chat.Emoji{Unicode: "🙂"}}).Do()
+	if err != nil || mine.User == nil || mine.User.Name != "users/app" {
+		t.Fatalf("reactions.create with chat.bot: %+v, %v; want a reaction by users/app", mine, err)
+	}
+	listed, err := appSvc.Spaces.Messages.Reactions.List(msg.Name).Do()
+	if err != nil || !slices.ContainsFunc(listed.Reactions, func(r *chat.Reaction) bool { return r.Name == mine.Name }) {
+		t.Errorf("reactions.list with chat.bot: %v; want the app's reaction among %d", err, len(listed.Reactions))
+	}
+	if _, err := appSvc.Spaces.Messages.Reactions.Delete(mine.Name).Do(); err != nil {
+		t.Errorf("reactions.delete of its own with chat.bot: %v", err)
+	}
 	// The narrow create scope does not list.
 	_, err = bob.Spaces.Messages.Reactions.List(msg.Name).Do()
 	wantAPIError(t, "reactions.list with reactions.create", err, 403, chatapi.MsgInsufficientScopes)

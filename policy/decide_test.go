@@ -27,7 +27,7 @@ callers:
     allow:
       - methods: ["spaces.messages.*"]
         spaces: ["*"]
-      - methods: [spaces.create, spaces.get]
+      - methods: [spaces.create, spaces.get, "spaces.messagePins.*"]
         spaces: ["*"]
     # File order does not matter: the catalog's narrowest-first order does.
     scopes: [chat.app.spaces, chat.app.messages.readonly, chat.app.spaces.create, chat.bot]
@@ -116,9 +116,9 @@ func TestDecide(t *testing.T) {
 			allow("callers[3].allow[0]", "chat.bot", "")},
 
 		// 3. Authentication.
-		{"user-only method without a subject", caller("reader"), "spaces.messages.reactions.create", "spaces/AAAA", "",
+		{"user-only method without a subject", caller("reader"), "spaces.messagePins.create", "spaces/AAAA", "",
 			Decision{Reason: ReasonUserAuthRequired, Rule: "callers[1].subjects",
-				Message: `caller "reader" called spaces.messages.reactions.create without a subject, but it needs user authentication through domain-wide delegation; name a subject allowed in callers[1].subjects in policy.yaml`}},
+				Message: `caller "reader" called spaces.messagePins.create without a subject, but it needs user authentication through domain-wide delegation; name a subject allowed in callers[1].subjects in policy.yaml`}},
 		{"subject given, caller has no subjects", caller("reader"), "spaces.messages.get", "spaces/AAAA", "bob@example.com",
 			Decision{Reason: ReasonSubjectNotAllowed, Rule: "callers[1].subjects",
 				Message: `caller "reader" may not act as "bob@example.com"; add it to callers[1].subjects in policy.yaml`}},

@@ -309,7 +309,7 @@ func TestRefusalsNeverReachUpstream(t *testing.T) {
 		{"wrong method", "DELETE", "/v1/spaces/AAAA/messages/M1", ok, "", 403, "METHOD_NOT_ALLOWED"},
 		{"method without a space needs spaces *", "GET", "/v1/spaces", ok, "", 403, "METHOD_NOT_ALLOWED"},
 		{"method not listed", "POST", "/v1/spaces/AAAA/messages/M1/reactions", bearer(readerSecret), `{}`, 403, "METHOD_NOT_ALLOWED"},
-		{"user-only method without a subject", "POST", "/v1/spaces/AAAA/messages/M1/reactions", with(bearer(opsSecret), "Content-Type", "application/json"), `{}`, 403, "USER_AUTH_REQUIRED"},
+		{"user-only method without a subject", "POST", "/v1/spaces/AAAA/messagePins", with(bearer(opsSecret), "Content-Type", "application/json"), `{}`, 403, "USER_AUTH_REQUIRED"},
 		{"no granted scope serves the method", "GET", "/v1/spaces/AAAA/messages", bearer(opsSecret), "", 403, "SCOPE_NOT_GRANTED"},
 		{"unknown caller", "POST", "/v1/spaces/AAAA/messages", bearer(unknownSecret), `{"text":"x"}`, 401, "CALLER_UNKNOWN"},
 		{"no credential", "GET", "/v1/spaces/AAAA/messages", nil, "", 401, "CALLER_CREDENTIAL_MISSING"},

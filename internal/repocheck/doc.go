@@ -24,7 +24,7 @@
 //
 // TestImportRules holds the production code to the import rules of
 // docs/architecture.md: imports flow one way, chatapi imports nothing of
-// the module, the emulator only chatapi, policy and broker not each other,
+// the module but its discovery document, the emulator only those two, policy and broker not each other,
 // the request path never the emulator, and nothing imports a command.
 //
 // Go files are checked in their comments only; Markdown and text files
