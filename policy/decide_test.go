@@ -293,3 +293,90 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+const requestFile = `
+version: 1
+callers:
+  - name: admin
+    identify: {secretSHA256: H1}
+    allow:
+      - methods: [spaces.get, spaces.messages.get, "spaces.members.*"]
+        spaces: ["*"]
+    scopes: [chat.spaces.readonly, chat.messages.readonly, chat.admin.spaces.readonly, chat.admin.spaces]
+    subjects: [root@example.com]
+    adminAccess: true
+  - name: plain
+    identify: {secretSHA256: H2}
+    allow:
+      - methods: [spaces.get]
+        spaces: ["*"]
+      - methods: [spaces.messages.get]
+        spaces: [spaces/AAAA]
+        prefer: [chat.app.messages.readonly]
+      - methods: [spaces.messages.get]
+        spaces: ["*"]
+      - methods: ["spaces.spaceEvents.*"]
+        spaces: ["*"]
+    scopes: [chat.bot, chat.spaces.readonly, chat.app.messages.readonly, chat.app.memberships, chat.memberships.readonly]
+    subjects: [alice@example.com]
+`
+
+// DecideRequest: admin access is a grant of its own, a rule may prefer a
+// wider scope it grants, and calls whose scopes depend on what they ask
+// for get one scope per need.
+func TestDecideRequest(t *testing.T) {
+	p := mustParse(t, requestFile)
+	caller := func(name string) *Caller { c, _ := p.CallerByName(name); return c }
+	method := func(id string) *chatapi.Method { m, _ := chatapi.Lookup(id); return m }
+	events, err := chatapi.SpaceEventNeeds(`event_types:"google.workspace.chat.message.v1.created" OR event_types:"google.workspace.chat.membership.v1.created"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spaceOnly, _ := chatapi.SpaceEventNeeds(`event_types:"google.workspace.chat.space.v1.updated"`)
+	allow := func(rule, subject string, scopes ...chatapi.Scope) Decision {
+		return Decision{Allow: true, Rule: rule, Scopes: scopes, Subject: subject}
+	}
+	for _, tc := range []struct {
+		name   string
+		caller string
+		req    Request
+		want   Decision
+	}{
+		{"admin access, narrowest admin scope", "admin", Request{Method: method("spaces.get"), Space: "spaces/AAAA", Subject: "root@example.com", AdminAccess: true},
+			allow("callers[0].allow[0]", "root@example.com", chatapi.ScopeAdminSpacesReadonly)},
+		{"admin access for a write", "admin", Request{Method: method("spaces.members.delete"), Space: "spaces/AAAA", Subject: "root@example.com", AdminAccess: true},
+			Decision{Reason: ReasonScopeNotGranted, Rule: "callers[0].scopes",
+				Message: `caller "admin" may not call spaces.members.delete with admin access: it needs "chat.admin.memberships", which callers[0].scopes does not grant; add it to callers[0].scopes in policy.yaml`}},
+		{"the same caller without admin access", "admin", Request{Method: method("spaces.get"), Space: "spaces/AAAA", Subject: "root@example.com"},
+			allow("callers[0].allow[0]", "root@example.com", chatapi.ScopeSpacesReadonly)},
+		{"admin access without a subject", "admin", Request{Method: method("spaces.get"), Space: "spaces/AAAA", AdminAccess: true},
+			Decision{Reason: ReasonUserAuthRequired, Rule: "callers[0].subjects",
+				Message: `caller "admin" called spaces.get with useAdminAccess=true, which acts as a Workspace administrator; name the administrator as the subject (allowed in callers[0].subjects in policy.yaml)`}},
+		{"admin access on a method without it", "admin", Request{Method: method("spaces.messages.get"), Space: "spaces/AAAA", Subject: "root@example.com", AdminAccess: true},
+			Decision{Reason: ReasonAdminAccessNotGranted, Rule: "callers[0].allow[0]", Message: "spaces.messages.get offers no admin access; call it without useAdminAccess"}},
+		{"admin access not granted", "plain", Request{Method: method("spaces.get"), Space: "spaces/AAAA", Subject: "alice@example.com", AdminAccess: true},
+			Decision{Reason: ReasonAdminAccessNotGranted, Rule: "callers[1].adminAccess",
+				Message: `caller "plain" may not call spaces.get with useAdminAccess=true; set callers[1].adminAccess: true and grant a chat.admin.* scope in policy.yaml, or call without useAdminAccess`}},
+		{"a rule that prefers the wider scope", "plain", Request{Method: method("spaces.messages.get"), Space: "spaces/AAAA"},
+			allow("callers[1].allow[1]", "", chatapi.ScopeAppMessagesReadonly)},
+		{"least privilege where no rule prefers", "plain", Request{Method: method("spaces.messages.get"), Space: "spaces/BBBB"},
+			allow("callers[1].allow[2]", "", chatapi.ScopeBot)},
+		{"one scope per kind of event", "plain", Request{Method: method("spaces.spaceEvents.list"), Space: "spaces/AAAA", Needs: events},
+			allow("callers[1].allow[3]", "", chatapi.ScopeAppMemberships, chatapi.ScopeAppMessagesReadonly)},
+		{"events as a user", "plain", Request{Method: method("spaces.spaceEvents.list"), Space: "spaces/AAAA", Subject: "alice@example.com", Needs: events},
+			Decision{Reason: ReasonScopeNotGranted, Rule: "callers[1].scopes",
+				Message: `caller "plain" may not call spaces.spaceEvents.list as a user for message events: it needs one of "chat.messages.readonly", "chat.messages", which callers[1].scopes does not grant; add it to callers[1].scopes in policy.yaml`}},
+		{"a kind no scope is granted for", "plain", Request{Method: method("spaces.spaceEvents.list"), Space: "spaces/AAAA", Needs: spaceOnly},
+			Decision{Reason: ReasonScopeNotGranted, Rule: "callers[1].scopes",
+				Message: `caller "plain" may not call spaces.spaceEvents.list with app authentication for space events: it needs one of "chat.app.spaces.readonly", "chat.app.spaces", "chat.app.all.spaces.readonly", which callers[1].scopes does not grant; add it to callers[1].scopes in policy.yaml`}},
+		{"get: every kind granted", "plain", Request{Method: method("spaces.spaceEvents.get"), Space: "spaces/AAAA", Needs: chatapi.SpaceEventKinds(), AnyNeed: true},
+			allow("callers[1].allow[3]", "", chatapi.ScopeAppMemberships, chatapi.ScopeAppMessagesReadonly)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := p.DecideRequest(caller(tc.caller), tc.req)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("\n got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -24,12 +24,13 @@ type fileDoc struct {
 }
 
 type callerDoc struct {
-	Name     string       `json:"name"`
-	Identify *identifyDoc `json:"identify"`
-	Allow    []ruleDoc    `json:"allow"`
-	Scopes   []string     `json:"scopes"`
-	Subjects []string     `json:"subjects"`
-	Limits   Limits       `json:"limits"`
+	Name        string       `json:"name"`
+	Identify    *identifyDoc `json:"identify"`
+	Allow       []ruleDoc    `json:"allow"`
+	Scopes      []string     `json:"scopes"`
+	Subjects    []string     `json:"subjects"`
+	AdminAccess bool         `json:"adminAccess"`
+	Limits      Limits       `json:"limits"`
 }
 
 type identifyDoc struct {
@@ -43,6 +44,7 @@ type identifyDoc struct {
 type ruleDoc struct {
 	Methods []string `json:"methods"`
 	Spaces  []string `json:"spaces"`
+	Prefer  []string `json:"prefer"`
 }
 
 // problems collects what is wrong with a file, in the order found.
@@ -277,6 +279,15 @@ func decodeValue(v any, rv reflect.Value, path string, ps *problems) {
 		case nil:
 		default:
 			ps.markBad(path, "got %s, want a whole number", shape(v))
+		}
+	case reflect.Bool:
+		switch v := v.(type) {
+		case bool:
+			rv.SetBool(v)
+		case nil:
+		default:
+			// "yes" in quotes, 1: ambiguous, so refused.
+			ps.markBad(path, "got %s, want true or false", shape(v))
 		}
 	default:
 		panic("policy: decodeValue: unhandled kind " + rv.Kind().String())

@@ -48,6 +48,10 @@ type Caller struct {
 	// delegation: email addresses, or "*@domain" for every user of a
 	// domain, as written in the file.
 	Subjects []string
+	// AdminAccess lets the caller, acting as one of its subjects, call
+	// with useAdminAccess=true: as a Workspace administrator, with a
+	// chat.admin.* scope.
+	AdminAccess bool
 	// Limits is the caller's own rate limit.
 	Limits Limits
 
@@ -95,6 +99,7 @@ type rule struct {
 	path      string          // "callers[0].allow[1]"
 	allSpaces bool            // spaces: ["*"]
 	spaces    map[string]bool // "spaces/AAAA"
+	prefer    []chatapi.Scope // tried before the narrowest-first order
 }
 
 // Error is what Parse returns for a policy that does not parse or does

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,6 +133,8 @@ func validate(doc *fileDoc, p *Policy, ps *problems) {
 		validateLimits(cd, c, ps)
 		if scopesOK {
 			checkServable(explicit, cd, c, ps)
+			validatePrefer(cd, c, ps)
+			validateAdminAccess(cd, c, ps)
 		}
 		p.callers = append(p.callers, c)
 		p.byName[c.Name] = c
@@ -428,6 +431,8 @@ func validateAllow(cd *callerDoc, c *Caller, ps *problems) []explicitMethod {
 			kp := fmt.Sprintf("%s[%d]", sp, k)
 			switch {
 			case ps.bad[kp]:
+			case s == "spaces/-":
+				ps.add(kp, `"spaces/-" means every space to Chat; write "*" for every space, or name the spaces`)
 			case s == "*":
 				if len(rd.Spaces) > 1 {
 					ps.add(kp, `"*" must be the only entry in spaces; remove it or the other entries`)
@@ -550,6 +555,76 @@ func validateLimits(cd *callerDoc, c *Caller, ps *problems) {
 	c.Limits = l
 }
 
+// validatePrefer checks each rule's prefer list: scopes the caller is
+// granted that some method of the rule accepts, so the preference can
+// take effect.
+func validatePrefer(cd *callerDoc, c *Caller, ps *problems) {
+	rules := map[string]*rule{}
+	for _, rs := range c.byMethod {
+		for _, r := range rs {
+			rules[r.path] = r
+		}
+	}
+	for j, rd := range cd.Allow {
+		rp := fmt.Sprintf("%s.allow[%d]", c.path, j)
+		r := rules[rp]
+		if r == nil {
+			continue
+		}
+		for k, s := range rd.Prefer {
+			kp := fmt.Sprintf("%s.prefer[%d]", rp, k)
+			sc, ok := chatapi.ParseScope(s)
+			switch {
+			case ps.bad[kp]:
+			case !ok:
+				ps.add(kp, "unknown scope %q%s", s, didYouMean(strings.TrimPrefix(s, chatapi.ScopePrefix), scopeWords, `; use a Chat scope such as "chat.app.messages.readonly"`))
+			case !c.granted[sc]:
+				ps.add(kp, "%q is not granted to the caller, so it cannot be preferred; add it to %s.scopes or remove it here", sc, c.path)
+			case !ruleAccepts(c, r, sc):
+				ps.add(kp, "no method of this rule accepts %q; remove it, or list a method that does", sc)
+			default:
+				r.prefer = append(r.prefer, sc)
+			}
+		}
+	}
+}
+
+// ruleAccepts reports whether any method the rule allows accepts s.
+func ruleAccepts(c *Caller, r *rule, s chatapi.Scope) bool {
+	for id, rs := range c.byMethod {
+		if !slices.Contains(rs, r) {
+			continue
+		}
+		m, _ := chatapi.Lookup(id)
+		if slices.Contains(m.AppScopes, s) || slices.Contains(m.UserScopes, s) || slices.Contains(m.AdminScopes, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// validateAdminAccess holds adminAccess and the chat.admin.* scopes to
+// each other: admin access acts as an administrator with such a scope,
+// and such a scope serves nothing without admin access.
+func validateAdminAccess(cd *callerDoc, c *Caller, ps *problems) {
+	var admin []chatapi.Scope
+	for _, s := range c.Scopes {
+		if s.IsAdmin() {
+			admin = append(admin, s)
+		}
+	}
+	ap := c.path + ".adminAccess"
+	switch {
+	case cd.AdminAccess && len(cd.Subjects) == 0:
+		ps.add(ap, "admin access acts as a Workspace administrator through domain-wide delegation; list the administrators in %s.subjects", c.path)
+	case cd.AdminAccess && len(admin) == 0:
+		ps.add(ap, `admin access needs a chat.admin.* scope; add one such as "chat.admin.spaces.readonly" to %s.scopes`, c.path)
+	case !cd.AdminAccess && len(admin) > 0:
+		ps.add(c.path+".scopes", "%q serves only calls with useAdminAccess=true, which this caller may not make; set %s to true, or remove the scope", admin[0], ap)
+	}
+	c.AdminAccess = cd.AdminAccess
+}
+
 // checkServable reports explicitly listed methods that no granted scope
 // can serve: such a rule could never allow a call, which is a mistake in
 // the file, not a policy.
@@ -558,7 +633,8 @@ func checkServable(explicit []explicitMethod, cd *callerDoc, c *Caller, ps *prob
 	sp := c.path + ".scopes"
 	for _, e := range explicit {
 		m := e.m
-		if firstGranted(m.AppScopes, c.granted) != "" || (asUser && firstGranted(m.UserScopes, c.granted) != "") {
+		if firstGranted(m.AppScopes, c.granted) != "" || (asUser && firstGranted(m.UserScopes, c.granted) != "") ||
+			(asUser && cd.AdminAccess && firstGranted(m.AdminScopes, c.granted) != "") {
 			continue
 		}
 		switch {
