@@ -45,6 +45,7 @@ callers:
         spaces: ["*"]
     scopes: [%s]
     subjects: ["*@example.com"]
+    adminAccess: true
 `, policy.HashSecret(everythingSecret), strings.Join(all, ", "))
 	e := newEnvWith(t, emulator.Config{Spaces: []string{"spaces/AAAA"}, Approved: approved, Delegation: true}, pol)
 

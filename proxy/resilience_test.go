@@ -109,7 +109,10 @@ func faultMix(method string, rate float64) []emulator.Fault {
 	}{
 		{0.30, emulator.Fault{Status: 503}},
 		{0.15, emulator.Fault{Status: 500}},
-		{0.15, emulator.Fault{Status: 429}},
+		// A 429 that says when to come back: random 429s without one
+		// read as a sustained quota breach, whose holds grow (tested
+		// in internal/shaping), and this test is about faults.
+		{0.15, emulator.Fault{Status: 429, RetryAfter: time.Second}},
 		{0.20, emulator.Fault{Reset: true}},
 		{0.20, emulator.Fault{ResetAfterEffect: true}},
 	}
