@@ -41,6 +41,39 @@ var eventTypes = func() map[string]bool {
 	return m
 }()
 
+// eventScopes are the scopes that let a caller read each kind of event
+// (the word after "google.workspace.chat." in its type), as Chat's
+// SpaceEvent reference lists them. The emulator keeps its own table, so
+// that the broker's, in chatapi, is checked against it.
+var eventScopes = map[string][]chatapi.Scope{
+	"message": {chatapi.ScopeAppMessagesReadonly, chatapi.ScopeAppAllMessagesReadonly,
+		chatapi.ScopeMessagesReadonly, chatapi.ScopeMessages},
+	"reaction": {chatapi.ScopeAppMessagesReadonly, chatapi.ScopeAppAllMessagesReadonly,
+		chatapi.ScopeMessagesReactionsReadonly, chatapi.ScopeMessagesReactions, chatapi.ScopeMessagesReadonly, chatapi.ScopeMessages},
+	"membership": {chatapi.ScopeAppMembershipsReadonly, chatapi.ScopeAppMemberships, chatapi.ScopeAppAllMembershipsReadonly,
+		chatapi.ScopeMembershipsReadonly, chatapi.ScopeMemberships},
+	"space": {chatapi.ScopeAppSpacesReadonly, chatapi.ScopeAppSpaces, chatapi.ScopeAppAllSpacesReadonly,
+		chatapi.ScopeSpacesReadonly, chatapi.ScopeSpaces},
+}
+
+// mayRead answers 403, as Chat does, when the token has no scope that
+// reads events of type typ (a chat.app.* one must be approved).
+func (c *call) mayRead(typ string) *chatapi.Error {
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
+	return c.mayReadLocked(typ)
+}
+
+func (c *call) mayReadLocked(typ string) *chatapi.Error {
+	kind, _, _ := strings.Cut(strings.TrimPrefix(typ, "google.workspace.chat."), ".")
+	for _, s := range eventScopes[kind] {
+		if slices.Contains(c.tok.scopes, s) && (!s.IsApp() || c.e.approved[s]) {
+			return nil
+		}
+	}
+	return c.insufficient(c.meta)
+}
+
 // event is one SpaceEvent.
 type event struct {
 	seq     int64
@@ -81,6 +114,9 @@ func (c *call) getSpaceEvent() (any, *chatapi.Error) {
 		if i < 0 {
 			return nil, notFound()
 		}
+		if err := c.mayReadLocked(sp.events[i].typ); err != nil { // inSpace holds e.mu
+			return nil, err
+		}
 		return sp.events[i].wire(sp.name), nil
 	})
 }
@@ -90,6 +126,11 @@ func (c *call) listSpaceEvents() (any, *chatapi.Error) {
 	f, err := parseEventFilter(c.q.Get("filter"))
 	if err != nil {
 		return nil, err
+	}
+	for typ := range f.types {
+		if err := c.mayRead(typ); err != nil {
+			return nil, err
+		}
 	}
 	p, err := c.readList(eventsList)
 	if err != nil {

@@ -77,9 +77,13 @@ func TestSpaceEvents(t *testing.T) {
 		t.Errorf("get unknown: %d, want 404", g.Code)
 	}
 
-	all, err := reader.Spaces.SpaceEvents.List(space).Filter(fmt.Sprintf(
-		`event_types:"%s" OR event_types:"%s" OR event_types:"%s" OR event_types:"%s" OR event_types:"%s"`,
-		evCreated, evUpdated, evDeleted, evMemberCreated, evMemberDeleted)).Do()
+	mixed := fmt.Sprintf(`event_types:"%s" OR event_types:"%s" OR event_types:"%s" OR event_types:"%s" OR event_types:"%s"`,
+		evCreated, evUpdated, evDeleted, evMemberCreated, evMemberDeleted)
+	// Message and membership events need a scope for each.
+	_, err = reader.Spaces.SpaceEvents.List(space).Filter(mixed).Do()
+	wantAPIError(t, "membership events with chat.app.messages.readonly alone", err, 403, chatapi.MsgInsufficientScopes)
+	both := v.chat(t, chatapi.ScopeAppMessagesReadonly, chatapi.ScopeAppMemberships)
+	all, err := both.Spaces.SpaceEvents.List(space).Filter(mixed).Do()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +133,19 @@ func TestSpaceEventsPagingAndAccess(t *testing.T) {
 	names := postMessages(t, bot, 5, nil)
 	filter := `event_types:"` + evCreated + `"`
 
-	// A chat.app.* scope from the catalog's list, unapproved, then approved.
-	spaces := v.chat(t, chatapi.ScopeAppSpacesReadonly)
-	_, err := spaces.Spaces.SpaceEvents.List(space).Filter(filter).Do()
-	wantAPIError(t, "unapproved chat.app.spaces.readonly", err, 403, chatapi.MsgAdminApproval)
+	// A chat.app.* scope that reads message events, unapproved, then
+	// approved.
+	messages := v.chat(t, chatapi.ScopeAppMessagesReadonly)
+	_, err := messages.Spaces.SpaceEvents.List(space).Filter(filter).Do()
+	wantAPIError(t, "unapproved chat.app.messages.readonly", err, 403, chatapi.MsgAdminApproval)
+	v.emu.Approve(chatapi.ScopeAppMessagesReadonly, true)
+
+	// A scope the method accepts, approved, but for other kinds of event:
+	// Chat wants one that reads the kind the filter asks for.
 	v.emu.Approve(chatapi.ScopeAppSpacesReadonly, true)
+	spacesOnly := v.chat(t, chatapi.ScopeAppSpacesReadonly)
+	_, err = spacesOnly.Spaces.SpaceEvents.List(space).Filter(filter).Do()
+	wantAPIError(t, "message events with chat.app.spaces.readonly", err, 403, chatapi.MsgInsufficientScopes)
 
 	// chat.bot is not among them.
 	_, err = bot.Spaces.SpaceEvents.List(space).Filter(filter).Do()
@@ -143,7 +155,7 @@ func TestSpaceEventsPagingAndAccess(t *testing.T) {
 		name string
 		svc  *chat.Service
 	}{
-		{"approved chat.app.spaces.readonly", spaces},
+		{"approved chat.app.messages.readonly", messages},
 		{"a user with chat.messages.readonly", v.chatAs(t, "alice@example.com", chatapi.ScopeMessagesReadonly)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,20 @@ func (c *call) readBody(resource string, known map[string]bool) (map[string]json
 	}
 	if err != nil {
 		return nil, invalidArgument("chat-broker emulator: read request body: " + err.Error())
+	}
+	if strings.EqualFold(c.r.Header.Get("Content-Encoding"), "gzip") {
+		// Google's Java client gzips request bodies by default.
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, invalidArgument("chat-broker emulator: Content-Encoding gzip, but the body is not gzip data")
+		}
+		body, err = io.ReadAll(io.LimitReader(zr, c.m.MaxBody+1))
+		switch {
+		case int64(len(body)) > c.m.MaxBody:
+			return nil, chatapi.NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("Request payload size exceeds the limit: %d bytes.", c.m.MaxBody))
+		case err != nil:
+			return nil, invalidArgument("chat-broker emulator: the gzip body is corrupt")
+		}
 	}
 	fields := map[string]json.RawMessage{}
 	if len(bytes.TrimSpace(body)) == 0 {

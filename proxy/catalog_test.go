@@ -1,9 +1,11 @@
 package proxy_test
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,6 +22,14 @@ const everythingSecret = "everything-secret-0123456789abcd"
 // offers that, resolves through the broker to a token the emulator
 // accepts for it: never a 401, an insufficient-scope 403, an approval
 // 403 or a user-auth-only 403.
+// requestFor is what some methods need beyond their path: a search names
+// every space (spaces/-) and its spaces in the filter; a space-events list
+// names its event types.
+var requestFor = map[string]struct{ space, query, body string }{
+	"spaces.messages.search":  {space: "-", body: `{"filter": "tasks AND space.name = \"spaces/AAAA\""}`},
+	"spaces.spaceEvents.list": {query: "?filter=" + url.QueryEscape(`event_types:"google.workspace.chat.message.v1.created"`)},
+}
+
 // pathVar is a variable of a catalog path template, and samples the
 // values that Chat's routes need; any other variable gets "X1".
 var (
@@ -61,12 +71,17 @@ callers:
 			if (subject == "" && len(m.AppScopes) == 0) || (subject != "" && len(m.UserScopes) == 0) {
 				continue
 			}
+			x := requestFor[m.ID]
 			path := pathVar.ReplaceAllStringFunc(m.Paths[0], func(v string) string {
-				if val, ok := samples[pathVar.FindStringSubmatch(v)[1]]; ok {
+				name := pathVar.FindStringSubmatch(v)[1]
+				if name == "space" && x.space != "" {
+					return x.space
+				}
+				if val, ok := samples[name]; ok {
 					return val
 				}
 				return "X1"
-			})
+			}) + x.query
 			name := m.ID + " as app"
 			if subject != "" {
 				name = m.ID + " as user"
@@ -79,7 +94,7 @@ callers:
 				before := len(e.emu.Requests())
 				var body io.Reader
 				if m.Verb != "GET" && m.Verb != "DELETE" {
-					body = strings.NewReader("{}")
+					body = strings.NewReader(cmp.Or(x.body, "{}"))
 				}
 				req, _ := http.NewRequest(m.Verb, e.url+path, body)
 				req.Header.Set("Authorization", "Bearer "+everythingSecret)

@@ -76,6 +76,11 @@ func Explain(pol *policy.Policy, caller, request, subject string) (Explanation, 
 	if err != nil {
 		return Explanation{}, err
 	}
+	if cl.readFilter {
+		e.Reason, e.Status = policy.ReasonSpaceNotAllowed, http.StatusForbidden
+		e.Message = fmt.Sprintf(`caller %q may search messages only in the spaces its rules name: the broker allows this search when the filter in its body limits it with space.name = "spaces/ID" terms (joined by OR, ANDed with the rest) naming allowed spaces, and refuses it otherwise`, c.Name)
+		return e, nil
+	}
 	e.Decision, e.Subject = "allow", d.Subject
 	e.Scopes = append(e.Scopes, d.Scopes...)
 	return e, nil

@@ -250,6 +250,9 @@ type call struct {
 	// idempotent reports whether Chat does the work at most once however
 	// often the request arrives: a read, or a write with a requestId.
 	idempotent bool
+	// readFilter: a messages.search that no rule allows in every space;
+	// the filter in its body decides.
+	readFilter bool
 	requestID  string    // the caller's requestId, or the one the broker made
 	deadline   time.Time // see Config.Deadline
 	attempts   int       // upstream attempts made
@@ -339,6 +342,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	if err := bufferBody(r, m, c); err != nil {
 		return err
+	}
+	if c.readFilter {
+		if d, err = decideSearch(pol, caller, m, subject, r, c.body); err != nil {
+			c.decision = "deny"
+			return err
+		}
+		c.rule, c.decision = d.Rule, "allow"
+		c.scopes, c.subject = d.Scopes, d.Subject
 	}
 	p.addRequestID(m, c)
 	c.idempotent = m.ReadOnly || c.requestID != ""
@@ -517,7 +528,18 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 	if c.query, err = inbound.CheckQuery(r.URL.RawQuery, m.ID == "media.download"); err != nil {
 		return m, policy.Decision{}, err
 	}
-	d := pol.Decide(caller, m, c.space, subject)
+	req, err := policyRequest(m, c.space, subject, c.query)
+	if err != nil {
+		return m, policy.Decision{}, err
+	}
+	d := pol.DecideRequest(caller, req)
+	if m.ID == methodSearch && !d.Allow && d.Reason == policy.ReasonSpaceNotAllowed {
+		// Only a rule with spaces: ["*"] allows a search as it comes;
+		// otherwise the filter in the body must name allowed spaces.
+		c.readFilter = true
+		c.rule, c.decision = d.Rule, "pending"
+		return m, d, nil
+	}
 	c.rule, c.decision = d.Rule, "allow"
 	if !d.Allow {
 		c.decision = "deny"
@@ -529,6 +551,92 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 		return m, d, ref
 	}
 	return m, d, nil
+}
+
+const (
+	methodSearch           = "spaces.messages.search"
+	methodSpaceEventsList  = "spaces.spaceEvents.list"
+	methodSpaceEventsGet   = "spaces.spaceEvents.get"
+	reasonFilterUnreadable = "FILTER_NOT_READABLE"
+)
+
+// policyRequest is what the policy judges of a call: its method, space
+// and subject, admin access, and for space events the scopes the filter's
+// event types need. query is the checked query.
+func policyRequest(m *chatapi.Method, space, subject, query string) (policy.Request, error) {
+	req := policy.Request{Method: m, Space: space, Subject: subject}
+	q, _ := url.ParseQuery(query) // CheckQuery parsed it
+	if v, ok := q["useAdminAccess"]; ok {
+		switch {
+		case len(m.AdminScopes) == 0:
+			return req, refusal.New(http.StatusBadRequest, "PARAMETER_NOT_ALLOWED", "useAdminAccess is not a parameter of "+m.ID+": remove it")
+		case v[0] == "true":
+			req.AdminAccess = true
+		case v[0] != "false":
+			return req, refusal.New(http.StatusBadRequest, "PARAMETER_NOT_ALLOWED", fmt.Sprintf("useAdminAccess=%q: write true or false", v[0]))
+		}
+	}
+	switch m.ID {
+	case methodSearch:
+		if space != "spaces/-" {
+			return req, refusal.New(http.StatusBadRequest, "SEARCH_PARENT_INVALID",
+				`spaces.messages.search takes the parent spaces/- (POST /v1/spaces/-/messages:search); to search some spaces, put space.name = "spaces/ID" in the filter`)
+		}
+	case methodSpaceEventsList:
+		needs, err := chatapi.SpaceEventNeeds(q.Get("filter"))
+		if err != nil {
+			return req, refusal.New(http.StatusBadRequest, reasonFilterUnreadable, fmt.Sprintf(
+				"the filter of %s cannot be read for certain (%s); the broker mints scopes for the event types it names: write event types as event_types:\"google.workspace.chat.message.v1.created\", joined with OR",
+				m.ID, strings.TrimPrefix(err.Error(), chatapi.ErrFilter.Error()+": ")))
+		}
+		req.Needs = needs
+	case methodSpaceEventsGet:
+		req.Needs, req.AnyNeed = chatapi.SpaceEventKinds(), true
+	}
+	return req, nil
+}
+
+// decideSearch decides a messages.search that no rule with spaces: ["*"]
+// allows: the filter in its body must limit it to spaces the caller's
+// rules name, each allowed. The body is read as Google will read it,
+// gunzipped under the JSON cap.
+func decideSearch(pol *policy.Policy, caller *policy.Caller, m *chatapi.Method, subject string, r *http.Request, body []byte) (policy.Decision, error) {
+	plain, err := inbound.Decoded(body, r.Header.Get("Content-Encoding"), m.MaxBody)
+	if err != nil {
+		return policy.Decision{}, err
+	}
+	filter := ""
+	if len(plain) > 0 {
+		if filter, _, err = inbound.JSONString(plain, "filter"); err != nil {
+			return policy.Decision{}, err
+		}
+	}
+	spaces, err := chatapi.SearchSpaces(filter)
+	if err != nil {
+		return policy.Decision{}, refusal.New(http.StatusBadRequest, reasonFilterUnreadable, fmt.Sprintf(
+			`the search filter cannot be read for certain (%s); limit the search with space.name = "spaces/ID" terms joined by OR and ANDed with the rest`,
+			strings.TrimPrefix(err.Error(), chatapi.ErrFilter.Error()+": ")))
+	}
+	if len(spaces) == 0 {
+		ref := refusal.New(http.StatusForbidden, policy.ReasonSpaceNotAllowed, fmt.Sprintf(
+			`caller %q may search messages only in the spaces its rules name, and this filter names none: add space.name = "spaces/ID" to the filter (OR another space.name term for several), ANDed with the rest, or allow %s with spaces: ["*"] in %s`,
+			caller.Name, m.ID, pol.File()))
+		ref.Metadata = map[string]string{"caller": caller.Name, "method": m.ID}
+		return policy.Decision{}, ref
+	}
+	var first policy.Decision
+	for i, sp := range spaces {
+		d := pol.DecideRequest(caller, policy.Request{Method: m, Space: sp, Subject: subject})
+		if !d.Allow {
+			ref := refusal.New(http.StatusForbidden, d.Reason, d.Message)
+			ref.Metadata = map[string]string{"caller": caller.Name, "method": m.ID, "rule": d.Rule}
+			return d, ref
+		}
+		if i == 0 {
+			first = d
+		}
+	}
+	return first, nil
 }
 
 // bufferBody reads a JSON body whole (inbound.CheckBody capped it), so
