@@ -69,10 +69,15 @@ type SharedConfig struct {
 	// Store is where the limits live; required.
 	Store Store
 	// Budget bounds each round trip to the store: past it (or on any
-	// error) the call is paced by the broker's own limits instead, and the
-	// broker keeps using them until the store answers a probe again.
-	// 0 means 5 ms.
+	// error) the call is paced by the broker's own limits instead. 0
+	// means 5 ms.
 	Budget time.Duration
+	// Failures is how many store calls in a row must fail before the
+	// broker stops asking the store and paces every call with its own
+	// limits until the store answers a probe again; one slow answer (a
+	// pause of the garbage collector, a busy CPU) then costs one call its
+	// shared pacing, not a second of the fleet's. 0 means 3.
+	Failures int
 	// Probe is how often, while the store is unreachable, the broker asks
 	// it again. 0 means 1 s.
 	Probe time.Duration
@@ -88,8 +93,9 @@ type SharedConfig struct {
 
 // Defaults of SharedConfig.
 const (
-	DefaultSharedBudget = 5 * time.Millisecond
-	defaultSharedProbe  = time.Second
+	DefaultSharedBudget   = 5 * time.Millisecond
+	defaultSharedProbe    = time.Second
+	defaultSharedFailures = 3
 )
 
 // Shared puts a Shaper's per-space and per-project buckets and its holds
@@ -104,6 +110,7 @@ type Shared struct {
 	up        atomic.Bool
 	fallbacks atomic.Int64
 	errors    atomic.Int64
+	inARow    atomic.Int64 // store calls failed since the last success
 
 	mu      sync.Mutex
 	probing bool
@@ -121,6 +128,9 @@ func NewShared(cfg SharedConfig) (*Shared, error) {
 	}
 	if cfg.Probe <= 0 {
 		cfg.Probe = defaultSharedProbe
+	}
+	if cfg.Failures <= 0 {
+		cfg.Failures = defaultSharedFailures
 	}
 	s := &Shared{cfg: cfg, log: cfg.Logger, after: cfg.After, closed: make(chan struct{})}
 	if s.log == nil {
@@ -159,6 +169,7 @@ func (s *Shared) take(ctx context.Context, t Take) (Taken, bool) {
 		s.fail(err)
 		return Taken{}, false
 	}
+	s.inARow.Store(0)
 	return got, true
 }
 
@@ -171,13 +182,19 @@ func (s *Shared) hold(key string, d time.Duration) {
 	defer cancel()
 	if err := s.cfg.Store.Hold(ctx, key, d); err != nil {
 		s.fail(err)
+		return
 	}
+	s.inARow.Store(0)
 }
 
-// fail switches to local limits, saying so once, and starts the probe
-// that switches back.
+// fail counts a failed store call; after Failures in a row it switches
+// to local limits, saying so once, and starts the probe that switches
+// back.
 func (s *Shared) fail(err error) {
 	s.errors.Add(1)
+	if s.inARow.Add(1) < int64(s.cfg.Failures) {
+		return
+	}
 	if !s.up.CompareAndSwap(true, false) {
 		return
 	}
@@ -219,6 +236,7 @@ func (s *Shared) probe() {
 		}
 		s.mu.Lock()
 		s.probing = false
+		s.inARow.Store(0)
 		s.up.Store(true)
 		s.mu.Unlock()
 		s.log.Info("shared limits: the store answers again; pacing with the limits every broker shares")

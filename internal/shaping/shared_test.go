@@ -223,15 +223,22 @@ func TestPaceSharedFallsBack(t *testing.T) {
 	if err := s.Pace(context.Background(), deadline, create, "spaces/A"); err != nil {
 		t.Fatalf("first call with the store down: %v", err)
 	}
-	if <-changes || s.SharedUp() {
-		t.Fatal("still shared after the store failed")
-	}
+	// The local bucket (a burst of 1) is spent: the next calls are
+	// refused by it, while the store is still asked twice more.
 	var ref *refusal.Error
-	if err := s.Pace(context.Background(), deadline, create, "spaces/A"); !errors.As(err, &ref) || ref.Metadata["limit"] != "space-writes" {
-		t.Fatalf("second call: %v, want the local space bucket's 429", err)
+	for i := range 3 {
+		if err := s.Pace(context.Background(), deadline, create, "spaces/A"); !errors.As(err, &ref) || ref.Metadata["limit"] != "space-writes" {
+			t.Fatalf("call %d: %v, want the local space bucket's 429", i+2, err)
+		}
+		if want := i < 1; s.SharedUp() != want {
+			t.Fatalf("after %d failures: shared %v, want %v (the third in a row turns it off)", i+2, s.SharedUp(), want)
+		}
 	}
-	if n := len(st.asked()); n != 1 {
-		t.Errorf("%d takes sent to a store known down, want 1 (the one that failed)", n)
+	if <-changes {
+		t.Fatal("told shared after the store failed")
+	}
+	if n := len(st.asked()); n != 3 {
+		t.Errorf("%d takes sent to the store, want 3 (then it is known down)", n)
 	}
 	// The probe brings it back once the store answers.
 	st.mu.Lock()
@@ -245,7 +252,7 @@ func TestPaceSharedFallsBack(t *testing.T) {
 	if err := s.Pace(context.Background(), deadline, create, "spaces/A"); err != nil {
 		t.Fatalf("after the store is back: %v", err)
 	}
-	if n := len(st.asked()); n != 2 {
-		t.Errorf("%d takes, want 2", n)
+	if n := len(st.asked()); n != 4 {
+		t.Errorf("%d takes, want 4", n)
 	}
 }

@@ -17,7 +17,10 @@
 //
 // Keys are "<prefix>hold:<space>" and "<prefix><bucket>"; the prefix
 // holds a hash tag ({…}) so that all the keys of one app map to one slot.
-// Every key expires once it no longer limits anything.
+// Every key expires a second after it no longer limits anything (a
+// bucket past its time is full, a hold past its time holds nothing, so
+// the second only keeps a clock that lags Redis's from seeing a key
+// vanish early).
 package sharedlimits
 
 import (
@@ -26,6 +29,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strconv"
@@ -120,6 +124,7 @@ func Open(cfg Config) (*Store, error) {
 	// One try per call, bounded: a broker would rather use its own
 	// limits than wait for a retry.
 	opts.MaxRetries = -1
+	opts.DialerRetries = 1
 	opts.DialTimeout = max(timeout, 100*time.Millisecond) // a TLS handshake needs a few round trips
 	opts.ReadTimeout, opts.WriteTimeout = timeout, timeout
 	opts.ContextTimeoutEnabled = true
@@ -174,6 +179,7 @@ if held > now then
   return {held - now, 0, 0}
 end
 local maxwait = tonumber(ARGV[2])
+local slack = 1000
 local worst, over = 0, 0
 local tats = {}
 for i = 2, #KEYS do
@@ -190,7 +196,7 @@ if worst > maxwait then
   return {0, worst, over}
 end
 for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.floor((tats[i] - now) / 1000) + 1)
+  redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.floor((tats[i] - now) / 1000) + slack)
 end
 return {0, worst, 0}
 `)
@@ -204,10 +210,11 @@ if now == 0 then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local d = tonumber(ARGV[2])
+local slack = 1000
 local untl = now + d
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if untl > cur then
-  redis.call('SET', KEYS[1], string.format('%d', untl), 'PX', math.floor(d / 1000) + 1)
+  redis.call('SET', KEYS[1], string.format('%d', untl), 'PX', math.floor(d / 1000) + slack)
 end
 return 0
 `)
@@ -264,4 +271,16 @@ func Prefix(app string) string {
 		app = "default"
 	}
 	return "chat-broker:{" + app + "}:"
+}
+
+// SetLogger sends go-redis's own log lines (a failed dial, a bad
+// connection dropped from the pool) to l at debug level: the broker says
+// what matters once, through shaping.Shared. go-redis's logger is one
+// for the process.
+func SetLogger(l *slog.Logger) { redis.SetLogger(slogLogger{l}) }
+
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Printf(ctx context.Context, format string, v ...any) {
+	s.l.DebugContext(ctx, "shared limits: go-redis: "+fmt.Sprintf(format, v...))
 }

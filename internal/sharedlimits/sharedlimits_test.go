@@ -169,8 +169,8 @@ func TestKeysExpire(t *testing.T) {
 		key string
 		max time.Duration
 	}{
-		{st.prefix + "project:message-writes", 1100 * time.Millisecond},
-		{st.prefix + "hold:spaces/A", 1600 * time.Millisecond},
+		{st.prefix + "project:message-writes", 2100 * time.Millisecond},
+		{st.prefix + "hold:spaces/A", 2600 * time.Millisecond},
 	} {
 		ttl, err := raw.PTTL(ctx, tc.key).Result()
 		if err != nil {
