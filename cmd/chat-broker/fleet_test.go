@@ -82,9 +82,9 @@ func startBrokerProc(t testing.TB, bin string, args ...string) *brokerProc {
 	case m := <-serving:
 		p.listen, p.admin = m[1], m[2]
 	case <-done:
-		t.Fatalf("the broker exited: %s", p.stderr.all.String())
+		t.Fatalf("the broker exited: %s", drain(p.stderr))
 	case <-time.After(30 * time.Second):
-		t.Fatalf("the broker did not serve within 30s: %s", p.stderr.all.String())
+		t.Fatalf("the broker did not serve within 30s: %s", drain(p.stderr))
 	}
 	return p
 }
@@ -371,7 +371,7 @@ func TestFleetSurvivesRedisRestart(t *testing.T) {
 		t.Errorf("%d of %d calls failed", failed, calls)
 	}
 	for i, p := range ps {
-		logs := p.stderr.all.String()
+		logs := drain(p.stderr)
 		if n := strings.Count(logs, "did not answer within its budget"); n != outages {
 			t.Errorf("broker %d said %d times that it falls back, want once per outage (%d):\n%s", i, n, outages, logs)
 		}
@@ -421,13 +421,13 @@ func TestSharedLimitsPasswordNeverShows(t *testing.T) {
 				t.Errorf("chat_broker_shared_limits_up %v, want %v", up, tc.wantUp)
 			}
 			_, metrics := fetch(t, "http://"+p.admin+"/metrics")
-			for what, text := range map[string]string{"stderr": p.stderr.all.String(), "stdout": p.stdout.all.String(), "metrics": metrics, "responses": seen.String()} {
+			for what, text := range map[string]string{"stderr": drain(p.stderr), "stdout": drain(p.stdout), "metrics": metrics, "responses": seen.String()} {
 				if strings.Contains(text, password) {
 					t.Errorf("the password shows in %s", what)
 				}
 			}
-			if tc.wantUp == 0 && !strings.Contains(p.stderr.all.String(), "WRONGPASS") {
-				t.Errorf("the fall-back line does not say why: %s", p.stderr.all.String())
+			if tc.wantUp == 0 && !strings.Contains(drain(p.stderr), "WRONGPASS") {
+				t.Errorf("the fall-back line does not say why: %s", drain(p.stderr))
 			}
 		})
 	}
@@ -483,7 +483,7 @@ func BenchmarkSharedLimitsAdded(b *testing.B) {
 	}
 	b.StopTimer()
 	if up := shared.metric(b, "chat_broker_shared_limits_up"); up != 1 {
-		b.Fatalf("the shared broker fell back during the run (up %v): its figures are local ones\n%s", up, shared.stderr.all.String())
+		b.Fatalf("the shared broker fell back during the run (up %v): its figures are local ones\n%s", up, drain(shared.stderr))
 	}
 	p50 := func(d []time.Duration) float64 {
 		slices.Sort(d)
