@@ -126,6 +126,7 @@ func checkWorkload(t *testing.T, s *objects, w workload) {
 	// The policy: from a ConfigMap of the set, mounted as a folder (a
 	// subPath mount never sees an update, so reload would not work), and
 	// valid by the broker's own parser.
+	checkSharedLimits(t, spec, b, flags)
 	pol := checkPolicy(t, s, spec, b, flags["policy"])
 
 	apps := slices.DeleteFunc(slices.Clone(spec.Containers), func(c corev1.Container) bool { return c.Name == brokerName })

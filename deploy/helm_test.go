@@ -77,6 +77,7 @@ func TestHelmChart(t *testing.T) {
 	}{
 		{"inline policy", nil, true},
 		{"existing ConfigMap", []string{"--set", "policy.inline=", "--set", "policy.existingConfigMap=chat-broker-policy"}, false},
+		{"shared limits", []string{"--set", "sharedLimits.url=rediss://redis.redis.svc:6380/0", "--set", "sharedLimits.passwordSecret.name=chat-broker-redis"}, true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			args := append([]string{"template", "my-app", chart, "-f", exampleValues, "--namespace", "demo", "--kube-version", kubeVersion}, tc.args...)
@@ -98,6 +99,9 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("the chart rendered %d ConfigMaps; want one only for an inline policy", cms)
 			}
 			checkObjects(t, objs, base...)
+			if shared := strings.Contains(string(out), "--shared-limits-password-file\n"); shared != (tc.desc == "shared limits") {
+				t.Errorf("--shared-limits-password-file rendered: %v", shared)
+			}
 		})
 	}
 }
@@ -113,6 +117,8 @@ func TestHelmChartRequiredValues(t *testing.T) {
 		{"no app containers", []string{"--set", "policy.inline=version: 1"}, "app.containers: give your app's containers"},
 		{"no policy", []string{"--set", "app.containers[0].name=app", "--set", "app.containers[0].image=app"}, "policy: set policy.inline"},
 		{"two policies", []string{"-f", exampleValues, "--set", "policy.existingConfigMap=x"}, "not both"},
+		{"password in the Redis URL", []string{"-f", exampleValues, "--set", "sharedLimits.url=redis://u:pw@redis:6379/0"}, "sharedLimits.url: holds a password"},
+		{"password Secret without a URL", []string{"-f", exampleValues, "--set", "sharedLimits.passwordSecret.name=chat-broker-redis"}, "needs sharedLimits.url"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			args := append([]string{"template", "x", chart, "--kube-version", kubeVersion}, tc.args...)

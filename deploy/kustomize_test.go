@@ -22,6 +22,7 @@ import (
 var kustomizations = []string{
 	"kubernetes/base",
 	"kubernetes/overlays/unix-socket",
+	"kubernetes/overlays/shared-limits",
 	"kubernetes/job",
 }
 
@@ -100,7 +101,8 @@ func readKustomization(t *testing.T, p string) *types.Kustomization {
 	if err := yaml.UnmarshalStrict(data, &k); err != nil {
 		t.Fatalf("%s: %v", p, err)
 	}
-	if k.Kind != "Kustomization" || k.APIVersion != "kustomize.config.k8s.io/v1beta1" {
+	isComponent := k.Kind == "Component" && k.APIVersion == "kustomize.config.k8s.io/v1alpha1"
+	if !isComponent && (k.Kind != "Kustomization" || k.APIVersion != "kustomize.config.k8s.io/v1beta1") {
 		t.Errorf("%s: kind %q, apiVersion %q", p, k.Kind, k.APIVersion)
 	}
 	return &k

@@ -190,6 +190,9 @@ func (e *Emulator) handleChat(x *exchange, r *http.Request) (any, *chatapi.Error
 	if err := c.checkSpace(); err != nil {
 		return nil, err
 	}
+	if err := e.checkQuota(m, m.Space(vars)); err != nil {
+		return nil, err
+	}
 	h := handlers[m.ID]
 	plan := e.planFaults(m, m.Space(vars))
 	if plan.latency > 0 || (plan.hit != nil && plan.hit.Reset) {

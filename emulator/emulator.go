@@ -77,6 +77,9 @@ type Config struct {
 	// every run; 0 means a random seed (Seed reports it). SetSeed changes
 	// it at run time.
 	Seed int64
+	// Quotas are Chat's per-minute quotas to enforce (quota.go); the zero
+	// value enforces none. SetQuotas changes them at run time.
+	Quotas Quotas
 }
 
 // Emulator is an in-memory Google token endpoint and Chat REST API. It is
@@ -114,6 +117,7 @@ type Emulator struct {
 	seed        int64
 	rng         *mrand.Rand // for Fault.Fraction
 	counters    Counters
+	quota       quotaState // Config.Quotas and their counts (quota.go)
 }
 
 // New returns an emulator with a freshly generated RSA-2048 service-account
@@ -139,6 +143,9 @@ func New(cfg Config) (*Emulator, error) {
 		minted:      make(chan struct{}),
 	}
 	e.seedLocked(cfg.Seed)
+	if err := e.SetQuotas(cfg.Quotas); err != nil {
+		return nil, err
+	}
 	if e.now == nil {
 		e.now = time.Now
 	}

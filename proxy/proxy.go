@@ -371,7 +371,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	// the space's limits, so the queue leaves in arrival order. Not
 	// after its slot: a slot may be held by a retry queued behind it.
 	defer pass()
-	if err := p.shaper.Throttle(r.Context(), c.deadline, p.shaper.Buckets(m, c.space)); err != nil {
+	if err := p.shaper.Pace(r.Context(), c.deadline, m, c.space); err != nil {
 		return err
 	}
 	pass()

@@ -26,6 +26,7 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	delegate := fs.String("delegate", "", "comma-separated `users` the service account may act as (domain-wide delegation), or * for every user (default none)")
 	lifetime := fs.Duration("token-lifetime", time.Hour, "lifetime of issued access tokens (a broker never hands out a token with under a minute left, so keep it well above 1m)")
 	unsafeListen := fs.Bool("unsafe-listen", false, "allow a non-loopback --listen")
+	quotas := fs.String("quotas", "", "Chat's per-minute `quotas` to enforce: CLASS=N per project, per-space-writes=N, per-space-reads=N, e.g. message-writes=3000,per-space-writes=60 (default none)")
 	if help, err := parseFlags(fs, args, stderr); help || err != nil {
 		return err
 	}
@@ -49,6 +50,9 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		Spaces:        splitList(*spaces),
 		TokenLifetime: *lifetime,
 		Logger:        slog.New(slog.NewJSONHandler(stderr, nil)),
+	}
+	if cfg.Quotas, err = emulator.ParseQuotas(*quotas); err != nil {
+		return usageError("--quotas: %s", strings.TrimPrefix(err.Error(), "emulator: "))
 	}
 	for _, s := range cfg.Spaces {
 		if _, err := fmt.Sscanf(s, "spaces/%s", new(string)); err != nil {

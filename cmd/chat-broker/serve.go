@@ -251,6 +251,11 @@ func (in *instance) run(ctx context.Context) error {
 		Logger:   in.log,
 	}
 	in.cfg.shaping.apply(&pxCfg)
+	closeShared, err := in.cfg.shaping.shared.open(&pxCfg, keyProject(in.key), in.log, reg)
+	if err != nil {
+		return err
+	}
+	defer closeShared()
 
 	var listeners []net.Listener
 	defer func() {

@@ -21,6 +21,7 @@ type shapingFlags struct {
 	spaceWriteLimit         string
 	spaceReadLimit          string
 	projectLimit            string
+	shared                  sharedFlags // --shared-limits (sharedlimits.go)
 
 	// Parsed by check.
 	spaceWrites, spaceReads shaping.Rate
@@ -36,6 +37,7 @@ func (f *shapingFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.spaceWriteLimit, "space-write-limit", "", "per-space limit on writes, a `rate` such as 60/m or 60/m:10 (burst); default off")
 	fs.StringVar(&f.spaceReadLimit, "space-read-limit", "", "per-space limit on reads, a `rate` such as 15/s; default off")
 	fs.StringVar(&f.projectLimit, "project-limit", "", "per-project `limits` by Chat quota class, e.g. message-writes=3000/m,space-writes=60/m; default off")
+	f.shared.register(fs)
 }
 
 // check validates the flags, naming the flag in each error.
@@ -62,7 +64,7 @@ func (f *shapingFlags) check() error {
 	if f.project, err = shaping.ParseProjectLimits(f.projectLimit); err != nil {
 		return usageError("--project-limit %q: %s", f.projectLimit, strings.TrimPrefix(err.Error(), "proxy: "))
 	}
-	return nil
+	return f.shared.check()
 }
 
 // apply sets the proxy configuration from flags that passed check.

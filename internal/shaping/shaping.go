@@ -57,6 +57,11 @@ type Config struct {
 	// flight and waiting whenever it changes (for gauges).
 	OnInFlight func(int)
 	OnWaiting  func(int64)
+	// Shared, when set, keeps the per-space and per-project buckets and
+	// the holds in a store every broker of the app shares (see Pace);
+	// the buckets above are then this broker's fallback when the store
+	// is unreachable. Per-caller limits stay with each broker.
+	Shared *Shared
 }
 
 // Defaults of Config.
@@ -85,11 +90,12 @@ type Shaper struct {
 	holds       *holds
 	slots       chan struct{}
 	waiting     *waitCap
+	shared      *Shared
 }
 
 // New returns a Shaper for cfg, or an error naming a bad setting.
 func New(cfg Config) (*Shaper, error) {
-	s := &Shaper{cfg: cfg, now: cfg.Now, after: cfg.After, project: map[chatapi.QuotaClass]Limit{}}
+	s := &Shaper{cfg: cfg, now: cfg.Now, after: cfg.After, project: map[chatapi.QuotaClass]Limit{}, shared: cfg.Shared}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -354,7 +360,15 @@ func (l *Limit) refusal(retryAfter time.Duration) *refusal.Error {
 // Buckets returns the buckets a call of m to space must pass after any
 // hold on its space: the opt-in per-space and per-project limits.
 func (s *Shaper) Buckets(m *chatapi.Method, space string) []Limit {
+	limits, _ := s.buckets(m, space)
+	return limits
+}
+
+// buckets returns Buckets and, for each, its name and rate in a shared
+// Store (nil without Config.Shared).
+func (s *Shaper) buckets(m *chatapi.Method, space string) ([]Limit, []Bucket) {
 	var out []Limit
+	var shared []Bucket
 	if space != "" {
 		kind, r, lims := "write", s.cfg.SpaceWrites, s.spaceWrites
 		if m.ReadOnly {
@@ -369,12 +383,18 @@ func (s *Shaper) Buckets(m *chatapi.Method, space string) []Limit {
 			out = append(out, Limit{lim: lim, reason: reasonSpaceRateLimited,
 				msg:  fmt.Sprintf("calls to %s are over the broker's per-space %s limit of %s (--space-%s-limit)", space, kind, r, kind),
 				meta: map[string]string{"space": space, "limit": "space-" + kind + "s"}})
+			if s.shared != nil {
+				shared = append(shared, Bucket{Key: "space-" + kind + "s:" + space, Rate: r})
+			}
 		}
 	}
 	if l, ok := s.project[m.Quota]; ok {
 		out = append(out, l)
+		if s.shared != nil {
+			shared = append(shared, Bucket{Key: "project:" + string(m.Quota), Rate: s.cfg.Project[m.Quota]})
+		}
 	}
-	return out
+	return out, shared
 }
 
 // Reasons of the shaping refusals.
@@ -431,8 +451,15 @@ func (s *Shaper) CallerLimit(name string, perMinute, burst int) []Limit {
 // retryAfter when Chat sent one, else for a jittered back-off that
 // doubles while Chat keeps answering 429. It returns how long the hold
 // lasts from now.
+//
+// With Config.Shared the hold is also put in the shared store, where
+// every broker of the app sees it on its next call to space.
 func (s *Shaper) Hold(space string, retryAfter time.Duration) time.Duration {
-	return s.holds.set(holdKey(space), retryAfter)
+	d := s.holds.set(holdKey(space), retryAfter)
+	if s.shared != nil {
+		s.shared.hold(holdKey(space), d)
+	}
+	return d
 }
 
 // HoldRemaining is how long space is still held.
