@@ -376,6 +376,24 @@ func (e *Emulator) AddSpace(name string, appIsMember bool) {
 	e.addSpaceLocked(name, appIsMember)
 }
 
+// AddMember makes the user (an email, or "users/ID") a human member of
+// the space, as a setup step for tests: what a user may search, for
+// example, is what their spaces hold. It does nothing for a space that
+// does not exist or a user already in it.
+func (e *Emulator) AddMember(space, user string) {
+	if !strings.HasPrefix(space, "spaces/") {
+		space = "spaces/" + space
+	}
+	if !strings.HasPrefix(user, "users/") {
+		user = "users/" + user
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if sp := e.spaces[space]; sp != nil && !sp.hasHumanLocked(user) {
+		sp.humans = append(sp.humans, member{user: user, role: "ROLE_MEMBER", created: e.now()})
+	}
+}
+
 // SetTokenEndpointDown makes /token answer 503 with a Google-like JSON
 // body while down is true. Tokens already issued keep working. It takes
 // precedence over SetTokenError.
