@@ -47,6 +47,7 @@ var handlers = map[string]func(*call) (any, *chatapi.Error){
 	"spaces.spaceEvents.get":  (*call).getSpaceEvent,
 	"spaces.spaceEvents.list": (*call).listSpaceEvents,
 	"spaces.messages.search":  (*call).searchMessages,
+	"media.upload":            (*call).uploadMedia,
 
 	"spaces.messages.reactions.create": (*call).createReaction,
 	"spaces.messages.reactions.list":   (*call).listReactions,
@@ -159,11 +160,25 @@ func (e *Emulator) serveChat(w http.ResponseWriter, r *http.Request) {
 		err.Write(x.w)
 		return
 	}
+	if raw, ok := body.(rawAnswer); ok {
+		if raw.body == nil {
+			x.w.Header().Set("Content-Length", "0")
+			x.w.WriteHeader(raw.status)
+			return
+		}
+		writeJSON(x.w, raw.status, raw.body)
+		return
+	}
 	writeJSON(x.w, http.StatusOK, body)
 }
 
 func (e *Emulator) handleChat(x *exchange, r *http.Request) (any, *chatapi.Error) {
-	m, vars, rerr := e.router.Match(r)
+	mr := r
+	if isContinuation(r) {
+		mr = r.Clone(r.Context())
+		mr.Method = http.MethodPost
+	}
+	m, vars, rerr := e.router.Match(mr)
 	switch {
 	case errors.Is(rerr, chatapi.ErrVerbNotAllowed):
 		x.w.Header().Set("Allow", strings.Join(e.allowed(r), ", "))

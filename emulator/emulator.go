@@ -103,7 +103,9 @@ type Emulator struct {
 	// form is in delegates.
 	delegateAll bool
 	delegates   map[string]bool
-	users       map[string]bool // Config.Users, lower-case; empty: everyone
+	users       map[string]bool     // Config.Users, lower-case; empty: everyone
+	sessions    map[string]*session // resumable uploads under way, by upload_id
+	uploaded    []Upload
 	audiences   map[string]bool
 	approved    map[chatapi.Scope]bool
 	tokens      map[string]*token
@@ -135,6 +137,7 @@ func New(cfg Config) (*Emulator, error) {
 		delegateAll: cfg.Delegation && len(cfg.DelegatedUsers) == 0,
 		delegates:   map[string]bool{},
 		users:       map[string]bool{},
+		sessions:    map[string]*session{},
 		audiences:   map[string]bool{GoogleTokenURL: true},
 		approved:    map[chatapi.Scope]bool{},
 		tokens:      map[string]*token{},
