@@ -255,8 +255,9 @@ func TestBypass(t *testing.T) {
 		// Uploads: media.upload is user-only and not granted to these callers.
 		{desc: "upload without media.upload", raw: "POST /upload/v1/spaces/AAAA/attachments:upload?uploadType=media HTTP/1.1\r\n" + hostH + authN + "Content-Type: image/png\r\nContent-Length: 3\r\n\r\nPNG", wantStatus: 403, wantReason: "METHOD_NOT_ALLOWED"},
 		{desc: "pin as the app", raw: "POST /v1/spaces/AAAA/messagePins HTTP/1.1\r\n" + hostH + authO + jsonCT + "Content-Length: 2\r\n\r\n{}", wantStatus: 403, wantReason: "USER_AUTH_REQUIRED"},
-		{desc: "resumable continuation (PUT upload_id)", raw: "PUT /resumable/upload/v1/spaces/AAAA/attachments:upload?upload_id=AEnB2U HTTP/1.1\r\n" + hostH + authO + "Content-Range: bytes 0-2/3\r\nContent-Length: 3\r\n\r\nPNG", wantStatus: 405, wantReason: "VERB_NOT_ALLOWED"},
-		{desc: "resumable continuation as a POST", raw: "POST /resumable/upload/v1/spaces/AAAA/attachments:upload?upload_id=AEnB2U HTTP/1.1\r\n" + hostH + authO + "Content-Type: image/png\r\nContent-Length: 3\r\n\r\nPNG", wantStatus: 400, wantReason: "RESUMABLE_UPLOAD_NOT_SUPPORTED"},
+		{desc: "resumable continuation the broker never saw start (PUT upload_id)", raw: "PUT /resumable/upload/v1/spaces/AAAA/attachments:upload?upload_id=AEnB2U HTTP/1.1\r\n" + hostH + authO + "Content-Range: bytes 0-2/3\r\nContent-Length: 3\r\n\r\nPNG", wantStatus: 404, wantReason: "UPLOAD_SESSION_UNKNOWN"},
+		{desc: "resumable continuation as a POST", raw: "POST /resumable/upload/v1/spaces/AAAA/attachments:upload?upload_id=AEnB2U HTTP/1.1\r\n" + hostH + authO + "Content-Type: image/png\r\nContent-Length: 3\r\n\r\nPNG", wantStatus: 404, wantReason: "UPLOAD_SESSION_UNKNOWN"},
+		{desc: "upload_id off the upload paths", raw: "POST /v1/spaces/AAAA/messages?upload_id=AEnB2U HTTP/1.1\r\n" + hostH + authN + jsonCT + msg12, wantStatus: 400, wantReason: "PARAMETER_NOT_ALLOWED"},
 		{desc: "uploadType off the upload paths", raw: "POST /v1/spaces/AAAA/messages?uploadType=multipart HTTP/1.1\r\n" + hostH + authN + jsonCT + msg12, wantStatus: 400, wantReason: "PARAMETER_NOT_ALLOWED"},
 		{desc: "upload_protocol off the upload paths", raw: list1 + "?upload_protocol=raw HTTP/1.1\r\n" + hostH + authN + end, wantStatus: 400, wantReason: "PARAMETER_NOT_ALLOWED"},
 

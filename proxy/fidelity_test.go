@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	chat "google.golang.org/api/chat/v1"
+	"google.golang.org/api/googleapi"
 
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
@@ -42,7 +45,7 @@ var fidelityPolicy = "version: 1\ncallers:\n" +
     adminAccess: true
 `, policy.HashSecret(adminerSecret)) +
 	callerEntry("plain", opsSecret, "[spaces.get]", `["*"]`, "[chat.bot, chat.spaces.readonly]", "subjects: [alice@example.com]") +
-	callerEntry("poster", posterSecret, "[spaces.messages.create]", `["*"]`, "[chat.messages.create]", "subjects: [alice@example.com]")
+	callerEntry("poster", posterSecret, "[spaces.messages.create, media.upload]", `["*"]`, "[chat.messages.create]", "subjects: [alice@example.com]")
 
 func fidelityEnv(t *testing.T) *env {
 	t.Helper()
@@ -255,5 +258,78 @@ func TestRulePrefersAScope(t *testing.T) {
 	reqs = e.emu.Requests()
 	if last := reqs[len(reqs)-1]; chatapi.ScopeKey(last.Scopes) != "chat.app.messages.readonly" {
 		t.Errorf("prefer chat.app.messages.readonly: %v (%v)", last.Scopes, err)
+	}
+}
+
+// A resumable upload goes through the broker from start to end: the
+// session URL comes back pointing at the broker, the bytes stream through
+// it (the Go client sends 20 MiB in a 16 MiB and a 4 MiB chunk), Chat sees
+// only the broker's token, and no other caller can use the session.
+func TestResumableUploadThroughTheBroker(t *testing.T) {
+	e := fidelityEnv(t)
+	svc := e.chatService(t, posterSecret)
+	data := bytes.Repeat([]byte("chat-broker/0123"), (20<<20)/16)
+	sum := sha256.Sum256(data)
+	call := svc.Media.Upload("spaces/AAAA", &chat.UploadAttachmentRequest{Filename: "big.bin"}).
+		Media(bytes.NewReader(data), googleapi.ContentType("application/octet-stream"))
+	call.Header().Set(proxy.SubjectHeader, "alice@example.com")
+	if _, err := call.Do(); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	ups := e.emu.Uploads()
+	if len(ups) != 1 || ups[0].Protocol != "resumable" || ups[0].Chunks != 2 || ups[0].SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("uploads %+v, want one resumable upload of 2 chunks with the data's hash", ups)
+	}
+	for _, r := range e.emu.Requests() {
+		if r.MethodID == "media.upload" && (!strings.HasPrefix(r.Authorization, "Bearer ya29.") || r.Subject != "alice@example.com") {
+			t.Errorf("%s %s reached Chat with %q as %q, want the broker's token for alice", r.Verb, r.Path, r.Authorization, r.Subject)
+		}
+	}
+
+	// Start one by hand to see the session URL, then try it as others.
+	h := http.Header{"Content-Type": {"application/json"}, proxy.SubjectHeader: {"alice@example.com"}}
+	req, _ := http.NewRequest("POST", e.url+"/upload/v1/spaces/AAAA/attachments:upload?uploadType=resumable", strings.NewReader(`{"filename":"f"}`))
+	req.Header = h.Clone()
+	req.Header.Set("Authorization", "Bearer "+posterSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != 200 || !strings.HasPrefix(loc, e.url+"/upload/v1/spaces/AAAA/attachments:upload?") || !strings.Contains(loc, "upload_id=") {
+		t.Fatalf("start: %d Location %q, want the broker's own upload URL with an upload_id", resp.StatusCode, loc)
+	}
+	path := strings.TrimPrefix(loc, e.url)
+	before := len(e.emu.Requests())
+	chunk := http.Header{"Content-Range": {"bytes 0-2/3"}, "Content-Type": {"application/octet-stream"}}
+	for _, tc := range []struct {
+		name, secret, subject, path string
+	}{
+		{"another caller", searcherSecret, "alice@example.com", path},
+		{"another subject", posterSecret, "bob@example.com", path},
+		{"another space", posterSecret, "alice@example.com", strings.Replace(path, "spaces/AAAA", "spaces/BBBB", 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hh := chunk.Clone()
+			hh.Set(proxy.SubjectHeader, tc.subject)
+			status, body, reason := post(t, e, "PUT", tc.path, tc.secret, hh, []byte("abc"))
+			if status != 404 && status != 403 {
+				t.Errorf("%d %s %.200s, want a refusal", status, reason, body)
+			}
+		})
+	}
+	if n := len(e.emu.Requests()) - before; n != 0 {
+		t.Errorf("%d continuations by others reached Chat", n)
+	}
+	// The starter finishes it with a PUT, as Java and Python send bytes.
+	hh := chunk.Clone()
+	hh.Set(proxy.SubjectHeader, "alice@example.com")
+	if status, body, _ := post(t, e, "PUT", path, posterSecret, hh, []byte("abc")); status != 200 || !strings.Contains(body, "attachmentDataRef") {
+		t.Errorf("finish by PUT: %d %.200s", status, body)
+	}
+	// The session is over: it cannot be written again.
+	if status, _, reason := post(t, e, "PUT", path, posterSecret, hh, []byte("abc")); status != 404 || reason != "UPLOAD_SESSION_UNKNOWN" {
+		t.Errorf("a finished session again: %d %s, want 404 UPLOAD_SESSION_UNKNOWN", status, reason)
 	}
 }

@@ -162,6 +162,7 @@ type Proxy struct {
 	basePath  string
 	transport *upstreamTransport
 	approvals approvals
+	uploads   uploadSessions
 	hosts     map[string]bool
 	accounts  TokenVerifier
 	failures  *rate.Limiter
@@ -196,6 +197,7 @@ func New(cfg Config) (*Proxy, error) {
 		tokens:    cfg.Tokens,
 		router:    chatapi.NewRouter(),
 		approvals: newApprovals(),
+		uploads:   newUploadSessions(),
 		accounts:  cfg.ServiceAccounts,
 		metrics:   cfg.Metrics,
 		failures:  rate.NewLimiter(failedAttemptsPerSecond, failedAttemptsBurst),
@@ -250,6 +252,11 @@ type call struct {
 	// idempotent reports whether Chat does the work at most once however
 	// often the request arrives: a read, or a write with a requestId.
 	idempotent bool
+	// uploadStarts and uploadContinues mark the requests of a resumable
+	// upload: the one that starts its session, and those that carry an
+	// upload_id.
+	uploadStarts, uploadContinues bool
+	origin                        string // "http://" + the Host the caller called, for a session URL
 	// readFilter: a messages.search that no rule allows in every space;
 	// the filter in its body decides.
 	readFilter bool
@@ -331,6 +338,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
+	if subject == "" {
+		// Clients send a resumable upload's bytes without the start's
+		// extra headers; the session knows whom it acts as.
+		subject = p.uploads.subject(caller.Name, r)
+	}
 	m, d, err := resolve(p.router, pol, caller, r, path, subject, c)
 	if err != nil {
 		return err
@@ -343,6 +355,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err := bufferBody(r, m, c); err != nil {
 		return err
 	}
+	if c.uploadContinues {
+		if err := p.uploads.check(c, d.Subject); err != nil {
+			return err
+		}
+	}
+	c.origin = "http://" + r.Host
 	if c.readFilter {
 		if d, err = decideSearch(pol, caller, m, subject, r, c.body); err != nil {
 			c.decision = "deny"
@@ -511,7 +529,14 @@ func (p *Proxy) tokenError(r *http.Request, c *call, err error) error {
 // query, rule and decision as it learns them. ServeHTTP and Explain share
 // it, so an explanation is exactly what the proxy would do.
 func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, r *http.Request, path, subject string, c *call) (*chatapi.Method, policy.Decision, error) {
-	m, vars, err := router.Match(r)
+	mr := r
+	if inbound.UploadContinuation(r, path) {
+		// Google's Java and Python clients send a resumable upload's
+		// bytes with PUT; the catalog knows media.upload by POST.
+		mr = r.Clone(r.Context())
+		mr.Method = http.MethodPost
+	}
+	m, vars, err := router.Match(mr)
 	switch {
 	case errors.Is(err, chatapi.ErrVerbNotAllowed):
 		return nil, policy.Decision{}, refusal.New(http.StatusMethodNotAllowed, "VERB_NOT_ALLOWED", r.Method+" "+path+" is not a Google Chat API method; the path exists with another HTTP verb")
@@ -519,11 +544,10 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 		return nil, policy.Decision{}, refusal.New(http.StatusNotFound, "UNKNOWN_METHOD", r.Method+" "+path+" is not a Google Chat API method chat-broker knows; check the path (e.g. /v1/spaces/AAAA/messages)")
 	}
 	c.method, c.space, c.path = m.ID, m.Space(vars), path
-	// A resumable upload continues at a URL Google returns, outside the
-	// broker: the caller would send its bytes (and credential) straight
-	// to Google, or nowhere. Refuse it up front.
-	if m.ID == "media.upload" && (strings.HasPrefix(path, "/resumable/") || strings.EqualFold(r.URL.Query().Get("uploadType"), "resumable")) {
-		return m, policy.Decision{}, refusal.New(http.StatusBadRequest, "RESUMABLE_UPLOAD_NOT_SUPPORTED", "resumable uploads continue at a Google URL outside the broker; upload with uploadType=multipart or uploadType=media (up to 200 MB)")
+	if m.ID == "media.upload" {
+		q := r.URL.Query()
+		c.uploadContinues = q.Get("upload_id") != ""
+		c.uploadStarts = !c.uploadContinues && (q.Get("uploadType") == "resumable" || strings.HasPrefix(path, "/resumable/"))
 	}
 	if c.query, err = inbound.CheckQuery(r.URL.RawQuery, m.ID == "media.download"); err != nil {
 		return m, policy.Decision{}, err
@@ -701,9 +725,18 @@ func (p *Proxy) modifyResponse(resp *http.Response, c *call) {
 	resp.Header.Del("Alt-Svc")
 	// Google URLs a client would follow past the broker (upload session
 	// continuations, redirects).
+	// A resumable upload's session URL comes back rewritten to the
+	// broker (uploadSessions).
+	sessionURLs := map[string]string{"Location": resp.Header.Get("Location"), "X-Goog-Upload-Url": resp.Header.Get("X-Goog-Upload-Url")}
 	resp.Header.Del("Location")
 	resp.Header.Del("X-Goog-Upload-Url")
 	resp.Header.Del("X-Goog-Upload-Control-Url")
+	switch {
+	case c.uploadStarts:
+		p.uploads.started(resp, c, sessionURLs, p.upstream, p.basePath, c.origin)
+	case c.uploadContinues:
+		p.uploads.finished(resp, c)
+	}
 	var scope chatapi.Scope
 	if len(c.scopes) == 1 {
 		scope = c.scopes[0]

@@ -153,11 +153,6 @@ var refusedParams = map[string]string{
 	"quotauser": "a quota identity", "$quotauser": "a quota identity",
 	"userproject": "a billing project", "$userproject": "a billing project",
 	"$apiversion": "an API version override",
-	// A resumable upload goes on with requests to a session URL that
-	// carries upload_id; the broker does not route them (they are PUTs),
-	// and a POST carrying one would append to a session the policy never
-	// saw.
-	"upload_id": "a resumable upload session",
 }
 
 // systemParams are the system parameters the broker forwards, by their
@@ -165,7 +160,7 @@ var refusedParams = map[string]string{
 var systemParams = map[string]string{
 	"alt": "alt", "$alt": "$alt", "fields": "fields", "$fields": "$fields",
 	"prettyprint": "prettyPrint", "$prettyprint": "$prettyPrint", "$.xgafv": "$.xgafv",
-	"uploadtype": "uploadType", "upload_protocol": "upload_protocol",
+	"uploadtype": "uploadType", "upload_protocol": "upload_protocol", "upload_id": "upload_id",
 }
 
 // repeatable are query parameters Chat defines as repeated. Any other
@@ -313,6 +308,13 @@ func pathByte(c byte) bool {
 	return strings.IndexByte("/-._~:@+=", c) >= 0
 }
 
+// UploadContinuation reports whether r, for path, sends bytes of a
+// resumable upload with PUT (as Google's Java and Python clients do): an
+// upload path with an upload_id.
+func UploadContinuation(r *http.Request, path string) bool {
+	return r.Method == http.MethodPut && uploadPath(path) && r.URL.Query().Get("upload_id") != ""
+}
+
 // uploadPath reports whether path is one of the media upload paths,
 // where uploadType and upload_protocol mean something.
 func uploadPath(path string) bool {
@@ -339,7 +341,7 @@ func checkTargetQuery(path, rawQuery string) error {
 	}
 	for _, name := range sortedKeys(q) {
 		switch strings.ToLower(name) {
-		case "uploadtype", "upload_protocol":
+		case "uploadtype", "upload_protocol", "upload_id":
 			if !uploadPath(path) {
 				return refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is allowed only on the upload paths (/upload/v1/…): remove it")
 			}
