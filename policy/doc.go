@@ -3,8 +3,9 @@
 // which scope its token is minted. The README describes the file.
 //
 // Parse and Load turn a file into a *Policy. CallerBySecret, CallerByPeer
-// and CallerByServiceAccount identify a caller; Decide answers for one
-// call with a Decision; Store holds the policy in force.
+// and CallerByServiceAccount identify a caller; Decide (and DecideRequest,
+// for admin access and calls that need a scope per thing they read)
+// answers for one call with a Decision; Store holds the policy in force.
 //
 // # Promises
 //
@@ -16,7 +17,9 @@
 //   - Default deny: a call is allowed only when a rule of the caller
 //     lists the method and covers the space, the caller may act as the
 //     subject (if any), and it is granted a scope the method accepts;
-//     it then gets the narrowest such scope. Every deny carries a
+//     it then gets the narrowest such scope, or one its rule prefers.
+//     Admin access (useAdminAccess) needs adminAccess: true, a subject
+//     and a chat.admin.* scope. Every deny carries a
 //     Reason, the rule or field to change and a message naming the file.
 //   - Immutable: a *Policy and its *Caller values never change after
 //     Parse, and are safe for concurrent use. Decide costs the same with
@@ -32,8 +35,10 @@
 //
 // It does not read HTTP requests, enforce rate limits (Limits is data
 // for the proxy; Limits.EffectiveBurst gives a bucket's burst), mint
-// tokens, watch files or log. It offers no admin access (useAdminAccess,
-// chat.admin.* scopes), and it does not know whether an administrator
-// has approved a chat.app.* scope or whether the app is a member of a
-// space: Google answers those.
+// tokens, watch files or log, and it does not read request bodies or
+// filters: the proxy does, and asks DecideRequest with what it found (the
+// spaces a search names, the scopes a space-events filter needs, admin
+// access). It does not know whether an administrator has approved a
+// chat.app.* scope or whether the app is a member of a space: Google
+// answers those.
 package policy
