@@ -312,6 +312,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err := inbound.CheckFraming(w, r); err != nil {
 		return err
 	}
+	if isDiscovery(r) {
+		if err := p.checkHost(r); err != nil {
+			return err
+		}
+		c.method = "discovery"
+		return p.serveDiscovery(w, r)
+	}
 	path, err := inbound.CheckTarget(r)
 	if err != nil {
 		return err

@@ -1,11 +1,19 @@
 package discovery
 
-//go:generate go run ./gen -out methods.go
+//go:generate go run ./gen -out methods.go -doc chat-api.json
 
 import (
+	_ "embed"
 	"slices"
 	"strings"
 )
+
+// Document is the discovery document itself, as Google publishes it. The
+// broker serves it, pointed at itself, to clients that build themselves
+// from it (Python's google-api-python-client).
+//
+//go:embed chat-api.json
+var Document []byte
 
 // Method is one method of the Chat API as the discovery document states
 // it. Values are shared and must not be modified.

@@ -26,21 +26,25 @@ import (
 const module = "google.golang.org/api"
 
 func main() {
-	out := flag.String("out", "methods.go", "file to write")
+	out := flag.String("out", "methods.go", "Go file to write")
+	doc := flag.String("doc", "chat-api.json", "where to copy the document itself (the broker serves it)")
 	flag.Parse()
-	if err := run(*out); err != nil {
+	if err := run(*out, *doc); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out string) error {
+func run(out, docOut string) error {
 	doc, version, err := pinnedDocument()
 	if err != nil {
 		return err
 	}
 	src, err := render(doc, version)
 	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(docOut, doc, 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(out, src, 0o644)

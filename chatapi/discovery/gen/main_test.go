@@ -22,6 +22,9 @@ func TestGeneratedFileIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if copied, err := os.ReadFile("../chat-api.json"); err != nil || !bytes.Equal(copied, doc) {
+		t.Errorf("chatapi/discovery/chat-api.json is not the document of %s@%s (%v): run go generate ./chatapi/discovery", module, version, err)
+	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("chatapi/discovery/methods.go does not match the Chat discovery document of %s@%s: run go generate ./chatapi/discovery", module, version)
 	}
