@@ -71,7 +71,6 @@ func runExample(t *testing.T, extraEnv []string, name string, args ...string) {
 	}
 }
 
-
 func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
 	return s
