@@ -145,11 +145,12 @@ func watchStatus(w http.ResponseWriter, onStatus func(code int)) http.ResponseWr
 
 func (e *Emulator) serveChat(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{req: Request{
-		Time:          e.now(),
-		Verb:          r.Method,
-		Path:          r.URL.Path,
-		RawQuery:      r.URL.RawQuery,
-		Authorization: r.Header.Get("Authorization"),
+		Time:            e.now(),
+		Verb:            r.Method,
+		Path:            r.URL.Path,
+		RawQuery:        r.URL.RawQuery,
+		Authorization:   r.Header.Get("Authorization"),
+		ContentEncoding: r.Header.Get("Content-Encoding"),
 	}}
 	x.w = watchStatus(w, func(code int) { x.logStatus(e, code) })
 	body, err := e.handleChat(x, r)

@@ -1,9 +1,12 @@
 package emulator_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -541,6 +544,53 @@ func TestRequestHandling(t *testing.T) {
 		if r.Path == "/v1/nothing" && (r.MethodID != "" || r.Status != 404) {
 			t.Errorf("unrouted request logged as %+v", r)
 		}
+	}
+}
+
+// Google accepts gzip request bodies (Content-Encoding: gzip, the Java
+// client's default) and so does the emulator, which logs the encoding.
+func TestGzipBodies(t *testing.T) {
+	v := newEnv(t, emulator.Config{Spaces: []string{space}})
+	tok := v.token(t, "", chatapi.ScopeBot)
+	gz := func(s string) string {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		zw.Write([]byte(s))
+		zw.Close()
+		return b.String()
+	}
+	send := func(body string) (int, []byte) {
+		req, _ := http.NewRequest("POST", v.srv.URL+"/v1/spaces/AAAA/messages", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json; charset=UTF-8")
+		req.Header.Set("Content-Encoding", "gzip")
+		resp, err := v.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if status, body := send(gz(`{"text":"zipped"}`)); status != 200 || !strings.Contains(string(body), `"text":"zipped"`) {
+		t.Fatalf("gzip body: %d %s", status, body)
+	}
+	if reqs := v.emu.Requests(); len(reqs) != 1 || reqs[0].ContentEncoding != "gzip" {
+		t.Errorf("logged %+v, want one request with ContentEncoding gzip", reqs)
+	}
+	for _, tc := range []struct {
+		name, body string
+		want       int
+	}{
+		{"plain body", `{"text":"x"}`, 400},
+		{"expands past the limit", gz(`{"text":"` + strings.Repeat("a", 2<<20) + `"}`), 413},
+	} {
+		if status, body := send(tc.body); status != tc.want {
+			t.Errorf("%s: %d %.200s, want %d", tc.name, status, body, tc.want)
+		}
+	}
+	if msgs := v.emu.Messages(space); len(msgs) != 1 {
+		t.Errorf("emulator holds %d messages, want the one", len(msgs))
 	}
 }
 

@@ -272,6 +272,9 @@ type Request struct {
 	// Authorization is the raw Authorization header as received (tests
 	// assert no caller secret ever arrives).
 	Authorization string
+	// ContentEncoding is the Content-Encoding header as received ("gzip"
+	// from Google's Java client, which compresses JSON bodies).
+	ContentEncoding string
 	// Scopes are the scopes of the presented token if it was valid.
 	Scopes []chatapi.Scope
 	// Subject is the subject of the token ("" for app authentication).
