@@ -77,6 +77,7 @@ func TestHelmChart(t *testing.T) {
 	}{
 		{"inline policy", nil, true},
 		{"existing ConfigMap", []string{"--set", "policy.inline=", "--set", "policy.existingConfigMap=chat-broker-policy"}, false},
+		{"keyless", []string{"--set", "keyless.impersonate=chat-app@my-project.iam.gserviceaccount.com", "--set", "keyless.gcpServiceAccount=chat-broker@my-project.iam.gserviceaccount.com"}, true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			args := append([]string{"template", "my-app", chart, "-f", exampleValues, "--namespace", "demo", "--kube-version", kubeVersion}, tc.args...)
@@ -113,6 +114,7 @@ func TestHelmChartRequiredValues(t *testing.T) {
 		{"no app containers", []string{"--set", "policy.inline=version: 1"}, "app.containers: give your app's containers"},
 		{"no policy", []string{"--set", "app.containers[0].name=app", "--set", "app.containers[0].image=app"}, "policy: set policy.inline"},
 		{"two policies", []string{"-f", exampleValues, "--set", "policy.existingConfigMap=x"}, "not both"},
+		{"GKE service account without keyless", []string{"-f", exampleValues, "--set", "keyless.gcpServiceAccount=x@p.iam.gserviceaccount.com"}, "keyless.gcpServiceAccount: only with keyless.impersonate"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			args := append([]string{"template", "x", chart, "--kube-version", kubeVersion}, tc.args...)

@@ -22,6 +22,7 @@ import (
 var kustomizations = []string{
 	"kubernetes/base",
 	"kubernetes/overlays/unix-socket",
+	"kubernetes/overlays/keyless",
 	"kubernetes/job",
 }
 
