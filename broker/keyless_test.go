@@ -34,11 +34,20 @@ type keylessEnv struct {
 }
 
 // newKeylessEnv starts the emulator and points Application Default
-// Credentials at its metadata server: no key file, no gcloud file.
-func newKeylessEnv(t *testing.T) *keylessEnv {
+// Credentials at its metadata server: no key file, no gcloud file. The
+// emulator and the brokers made by env.broker share a fake clock.
+func newKeylessEnv(t testing.TB) *keylessEnv {
+	return newKeylessEnvOn(t, fakeclock.NewAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)))
+}
+
+// newKeylessEnvOn is newKeylessEnv on clock; nil means real time.
+func newKeylessEnvOn(t testing.TB, clock *fakeclock.Clock) *keylessEnv {
 	t.Helper()
-	clock := fakeclock.NewAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	emu, err := emulator.New(emulator.Config{Now: clock.Now, DelegatedUsers: []string{alice}, Approved: []chatapi.Scope{chatapi.ScopeAppMessagesReadonly}})
+	cfg := emulator.Config{DelegatedUsers: []string{alice}, Approved: []chatapi.Scope{chatapi.ScopeAppMessagesReadonly}}
+	if clock != nil {
+		cfg.Now = clock.Now
+	}
+	emu, err := emulator.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +62,7 @@ func newKeylessEnv(t *testing.T) *keylessEnv {
 
 // broker returns a keyless broker against the emulator; edit may change
 // its configuration first.
-func (env *keylessEnv) broker(t *testing.T, edit func(*Config)) (*Broker, chan error) {
+func (env *keylessEnv) broker(t testing.TB, edit func(*Config)) (*Broker, chan error) {
 	t.Helper()
 	cfg := Config{
 		Impersonate: &Impersonation{
@@ -61,7 +70,10 @@ func (env *keylessEnv) broker(t *testing.T, edit func(*Config)) (*Broker, chan e
 			IAMEndpoint:    env.srv.URL,
 			TokenEndpoint:  env.srv.URL + "/token",
 		},
-		Now: env.clock.Now, After: env.clock.After, Logger: env.logs.logger(),
+		Logger: env.logs.logger(),
+	}
+	if env.clock != nil {
+		cfg.Now, cfg.After = env.clock.Now, env.clock.After
 	}
 	if edit != nil {
 		edit(&cfg)
