@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/chat-broker/chat-broker/broker"
+	"github.com/chat-broker/chat-broker/chatapi"
 )
 
 // keylessFlags are serve's keyless mode: --impersonate, with no --key,
@@ -75,4 +76,17 @@ func (in *instance) identityAttrs() []any {
 		return []any{"impersonate", in.keyless.ServiceAccount, "iam_endpoint", iam, "token_endpoint", tok}
 	}
 	return []any{"key", in.key.ClientEmail, "key_fingerprint", in.key.Fingerprint()}
+}
+
+// keylessSelfTest adapts the startup self-test to keyless mode: with a
+// policy that grants no app scope (delegation only), a key's self-test
+// mints nothing, but keyless /readyz must still wait for a first mint, so
+// it mints a chat.bot token through generateAccessToken (IAM grants it
+// whatever Chat knows of the app) and drops it afterwards (drop), so that
+// nothing refreshes a token no caller uses.
+func (in *instance) keylessSelfTest(scopes []chatapi.Scope) (_ []chatapi.Scope, drop bool) {
+	if scopes != nil || in.keyless == nil {
+		return scopes, false
+	}
+	return []chatapi.Scope{chatapi.ScopeBot}, true
 }

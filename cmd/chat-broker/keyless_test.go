@@ -58,6 +58,11 @@ type keylessServe struct {
 
 func startKeyless(t *testing.T, before func(*emulator.Emulator)) *keylessServe {
 	t.Helper()
+	return startKeylessWith(t, keylessPolicy, before)
+}
+
+func startKeylessWith(t *testing.T, policyText string, before func(*emulator.Emulator)) *keylessServe {
+	t.Helper()
 	emu, err := emulator.New(emulator.Config{
 		Spaces:         []string{"spaces/AAAA"},
 		Approved:       []chatapi.Scope{chatapi.ScopeAppMessagesReadonly},
@@ -76,7 +81,7 @@ func startKeyless(t *testing.T, before func(*emulator.Emulator)) *keylessServe {
 	t.Setenv("CLOUDSDK_CONFIG", t.TempDir())
 	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(srv.URL, "http://"))
 
-	policyFile := writePolicy(t, t.TempDir(), keylessPolicy)
+	policyFile := writePolicy(t, t.TempDir(), policyText)
 	stdout, stderr, stop := start(t, "serve", "--impersonate", emu.ClientEmail(), "--iam-endpoint", srv.URL, "--token-endpoint", srv.URL+"/token",
 		"--policy", policyFile, "--upstream", srv.URL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	m := stderr.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)","admin":"([^"]+)"`))
@@ -282,4 +287,37 @@ func TestDemoKeyless(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("demo exited with %v, want nil", err)
 	}
+}
+
+// With a policy of delegated users only, keyless /readyz still waits for
+// a first keyless mint (of a chat.bot token it then drops), and says why
+// it is not ready when that fails.
+func TestKeylessReadyzDelegationOnly(t *testing.T) {
+	delegationOnly := `version: 1
+callers:
+  - name: app
+    identify: {secretSHA256: "` + policy.HashSecret(keylessSecret) + `"}
+    allow:
+      - methods: [spaces.messages.list]
+        spaces: [spaces/AAAA]
+    scopes: [chat.messages.readonly]
+    subjects: [alice@example.com]
+`
+	// Granted: ready once the self-test's keyless mint succeeds.
+	ok := startKeylessWith(t, delegationOnly, nil)
+	if err := run(t.Context(), []string{"wait", "--admin", strings.TrimPrefix(ok.admin, "http://"), "--timeout", "20s"}, strings.NewReader(""), io.Discard, io.Discard); err != nil {
+		t.Fatalf("chat-broker wait: %v", err)
+	}
+	if m := ok.emu.Mints(); len(m) != 1 || m[0].Via != "generateAccessToken" {
+		t.Errorf("mints = %+v, want the self-test's one, via generateAccessToken", m)
+	}
+	ok.checkNoSecrets(t)
+
+	// Not granted: not ready, and /readyz says why.
+	k := startKeylessWith(t, delegationOnly, func(emu *emulator.Emulator) { emu.SetTokenCreator(false) })
+	k.stderr.waitFor(t, regexp.MustCompile(`"msg":"startup token mint failed; retrying"`))
+	if code, body := k.get(t, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "lacks roles/iam.serviceAccountTokenCreator") {
+		t.Errorf("/readyz = %d %q, want 503 with the missing grant", code, body)
+	}
+	k.checkNoSecrets(t)
 }

@@ -399,6 +399,7 @@ func (in *instance) run(ctx context.Context) error {
 // app depends on the broker.
 func (in *instance) selfTestMint(ctx context.Context, b *broker.Broker) {
 	scopes := selfTestScopes(in.policy)
+	scopes, drop := in.keylessSelfTest(scopes)
 	if scopes == nil {
 		in.selfTest.Store(true) // no app-auth scope granted: nothing to mint without a subject
 		return
@@ -407,6 +408,9 @@ func (in *instance) selfTestMint(ctx context.Context, b *broker.Broker) {
 	for {
 		_, err := b.Token(ctx, "", scopes)
 		if err == nil {
+			if drop {
+				b.Invalidate("", scopes)
+			}
 			in.selfTest.Store(true)
 			return
 		}
