@@ -25,12 +25,18 @@ import (
 // ErrClosed is the cause of mints attempted after Close.
 var ErrClosed = errors.New("broker: closed")
 
-// Config configures a Broker. Only Key is required.
+// Config configures a Broker. Key or Impersonate is required, not both.
 type Config struct {
-	// Key is the service-account key tokens are minted with. Required.
+	// Key is the service-account key tokens are minted with.
 	Key *Key
-	// HTTPClient is used for the token endpoint. Nil: a client with dial,
-	// TLS and response-header timeouts that follows no redirects.
+	// Impersonate, instead of Key, is keyless mode: the broker's own
+	// Google identity mints the app's tokens through the IAM Credentials
+	// API (keyless.go).
+	Impersonate *Impersonation
+	// HTTPClient is used for the token endpoint, and keyless for the IAM
+	// Credentials API under the broker's own credentials. Nil: a client
+	// with dial, TLS and response-header timeouts that follows no
+	// redirects.
 	HTTPClient *http.Client
 	// Now is the clock for every time the broker reads: expiry,
 	// refresh-ahead, MinRemaining, back-off, and the times Health
@@ -45,8 +51,10 @@ type Config struct {
 	RefreshAfter float64
 	// MinRemaining is the least time a token handed out has left: a
 	// cached token closer to expiry is never returned, but re-minted
-	// synchronously. It must be shorter than the lifetime of the tokens
-	// the endpoint grants. 0 means 1 minute.
+	// synchronously. Per token it is at most a quarter of the lifetime
+	// Google granted, so that short-lived tokens work: any lifetime of a
+	// minute or more does (a 2-minute token is served until 30 s before
+	// its expiry). 0 means 1 minute.
 	MinRemaining time.Duration
 	// CacheSize is the most (subject, scope set) entries kept; the least
 	// recently used is evicted first. 0 means 1024.
@@ -84,6 +92,7 @@ type Stats struct {
 // Broker mints and caches access tokens. It is safe for concurrent use.
 type Broker struct {
 	key          atomic.Pointer[Key]
+	keyless      *keyless // keyless mode (Config.Impersonate); then key is nil
 	client       *http.Client
 	ownClient    bool // client is ours: Close closes its idle connections
 	now          func() time.Time
@@ -135,6 +144,9 @@ type entry struct {
 	account   string    // Key.account() of the key that minted it
 	cacheKey  string    // subject NUL scope key
 	refreshAt time.Time // when a background refresh becomes due
+	// margin is the least time the token has left when it is handed
+	// out: Config.MinRemaining, scaled down for a short-lived token.
+	margin time.Duration
 	// next (unix nanoseconds, by Config.Now) is when the next background
 	// refresh may start. It starts at refreshAt. Whoever starts a refresh
 	// moves it one MintTimeout ahead (a lease, so concurrent triggers
@@ -157,8 +169,17 @@ type entry struct {
 // refresher. It does not contact the token endpoint; the first Token call
 // does. Close the Broker to stop the refresher.
 func New(cfg Config) (*Broker, error) {
-	if cfg.Key == nil || cfg.Key.privatePEM == nil {
-		return nil, errors.New("broker: Config.Key is required: load it with LoadKey or ParseKey")
+	var kl *keyless
+	switch {
+	case cfg.Key != nil && cfg.Impersonate != nil:
+		return nil, errors.New("broker: Config.Key and Config.Impersonate are exclusive: mint with a key, or keyless, not both")
+	case cfg.Impersonate != nil:
+		var err error
+		if kl, err = newKeyless(*cfg.Impersonate); err != nil {
+			return nil, err
+		}
+	case cfg.Key == nil || cfg.Key.privatePEM == nil:
+		return nil, errors.New("broker: Config.Key is required: load it with LoadKey or ParseKey (or set Config.Impersonate for keyless mode)")
 	}
 	if cfg.RefreshAfter < 0 || cfg.RefreshAfter >= 1 {
 		return nil, fmt.Errorf("broker: Config.RefreshAfter is %v, want a fraction in [0, 1) (0 for the default 0.5)", cfg.RefreshAfter)
@@ -167,6 +188,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, errors.New("broker: Config.MinRemaining, CacheSize and MintTimeout must not be negative (0 for the defaults)")
 	}
 	b := &Broker{
+		keyless:      kl,
 		client:       cfg.HTTPClient,
 		now:          cfg.Now,
 		refreshAfter: cfg.RefreshAfter,
@@ -206,7 +228,9 @@ func New(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: cache: %w", err)
 	}
 	b.cache = cache
-	b.key.Store(cfg.Key)
+	if kl == nil {
+		b.key.Store(cfg.Key)
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wake = make(chan struct{}, 1)
 	b.probe = make(chan chan struct{})
@@ -242,6 +266,9 @@ func (b *Broker) SetKey(k *Key) error {
 	if k == nil || k.privatePEM == nil {
 		return errors.New("broker: SetKey: key is required")
 	}
+	if b.keyless != nil {
+		return errors.New("broker: SetKey: the broker is keyless (Config.Impersonate): it takes no key")
+	}
 	b.key.Store(k)
 	b.log.Info("service-account key replaced", "key", *k)
 	return nil
@@ -262,13 +289,13 @@ func (b *Broker) Token(ctx context.Context, subject string, scopes []chatapi.Sco
 	if err := checkRequest(subject, scopes); err != nil {
 		return Token{}, err
 	}
-	k := b.key.Load()
+	k := b.minter()
 	account := k.account()
 	cacheKey := subject + "\x00" + chatapi.ScopeKey(scopes)
 	now := b.now()
 
 	e, ok := b.lookup(cacheKey, now)
-	if ok && e.account == account && e.usable(now, b.minRemaining) {
+	if ok && e.account == account && e.usable(now) {
 		b.hits.Add(1)
 		if e.claim(now, b.mintTimeout) {
 			b.startRefresh(k, e)
@@ -292,6 +319,15 @@ func (b *Broker) Token(ctx context.Context, subject string, scopes []chatapi.Sco
 	case <-ctx.Done():
 		return Token{}, fmt.Errorf("broker: token for %v: %w", scopesOf(cacheKey), ctx.Err())
 	}
+}
+
+// minter returns what mints the broker's tokens now: the key in force,
+// or keyless mode.
+func (b *Broker) minter() minter {
+	if b.keyless != nil {
+		return b.keyless
+	}
+	return b.key.Load()
 }
 
 // touchEvery is how often a cache hit tells the LRU that its entry is in
@@ -380,9 +416,9 @@ func scopesOf(cacheKey string) []chatapi.Scope {
 // recorded on it, which sets its back-off. If the cache already holds a
 // different usable entry (another mint finished between the caller's
 // look-up and now), mint returns it instead of minting.
-func (b *Broker) mint(k *Key, stale *entry, cacheKey, flightKey, subject string, background bool) (e *entry, err error) {
+func (b *Broker) mint(k minter, stale *entry, cacheKey, flightKey, subject string, background bool) (e *entry, err error) {
 	now := b.now()
-	if cur, ok := b.peek(cacheKey); ok && cur != stale && cur.account == k.account() && cur.usable(now, b.minRemaining) {
+	if cur, ok := b.peek(cacheKey); ok && cur != stale && cur.account == k.account() && cur.usable(now) {
 		return cur, nil
 	}
 	if !b.track() {
@@ -420,7 +456,7 @@ func (b *Broker) mint(k *Key, stale *entry, cacheKey, flightKey, subject string,
 	b.store(cacheKey, e)
 	after := b.health.succeeded(cacheKey, subject, b.now())
 	attrs := []any{"subject", subject, "scopes", scopes, "background", background,
-		"expiry", e.tok.Expiry, "refresh_at", e.refreshAt, "key_fingerprint", k.Fingerprint()}
+		"expiry", e.tok.Expiry, "refresh_at", e.refreshAt, k.logAttr()}
 	if after > 0 {
 		b.log.Info("token mint succeeded again", append(attrs, "after_failures", after)...)
 	} else {
@@ -432,9 +468,9 @@ func (b *Broker) mint(k *Key, stale *entry, cacheKey, flightKey, subject string,
 // failed counts, records and logs a failed mint. On a MintError it sets
 // the delay RetryAfter reports: the back-off of stale's refresh, or with
 // no cached token, the back-off ceiling for the broker's run of failures.
-func (b *Broker) failed(k *Key, stale *entry, cacheKey, subject string, scopes []chatapi.Scope, background bool, err error) {
+func (b *Broker) failed(k minter, stale *entry, cacheKey, subject string, scopes []chatapi.Scope, background bool, err error) {
 	b.mintErrors.Add(1)
-	attrs := []any{"subject", subject, "scopes", scopes, "background", background, "key_fingerprint", k.Fingerprint(), "err", err}
+	attrs := []any{"subject", subject, "scopes", scopes, "background", background, k.logAttr(), "err", err}
 	if errors.Is(err, ErrClosed) {
 		b.log.Debug("token mint cut short by Close", attrs...)
 		return
@@ -453,13 +489,13 @@ func (b *Broker) failed(k *Key, stale *entry, cacheKey, subject string, scopes [
 
 	now := b.now()
 	msg := err.Error()
-	runLen, firstTime := b.health.failed(cacheKey, subject, k.Fingerprint()+"\x00"+msg, msg, temporary, now)
+	runLen, firstTime := b.health.failed(cacheKey, subject, k.logAttr().String()+"\x00"+msg, msg, temporary, now)
 	var retryIn time.Duration
 	if stale != nil {
 		var failures int
-		retryIn, failures = stale.fail(now, msg, temporary, b.minRemaining)
+		retryIn, failures = stale.fail(now, msg, temporary)
 		attrs = append(attrs, "retry_in", retryIn.String(), "failures", failures)
-		if stale.usable(now, b.minRemaining) {
+		if stale.usable(now) {
 			attrs = append(attrs, "note", "still serving the cached token")
 		}
 	} else {
@@ -499,11 +535,92 @@ func (b *Broker) untrack() {
 	b.wg.Done()
 }
 
-// exchange signs an assertion with k and trades it for a token.
-func (b *Broker) exchange(k *Key, subject string, scopes []chatapi.Scope) (*entry, error) {
+// exchange gets one token from m and makes it a cache entry: the part of
+// a mint that is the same with a key and keyless. It bounds the mint by
+// MintTimeout, checks the granted lifetime and sets the token's margins,
+// which scale with that lifetime (margins below).
+func (b *Broker) exchange(m minter, subject string, scopes []chatapi.Scope) (*entry, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.mintTimeout)
 	defer cancel()
+	start := b.now()
+	g, err := m.grant(ctx, b, start, subject, scopes)
+	if err != nil {
+		return nil, err
+	}
+	if g.lifetime < minLifetime {
+		return nil, &MintError{Scopes: scopes, Subject: subject, permanent: true,
+			Err: fmt.Errorf("Google granted a token for %v, less than the %v the broker needs to refresh it ahead of expiry: grant tokens of a minute or more", g.lifetime, minLifetime)}
+	}
 
+	// Refresh at RefreshAfter of the lifetime, ±10% per token, but no
+	// later than the point where the token stops being handed out, so a
+	// background refresh always gets its chance first.
+	margin := b.margin(g.lifetime)
+	frac := b.refreshAfter * (0.9 + 0.2*rand.Float64())
+	frac = min(frac, 1)
+	expiry := start.Add(g.lifetime)
+	refreshAt := start.Add(time.Duration(frac * float64(g.lifetime)))
+	if last := expiry.Add(-margin); refreshAt.After(last) {
+		refreshAt = last
+	}
+	e := &entry{
+		tok: Token{
+			Expiry:  expiry,
+			Scopes:  scopes,
+			Subject: subject,
+			value:   newSecretValue(g.access),
+		},
+		account:   m.account(),
+		refreshAt: refreshAt,
+		margin:    margin,
+	}
+	e.next.Store(refreshAt.UnixNano())
+	return e, nil
+}
+
+// minLifetime is the shortest token lifetime the broker takes: its
+// margins are a quarter of the lifetime, and below a minute they would
+// leave a call too little time to reach Google with the token.
+const minLifetime = time.Minute
+
+// margin is the least time a token granted for lifetime has left when it
+// is handed out: Config.MinRemaining, but at most a quarter of the
+// lifetime, so that short-lived tokens (a 2-minute token has a 30 s
+// margin) are served for most of their life and refreshed in time.
+func (b *Broker) margin(lifetime time.Duration) time.Duration {
+	return min(b.minRemaining, lifetime/4)
+}
+
+// granted is one token as a minter got it.
+type granted struct {
+	access   string        // the access token
+	lifetime time.Duration // from the start of the mint, by Config.Now
+	status   int           // the HTTP status of the answer that carried it
+}
+
+// minter is where a Broker's tokens come from: a service-account key
+// (*Key, which signs the assertion itself) or keyless (*keyless, which
+// asks the IAM Credentials API). Everything else about a mint (cache,
+// singleflight, refresh ahead, back-off, margins, health, logs) is the
+// Broker's, and the same for both.
+type minter interface {
+	// account identifies whose tokens it mints and where: a cached token
+	// is handed out only while the account stays the same.
+	account() string
+	// logAttr names it in logs: a key's fingerprint, or the account
+	// keyless mode impersonates. Never secret.
+	logAttr() slog.Attr
+	// grant gets one token for subject and scopes on ctx, which carries
+	// MintTimeout and ends on Close; start is the mint's start on
+	// Config.Now. Its errors are *MintError, and never carry a secret.
+	grant(ctx context.Context, b *Broker, start time.Time, subject string, scopes []chatapi.Scope) (granted, error)
+}
+
+func (k *Key) logAttr() slog.Attr { return slog.String("key_fingerprint", k.Fingerprint()) }
+
+// grant signs an assertion with k and trades it for a token at the key's
+// token_uri.
+func (k *Key) grant(ctx context.Context, b *Broker, start time.Time, subject string, scopes []chatapi.Scope) (granted, error) {
 	urls := make([]string, len(scopes))
 	for i, s := range scopes {
 		urls[i] = s.URL()
@@ -525,38 +642,37 @@ func (b *Broker) exchange(k *Key, subject string, scopes []chatapi.Scope) (*entr
 	}
 	hc := *b.client
 	hc.Transport = rt
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, &hc)
+	octx := context.WithValue(ctx, oauth2.HTTPClient, &hc)
 
 	fail := func(status int, code, desc string, cause error) error {
 		return &MintError{Scopes: scopes, Subject: subject, StatusCode: status, Code: code, Description: desc, Err: cause}
 	}
 
-	start := b.now()
-	tok, err := conf.TokenSource(ctx).Token()
+	tok, err := conf.TokenSource(octx).Token()
 	if err != nil {
 		var re *oauth2.RetrieveError
 		switch {
 		case errors.As(err, &re) && re.Response != nil:
 			code, desc := parseErrorBody(re.Body)
-			return nil, fail(re.Response.StatusCode, code, desc, nil)
+			return granted{}, fail(re.Response.StatusCode, code, desc, nil)
 		case b.ctx.Err() != nil:
-			return nil, fail(0, "", "", ErrClosed)
+			return granted{}, fail(0, "", "", ErrClosed)
 		case ctx.Err() != nil:
-			return nil, fail(0, "", "", fmt.Errorf("no answer from the token endpoint within %v: %w", b.mintTimeout, context.DeadlineExceeded))
+			return granted{}, fail(0, "", "", fmt.Errorf("no answer from the token endpoint within %v: %w", b.mintTimeout, context.DeadlineExceeded))
 		case rt.status.Load() != 0:
 			// An answer came but x/oauth2 could not read it. Its message
 			// may quote part of the body, so it is not repeated.
-			return nil, fail(int(rt.status.Load()), "", "", errors.New("the answer is not a token response"))
+			return granted{}, fail(int(rt.status.Load()), "", "", errors.New("the answer is not a token response"))
 		default:
 			// x/oauth2/jwt's network errors name the URL and the
 			// failure, never the form it posted.
 			msg := strings.TrimPrefix(err.Error(), "oauth2: cannot fetch token: ")
-			return nil, fail(0, "", "", errors.New("token endpoint unreachable: "+msg))
+			return granted{}, fail(0, "", "", errors.New("token endpoint unreachable: "+msg))
 		}
 	}
 	status := int(rt.status.Load())
 	if tok.AccessToken == "" {
-		return nil, fail(status, "", "", errors.New("the answer has no access_token"))
+		return granted{}, fail(status, "", "", errors.New("the answer has no access_token"))
 	}
 	lifetime, ok := expiresIn(tok.Extra("expires_in"))
 	if !ok && !tok.Expiry.IsZero() {
@@ -565,34 +681,9 @@ func (b *Broker) exchange(k *Key, subject string, scopes []chatapi.Scope) (*entr
 		lifetime, ok = tok.Expiry.Sub(b.now()), true
 	}
 	if !ok || lifetime <= 0 {
-		return nil, fail(status, "", "", errors.New("the answer has no usable expires_in"))
+		return granted{}, fail(status, "", "", errors.New("the answer has no usable expires_in"))
 	}
-	if lifetime < b.minRemaining {
-		return nil, fmt.Errorf("broker: mint token for %v: the token endpoint granted %v, less than Config.MinRemaining (%v): lower MinRemaining or lengthen the token lifetime", scopes, lifetime, b.minRemaining)
-	}
-
-	// Refresh at RefreshAfter of the lifetime, ±10% per token, but no
-	// later than the point where the token stops being handed out, so a
-	// background refresh always gets its chance first.
-	frac := b.refreshAfter * (0.9 + 0.2*rand.Float64())
-	frac = min(frac, 1)
-	expiry := start.Add(lifetime)
-	refreshAt := start.Add(time.Duration(frac * float64(lifetime)))
-	if last := expiry.Add(-b.minRemaining); refreshAt.After(last) {
-		refreshAt = last
-	}
-	e := &entry{
-		tok: Token{
-			Expiry:  expiry,
-			Scopes:  scopes,
-			Subject: subject,
-			value:   newSecretValue(tok.AccessToken),
-		},
-		account:   k.account(),
-		refreshAt: refreshAt,
-	}
-	e.next.Store(refreshAt.UnixNano())
-	return e, nil
+	return granted{access: tok.AccessToken, lifetime: lifetime, status: status}, nil
 }
 
 // expiresIn reads expires_in from x/oauth2's raw map of the answer, where

@@ -1,8 +1,10 @@
-// Package broker holds the Chat app's service-account key and mints
-// short-lived OAuth access tokens with it, one per (subject, scope set),
-// caching each until shortly before it expires. It is the token step of a
-// call's path through chat-broker, told with the rest of the path in
-// docs/architecture.md.
+// Package broker mints short-lived OAuth access tokens for the Chat app,
+// one per (subject, scope set), and caches each until shortly before it
+// expires: with the app's service-account key, or keyless
+// (Config.Impersonate), through the IAM Credentials API under the
+// broker's own Google identity. It is the token step of a call's path
+// through chat-broker, told with the rest of the path in
+// docs/architecture.md; docs/keyless.md tells keyless mode.
 //
 // # What it promises
 //
@@ -10,11 +12,16 @@
 //     other kind, and every malformed key, is an error that says what is
 //     wrong and how to fix it. Tokens are minted at the key's token_uri
 //     with Google's two-legged JWT-bearer flow (golang.org/x/oauth2/jwt),
-//     so the emulator works by writing its own URL there.
+//     so the emulator works by writing its own URL there. Keyless, app
+//     tokens come from generateAccessToken and delegated ones from
+//     signJwt and the same exchange; only the mint differs (a minter),
+//     and every promise below holds for both.
 //   - Never an expired token: Token hands out a cached token only while it
-//     has at least Config.MinRemaining left; otherwise it mints, and if
-//     that fails returns the error (RetryAfter says whether and when to
-//     retry). Expiry is reckoned from when the mint started.
+//     has its margin left, Config.MinRemaining but at most a quarter of
+//     the granted lifetime (so any lifetime of a minute or more works);
+//     otherwise it mints, and if that fails returns the error (RetryAfter
+//     says whether and when to retry). Expiry is reckoned from when the
+//     mint started.
 //   - Refresh ahead: a cached token is renewed in the background from
 //     Config.RefreshAfter of its lifetime, used or not, and a failed
 //     refresh is tried again on a per-token back-off (refresh.go), so an
@@ -23,7 +30,8 @@
 //   - Nothing secret shows: a Token's value is reachable only through
 //     SetAuthHeader, and Key, Token and MintError print nothing secret
 //     through fmt, slog or Error. client_email, the key id, Fingerprint,
-//     scopes, subject, HTTP status and Google's error codes may appear.
+//     scopes, subject, HTTP status and Google's error codes may appear;
+//     keyless, so do the accounts' emails and the fix.
 //
 // # Concurrency
 //

@@ -82,25 +82,26 @@ func (e *entry) claim(now time.Time, lease time.Duration) bool {
 // fail records a failed mint for e at now and schedules the next
 // background try one back-off step later. It returns the step and the
 // number of failures in a row.
-func (e *entry) fail(now time.Time, msg string, temporary bool, minRemaining time.Duration) (time.Duration, int) {
+func (e *entry) fail(now time.Time, msg string, temporary bool) (time.Duration, int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.failures++
 	e.lastErr, e.permanent = msg, !temporary
-	d := retryDelay(e.failures, temporary, e.tok.Expiry.Add(-minRemaining).Sub(now))
+	d := retryDelay(e.failures, temporary, e.tok.Expiry.Add(-e.margin).Sub(now))
 	e.next.Store(now.Add(d).UnixNano())
 	return d, e.failures
 }
 
-// usable reports whether e may be handed out at now.
-func (e *entry) usable(now time.Time, minRemaining time.Duration) bool {
-	return e.tok.Expiry.Sub(now) >= minRemaining
+// usable reports whether e may be handed out at now: it has at least its
+// margin left.
+func (e *entry) usable(now time.Time) bool {
+	return e.tok.Expiry.Sub(now) >= e.margin
 }
 
 // startRefresh refreshes e in the background, with k, unless the broker
 // is closed. The goroutine is tracked, so Close waits for it; if a
 // caller's mint for the same token is already running it joins that one.
-func (b *Broker) startRefresh(k *Key, e *entry) {
+func (b *Broker) startRefresh(k minter, e *entry) {
 	if !b.track() {
 		return
 	}
@@ -172,7 +173,7 @@ func (b *Broker) refresher() {
 // refresh is due at now, and returns the earliest next refresh of all
 // (zero if the cache is empty).
 func (b *Broker) refreshDue(now time.Time) time.Time {
-	k := b.key.Load()
+	k := b.minter()
 	var next time.Time
 	for _, e := range b.cache.Values() {
 		if e.claim(now, b.mintTimeout) {

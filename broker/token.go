@@ -103,8 +103,17 @@ type MintError struct {
 	// of the endpoint's JSON answer, when it had them. Description is
 	// shortened and cleaned of control characters.
 	Code, Description string
-	// Err is the cause when there was no usable answer; nil otherwise.
+	// Err is the cause when there was no usable answer, or, keyless,
+	// what to fix; nil otherwise.
 	Err error
+	// Service is what answered when it was not the token endpoint:
+	// "IAM Credentials generateAccessToken" or "IAM Credentials signJwt"
+	// (keyless mode); "" for the token endpoint.
+	Service string
+
+	// permanent marks a failure no retry fixes though no status says so
+	// (no application default credentials, a lifetime too short).
+	permanent bool
 
 	// retryAfter is the broker's back-off for the token when the mint
 	// failed, for RetryAfter; set before the error reaches any caller.
@@ -129,7 +138,11 @@ func (e *MintError) Error() string {
 		}
 		return b.String()
 	}
-	fmt.Fprintf(&b, "token endpoint answered %d", e.StatusCode)
+	service := "token endpoint"
+	if e.Service != "" {
+		service = e.Service
+	}
+	fmt.Fprintf(&b, "%s answered %d", service, e.StatusCode)
 	switch {
 	case e.Code != "":
 		b.WriteString(" ")
@@ -158,7 +171,7 @@ func (e *MintError) Unwrap() error { return e.Err }
 // invalid_scope, unauthorized_client, disabled_client, other 4xx) is
 // permanent until someone fixes the key, the grant or the request.
 func (e *MintError) Temporary() bool {
-	if errors.Is(e.Err, ErrClosed) {
+	if e.permanent || errors.Is(e.Err, ErrClosed) {
 		return false
 	}
 	switch e.Code {

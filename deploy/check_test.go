@@ -26,9 +26,10 @@ const brokerName = "chat-broker"
 
 // objects is one rendered set of manifests, indexed for the checks.
 type objects struct {
-	configMaps map[string]*corev1.ConfigMap
-	secrets    map[string]*corev1.Secret
-	workloads  []workload
+	configMaps      map[string]*corev1.ConfigMap
+	secrets         map[string]*corev1.Secret
+	serviceAccounts map[string]*corev1.ServiceAccount
+	workloads       []workload
 }
 
 type workload struct {
@@ -37,13 +38,15 @@ type workload struct {
 }
 
 func index(objs []runtime.Object) *objects {
-	s := &objects{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
+	s := &objects{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}, serviceAccounts: map[string]*corev1.ServiceAccount{}}
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *corev1.ConfigMap:
 			s.configMaps[o.Name] = o
 		case *corev1.Secret:
 			s.secrets[o.Name] = o
+		case *corev1.ServiceAccount:
+			s.serviceAccounts[o.Name] = o
 		case *appsv1.Deployment:
 			s.workloads = append(s.workloads, workload{"Deployment", o.Name, &o.Spec.Template.Spec})
 		case *batchv1.Job:
@@ -110,8 +113,15 @@ func checkWorkload(t *testing.T, s *objects, w workload) {
 	checkResources(t, b)
 	checkProbes(t, b, flags, native)
 
-	// The key: a Secret volume, mounted read-only into the broker alone.
-	keyVol, keyMount := volumeFor(t, spec, b, flags["key"], "--key")
+	// The key: a Secret volume, mounted read-only into the broker alone;
+	// or keyless, no key anywhere.
+	var keyVol *corev1.Volume
+	var keyMount *corev1.VolumeMount
+	if flags["impersonate"] != "" {
+		checkKeyless(t, s, spec, b, flags)
+	} else {
+		keyVol, keyMount = volumeFor(t, spec, b, flags["key"], "--key")
+	}
 	if keyVol != nil {
 		if keyVol.Secret == nil {
 			t.Errorf("--key %s is on volume %q, which is not a Secret", flags["key"], keyVol.Name)
@@ -391,6 +401,42 @@ func volumeFor(t *testing.T, spec *corev1.PodSpec, b *corev1.Container, file, fl
 	}
 	t.Errorf("%s %s: volume %q is not in the pod", flag, file, best.Name)
 	return nil, nil
+}
+
+// checkKeyless checks a keyless broker (--impersonate): no --key, no
+// Secret mounted into it (it needs none), and the pod runs as a
+// Kubernetes service account of the set that GKE Workload Identity maps
+// to a Google service account.
+func checkKeyless(t *testing.T, s *objects, spec *corev1.PodSpec, b *corev1.Container, flags map[string]string) {
+	t.Helper()
+	if flags["key"] != "" {
+		t.Errorf("--impersonate with --key %s: serve refuses both; keyless has no key", flags["key"])
+	}
+	if sa := flags["impersonate"]; !strings.HasSuffix(sa, ".iam.gserviceaccount.com") || !strings.Contains(sa, "@") {
+		t.Errorf("--impersonate %q: want the Chat app's service-account email", sa)
+	}
+	for _, m := range b.VolumeMounts {
+		for _, v := range spec.Volumes {
+			if v.Name == m.Name && v.Secret != nil {
+				t.Errorf("keyless, %s still mounts Secret %q at %s", brokerName, v.Secret.SecretName, m.MountPath)
+			}
+		}
+	}
+	for _, v := range spec.Volumes {
+		if v.Secret != nil && strings.Contains(v.Secret.SecretName, "key") {
+			t.Errorf("keyless, the pod still has the key Secret %q as volume %q", v.Secret.SecretName, v.Name)
+		}
+	}
+	if spec.ServiceAccountName == "" {
+		t.Fatal("keyless, the pod runs as the default Kubernetes service account: give it one annotated for Workload Identity")
+	}
+	ksa, ok := s.serviceAccounts[spec.ServiceAccountName]
+	if !ok {
+		t.Fatalf("keyless, the pod runs as Kubernetes service account %q, which the set does not ship", spec.ServiceAccountName)
+	}
+	if gsa := ksa.Annotations["iam.gke.io/gcp-service-account"]; !strings.HasSuffix(gsa, ".iam.gserviceaccount.com") {
+		t.Errorf("service account %q: annotation iam.gke.io/gcp-service-account is %q, want the pod's Google service account", ksa.Name, gsa)
+	}
 }
 
 // checkKeyIsolated: only the broker may mount the key's volume or read

@@ -78,6 +78,7 @@ func TestHelmChart(t *testing.T) {
 		{"inline policy", nil, true},
 		{"existing ConfigMap", []string{"--set", "policy.inline=", "--set", "policy.existingConfigMap=chat-broker-policy"}, false},
 		{"shared limits", []string{"--set", "sharedLimits.url=rediss://redis.redis.svc:6380/0", "--set", "sharedLimits.passwordSecret.name=chat-broker-redis"}, true},
+		{"keyless", []string{"--set", "keyless.impersonate=chat-app@my-project.iam.gserviceaccount.com", "--set", "keyless.gcpServiceAccount=chat-broker@my-project.iam.gserviceaccount.com"}, true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			args := append([]string{"template", "my-app", chart, "-f", exampleValues, "--namespace", "demo", "--kube-version", kubeVersion}, tc.args...)
@@ -119,6 +120,7 @@ func TestHelmChartRequiredValues(t *testing.T) {
 		{"two policies", []string{"-f", exampleValues, "--set", "policy.existingConfigMap=x"}, "not both"},
 		{"password in the Redis URL", []string{"-f", exampleValues, "--set", "sharedLimits.url=redis://u:pw@redis:6379/0"}, "sharedLimits.url: holds a password"},
 		{"password Secret without a URL", []string{"-f", exampleValues, "--set", "sharedLimits.passwordSecret.name=chat-broker-redis"}, "needs sharedLimits.url"},
+		{"GKE service account without keyless", []string{"-f", exampleValues, "--set", "keyless.gcpServiceAccount=x@p.iam.gserviceaccount.com"}, "keyless.gcpServiceAccount: only with keyless.impersonate"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			args := append([]string{"template", "x", chart, "--kube-version", kubeVersion}, tc.args...)

@@ -23,6 +23,7 @@ var kustomizations = []string{
 	"kubernetes/base",
 	"kubernetes/overlays/unix-socket",
 	"kubernetes/overlays/shared-limits",
+	"kubernetes/overlays/keyless",
 	"kubernetes/job",
 }
 

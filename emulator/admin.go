@@ -471,13 +471,14 @@ func (e *Emulator) adminGetMints(*http.Request) (any, *chatapi.Error) {
 		Scopes   []string `json:"scopes"`
 		Subject  string   `json:"subject,omitempty"`
 		Audience string   `json:"audience"`
+		Via      string   `json:"via"`
 	}
 	mints := e.Mints()
 	out := struct {
 		Mints []mintJSON `json:"mints"`
 	}{Mints: make([]mintJSON, len(mints))}
 	for i, m := range mints {
-		out.Mints[i] = mintJSON{timestamp(m.Time), scopeStrings(m.Scopes), m.Subject, m.Audience}
+		out.Mints[i] = mintJSON{timestamp(m.Time), scopeStrings(m.Scopes), m.Subject, m.Audience, m.Via}
 	}
 	return out, nil
 }

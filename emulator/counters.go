@@ -31,7 +31,8 @@ type Counters struct {
 	// TokenRequests counts requests to /token; it equals Mints plus
 	// TokenErrors.
 	TokenRequests int `json:"tokenRequests"`
-	// Mints counts issued tokens.
+	// Mints counts tokens issued at /token (those of generateAccessToken
+	// are in the Mints log only).
 	Mints int `json:"mints"`
 	// TokenErrors counts /token requests answered with an error, injected
 	// (SetTokenError, SetTokenEndpointDown) or not (a bad assertion, a

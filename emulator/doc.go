@@ -1,15 +1,20 @@
-// Package emulator is an in-memory fake of the two Google services a Chat
-// app talks to: the OAuth 2.0 token endpoint (POST /token) and the Google
-// Chat REST API (under /v1/). An Emulator is an http.Handler; serve it
-// with httptest.NewServer, hand the code under test the key file from
-// ServiceAccountJSON, and point its Chat client at the server (see the
-// package example). chat-broker's tests, its demo and users' CI run
-// against it, so no test needs a real Google project.
+// Package emulator is an in-memory fake of the Google services a Chat app
+// talks to: the OAuth 2.0 token endpoint (POST /token) and the Google
+// Chat REST API (under /v1/), and, for keyless callers, the IAM
+// Credentials API (generateAccessToken, signJwt) and a metadata server
+// handing out the pod's own identity (point GCE_METADATA_HOST at it). An
+// Emulator is an http.Handler; serve it with httptest.NewServer, hand the
+// code under test the key file from ServiceAccountJSON, and point its
+// Chat client at the server (see the package example). chat-broker's
+// tests, its demo and users' CI run against it, so no test needs a real
+// Google project.
 //
 // What it promises a test that imports it:
 //
 //   - Google's answers, not look-alikes: the token endpoint verifies the
-//     signed assertion and refuses with Google's exact OAuth errors, and
+//     signed assertion (made with the key or by signJwt) and refuses with
+//     Google's exact OAuth errors; IAM checks the caller's own token and
+//     its token-creator grant (SetTokenCreator withdraws it); and
 //     every Chat call is authenticated, checked for scopes, approval and
 //     membership, and answered in Chat's JSON and error shapes.
 //   - No fake successes: a Chat method it does not implement answers 501

@@ -120,6 +120,7 @@ type Emulator struct {
 	rng         *mrand.Rand // for Fault.Fraction
 	counters    Counters
 	quota       quotaState // Config.Quotas and their counts (quota.go)
+	iam         iamState   // IAM Credentials and the metadata server (iam.go)
 }
 
 // New returns an emulator with a freshly generated RSA-2048 service-account
@@ -201,13 +202,19 @@ func New(cfg Config) (*Emulator, error) {
 }
 
 // ServeHTTP serves POST /token (the OAuth 2.0 JWT-bearer token endpoint),
-// the Chat REST API under /v1/, /upload/v1/ and /resumable/upload/v1/, and
+// the Chat REST API under /v1/, /upload/v1/ and /resumable/upload/v1/,
+// the IAM Credentials API under /v1/projects/-/serviceAccounts/ and the
+// metadata server under /computeMetadata/v1/ (iam.go, metadata.go), and
 // the emulator's own control API under /emulator/ (docs/emulator.md
 // describes each). Any other path is answered 404 in Google's error shape.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/token":
 		e.serveToken(w, r)
+	case strings.HasPrefix(r.URL.Path, iamPrefix):
+		e.serveIAM(w, r)
+	case strings.HasPrefix(r.URL.Path, metadataPrefix):
+		e.serveMetadata(w, r)
 	case strings.HasPrefix(r.URL.Path, adminPrefix):
 		e.serveAdmin(w, r)
 	default:
@@ -305,6 +312,11 @@ type Mint struct {
 	Scopes   []chatapi.Scope
 	Subject  string
 	Audience string
+	// Via is how it was issued: "jwt-bearer" (an assertion signed with
+	// the key, at /token), "signJwt" (an assertion IAM's signJwt signed,
+	// at /token) or "generateAccessToken" (IAM Credentials; no
+	// Audience).
+	Via string
 }
 
 // Mints returns the successful token issues, oldest first.

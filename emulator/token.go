@@ -157,7 +157,7 @@ func (e *Emulator) serveToken(rw http.ResponseWriter, r *http.Request) {
 		(&oauthError{http.StatusBadRequest, "invalid_request", "Missing required parameter: assertion"}).write(w)
 		return
 	}
-	c, oerr := e.verifyAssertion(assertion)
+	c, oerr := e.verifyAssertion(assertion, selfTokenURL(r))
 	if oerr != nil {
 		e.log.Info("emulator: token refused", "error", oerr.code, "description", oerr.desc)
 		oerr.write(w)
@@ -179,20 +179,13 @@ func (e *Emulator) serveToken(rw http.ResponseWriter, r *http.Request) {
 		(&oauthError{http.StatusUnauthorized, "unauthorized_client", descNoDWD}).write(w)
 		return
 	}
-	access := "ya29.emu-" + rand.Text()
 	lifetime := e.lifetime
-	e.tokens[access] = &token{scopes: scopes, subject: subject, expiry: now.Add(lifetime)}
-	// Forget tokens a day past expiry so a long-running emulator stays
-	// small; until then a late caller still gets ACCESS_TOKEN_EXPIRED.
-	for k, t := range e.tokens {
-		if now.Sub(t.expiry) > 24*time.Hour {
-			delete(e.tokens, k)
-		}
-	}
-	e.mints = appendCapped(e.mints, Mint{Time: now, Scopes: scopes, Subject: subject, Audience: aud})
-	close(e.minted)
-	e.minted = make(chan struct{})
 	e.mu.Unlock()
+	via := "jwt-bearer"
+	if e.signedByIAM(assertion) {
+		via = "signJwt"
+	}
+	access := e.issue(now, scopes, subject, aud, via, lifetime)
 
 	urls := make([]string, len(scopes))
 	for i, s := range scopes {
@@ -210,6 +203,34 @@ func (e *Emulator) serveToken(rw http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// issue issues an access token and logs the mint.
+func (e *Emulator) issue(now time.Time, scopes []chatapi.Scope, subject, aud, via string, lifetime time.Duration) string {
+	access := "ya29.emu-" + rand.Text()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.tokens[access] = &token{scopes: scopes, subject: subject, expiry: now.Add(lifetime)}
+	// Forget tokens a day past expiry so a long-running emulator stays
+	// small; until then a late caller still gets ACCESS_TOKEN_EXPIRED.
+	for k, t := range e.tokens {
+		if now.Sub(t.expiry) > 24*time.Hour {
+			delete(e.tokens, k)
+		}
+	}
+	e.mints = appendCapped(e.mints, Mint{Time: now, Scopes: scopes, Subject: subject, Audience: aud, Via: via})
+	close(e.minted)
+	e.minted = make(chan struct{})
+	return access
+}
+
+// selfTokenURL is the URL r reached the token endpoint at, which Google
+// accepts as an assertion's audience.
+func selfTokenURL(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host + "/token"
+	}
+	return "http://" + r.Host + "/token"
+}
+
 // verified is what a valid assertion asks for.
 type verified struct {
 	scopes  []chatapi.Scope
@@ -220,9 +241,10 @@ type verified struct {
 // verifyAssertion checks a JWT-bearer assertion the way Google does: an
 // RS256 signature by the key named in kid, iss the service account, aud an
 // accepted token URL, iat and exp at most an hour apart and around now,
-// and Chat scope URLs. It has its own code so that it cannot share a bug
-// with the broker's signing side.
-func (e *Emulator) verifyAssertion(assertion string) (*verified, *oauthError) {
+// and Chat scope URLs. self is the URL the request reached, an accepted
+// audience too. It has its own code so that it cannot share a bug with
+// the broker's signing side.
+func (e *Emulator) verifyAssertion(assertion, self string) (*verified, *oauthError) {
 	parts := strings.Split(assertion, ".")
 	if len(parts) != 3 {
 		return nil, badGrant(descSignature)
@@ -257,7 +279,7 @@ func (e *Emulator) verifyAssertion(assertion string) (*verified, *oauthError) {
 	if c.Iss != saEmail {
 		return nil, badGrant(descSignature)
 	}
-	aud, ok := e.acceptedAudience(c.Aud)
+	aud, ok := e.acceptedAudience(c.Aud, self)
 	if !ok {
 		return nil, badScope(descBadScope)
 	}
@@ -297,7 +319,7 @@ func (e *Emulator) verifyAssertion(assertion string) (*verified, *oauthError) {
 
 // acceptedAudience reads aud, a string or an array of strings, and returns
 // the value that is an accepted audience.
-func (e *Emulator) acceptedAudience(raw json.RawMessage) (string, bool) {
+func (e *Emulator) acceptedAudience(raw json.RawMessage, self string) (string, bool) {
 	var auds []string
 	var one string
 	if json.Unmarshal(raw, &one) == nil {
@@ -308,7 +330,7 @@ func (e *Emulator) acceptedAudience(raw json.RawMessage) (string, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, a := range auds {
-		if e.audiences[a] {
+		if e.audiences[a] || a == self {
 			return a, true
 		}
 	}

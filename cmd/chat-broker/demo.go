@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/chat-broker/chat-broker/broker"
@@ -38,6 +39,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var c serveConfig
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	c.register(fs)
+	keylessFlag := fs.Bool("keyless", false, "no key: the broker mints through its own identity from the emulator's metadata server and IAM Credentials API (sets GCE_METADATA_HOST for this process), as with --impersonate on GKE")
 	if help, err := parseFlags(fs, args, stderr); help || err != nil {
 		return err
 	}
@@ -83,8 +85,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer emuSrv.Close()
 	emuURL := "http://" + el.Addr().String()
 
-	key, err := broker.ParseKey(emu.ServiceAccountJSON(emuURL + "/token"))
-	if err != nil {
+	var key *broker.Key
+	var keyless *broker.Impersonation
+	mode := "a generated service-account key"
+	if *keylessFlag {
+		// Application Default Credentials find the emulator's metadata
+		// server as Google's libraries find GKE's: GCE_METADATA_HOST. The
+		// demo owns its process, so it may set it.
+		os.Setenv("GCE_METADATA_HOST", el.Addr().String())
+		keyless = &broker.Impersonation{ServiceAccount: emu.ClientEmail(), IAMEndpoint: emuURL, TokenEndpoint: emuURL + "/token"}
+		mode = "no key: its own identity from the emulated metadata server, impersonating " + emu.ClientEmail() + " through IAM Credentials"
+	} else if key, err = broker.ParseKey(emu.ServiceAccountJSON(emuURL + "/token")); err != nil {
 		return err
 	}
 	secret := newSecret()
@@ -96,6 +107,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	in := &instance{
 		cfg:           c,
 		key:           key,
+		keyless:       keyless,
 		policy:        pol,
 		upstream:      up,
 		log:           log,
@@ -104,7 +116,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		adminListener: al,
 		onListening: func(proxyAddr, adminAddr string) {
 			fmt.Fprintf(stdout, `chat-broker demo: the broker at http://%s fronts an emulated Google (token endpoint
-and Chat API at %s). The demo caller may create, get and list messages in
+and Chat API at %s); it mints with %s. The demo caller may create, get and list messages in
 spaces/DEMO and nothing else. Paste:
 
 export CHAT_BROKER_URL=http://%s
@@ -116,7 +128,7 @@ List them (this call carries chat.app.messages.readonly; the create carried chat
 curl -sS -H "Authorization: Bearer $CHAT_BROKER_TOKEN" "$CHAT_BROKER_URL/v1/spaces/DEMO/messages"
 
 Health: http://%s/readyz. Audit lines go to stderr. Ctrl-C stops.
-`, proxyAddr, emuURL, proxyAddr, secret, adminAddr)
+`, proxyAddr, emuURL, mode, proxyAddr, secret, adminAddr)
 		},
 	}
 	return in.run(ctx)

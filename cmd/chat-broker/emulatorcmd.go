@@ -24,7 +24,7 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	spaces := fs.String("spaces", "spaces/AAAA", "comma-separated `spaces` where the app is a member")
 	approve := fs.String("approve", "", "comma-separated chat.app.* `scopes` an admin has approved (default none, like a new app)")
 	delegate := fs.String("delegate", "", "comma-separated `users` the service account may act as (domain-wide delegation), or * for every user (default none)")
-	lifetime := fs.Duration("token-lifetime", time.Hour, "lifetime of issued access tokens (a broker never hands out a token with under a minute left, so keep it well above 1m)")
+	lifetime := fs.Duration("token-lifetime", time.Hour, "lifetime of issued access tokens (the broker takes any of 1m or more; its margins are a quarter of it, at most 1m)")
 	unsafeListen := fs.Bool("unsafe-listen", false, "allow a non-loopback --listen")
 	quotas := fs.String("quotas", "", "Chat's per-minute `quotas` to enforce: CLASS=N per project, per-space-writes=N, per-space-reads=N, e.g. message-writes=3000,per-space-writes=60 (default none)")
 	if help, err := parseFlags(fs, args, stderr); help || err != nil {
@@ -92,8 +92,8 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	fmt.Fprintf(stdout, "chat-broker emulator: serving %s; key for it in %s\nrun the broker: chat-broker serve --key %s --policy policy.yaml --upstream %s\ncontrol it: curl -d '{\"scope\":\"chat.app.spaces.create\",\"approved\":true}' %s/emulator/approvals\n",
-		url, *writeKey, *writeKey, url, url)
+	fmt.Fprintf(stdout, "chat-broker emulator: serving %s; key for it in %s\nrun the broker: chat-broker serve --key %s --policy policy.yaml --upstream %s\nor keyless: GCE_METADATA_HOST=%s chat-broker serve --impersonate %s --iam-endpoint %s --token-endpoint %s/token --policy policy.yaml --upstream %s\ncontrol it: curl -d '{\"scope\":\"chat.app.spaces.create\",\"approved\":true}' %s/emulator/approvals\n",
+		url, *writeKey, *writeKey, url, l.Addr().String(), emu.ClientEmail(), url, url, url, url)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

@@ -60,7 +60,10 @@ func (r *reloader) start(ctx context.Context, hup <-chan os.Signal) {
 	if err != nil {
 		r.log.Warn("cannot watch the key and policy files; reload with SIGHUP", "err", err)
 	} else {
-		dirs := map[string]bool{filepath.Dir(r.keyFile): true, filepath.Dir(r.policyFile): true}
+		dirs := map[string]bool{filepath.Dir(r.policyFile): true}
+		if r.keyFile != "" { // keyless: no key to watch
+			dirs[filepath.Dir(r.keyFile)] = true
+		}
 		for d := range dirs {
 			if err := w.Add(d); err != nil {
 				r.log.Warn("cannot watch a folder; reload with SIGHUP", "dir", d, "err", err)
@@ -102,6 +105,9 @@ func (r *reloader) reload(force bool) {
 			r.policySum = sum
 			r.log.Info("policy reloaded", "file", r.policyFile, "callers", len(p.Callers()))
 		}
+	}
+	if r.keyFile == "" {
+		return // keyless: no key to reload
 	}
 	if sum := fileSum(r.keyFile); force || (sum != r.keySum && sum != r.keyBad && sum != [sha256.Size]byte{}) {
 		k, err := broker.LoadKey(r.keyFile)

@@ -34,6 +34,7 @@ import (
 // listens.
 type serveConfig struct {
 	keyFile, policyFile string
+	keyless             keylessFlags // --impersonate and its endpoints (keyless.go)
 	listen, admin       string
 	socket              string
 	socketMode          fileMode
@@ -136,7 +137,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var c serveConfig
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	c.register(fs)
-	fs.StringVar(&c.keyFile, "key", "", "service-account key `file` (JSON, type service_account); required")
+	fs.StringVar(&c.keyFile, "key", "", "service-account key `file` (JSON, type service_account); required unless --impersonate")
+	c.keyless.register(fs)
 	fs.StringVar(&c.policyFile, "policy", "", "policy `file` (YAML); required")
 	fs.StringVar(&c.upstream, "upstream", "https://chat.googleapis.com", "Chat API `origin`; http only on a loopback host")
 	fs.StringVar(&c.k8s.issuer, "k8s-issuer", "", "Kubernetes service-account issuer `URL`; turns on identify.serviceAccount (projected tokens as the bearer)")
@@ -149,9 +151,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageError("serve: unexpected argument %q", fs.Arg(0))
 	}
+	if err := c.keyless.check(c.keyFile); err != nil {
+		return err
+	}
 	switch {
-	case c.keyFile == "":
-		return usageError("--key: required: the Chat app's service-account key file")
+	case c.keyFile == "" && c.keyless.impersonate == "":
+		return usageError("--key: required: the Chat app's service-account key file (or, with no key, --impersonate EMAIL: see 'No key at all' in the README)")
 	case c.policyFile == "":
 		return usageError("--policy: required: the policy file (check it with 'chat-broker policy check FILE')")
 	}
@@ -162,9 +167,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	key, err := broker.LoadKey(c.keyFile)
-	if err != nil {
-		return fmt.Errorf("--key: %w", err)
+	var key *broker.Key
+	if c.keyFile != "" {
+		if key, err = broker.LoadKey(c.keyFile); err != nil {
+			return fmt.Errorf("--key: %w", err)
+		}
 	}
 	pol, err := policy.Load(c.policyFile)
 	if err != nil {
@@ -185,6 +192,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	in := &instance{
 		cfg:      c,
 		key:      key,
+		keyless:  c.keyless.impersonation(),
 		policy:   pol,
 		upstream: up,
 		log:      slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
@@ -198,7 +206,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // broker and a policy.
 type instance struct {
 	cfg        serveConfig
-	key        *broker.Key
+	key        *broker.Key           // nil when keyless
+	keyless    *broker.Impersonation // keyless mode: no key
 	policy     *policy.Policy
 	upstream   *url.URL
 	log, audit *slog.Logger
@@ -225,14 +234,14 @@ type instance struct {
 }
 
 func (in *instance) run(ctx context.Context) error {
-	b, err := broker.New(broker.Config{Key: in.key, Logger: in.log})
+	b, err := broker.New(broker.Config{Key: in.key, Impersonate: in.keyless, Logger: in.log})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 	in.quit = make(chan struct{})
 	store := policy.NewStore(in.policy)
-	if in.cfg.keyFile != "" && in.cfg.policyFile != "" {
+	if in.cfg.policyFile != "" {
 		in.reloader = newReloader(in.cfg.keyFile, in.cfg.policyFile, store, b, in.log)
 		in.reloader.done = in.onReload
 		in.reloader.onKey = func(k *broker.Key) { in.currentKey.Store(k) }
@@ -347,9 +356,9 @@ func (in *instance) run(ctx context.Context) error {
 	if pl != nil {
 		listenAddr = pl.Addr().String()
 	}
-	in.log.Info("serving", "listen", listenAddr, "admin", al.Addr().String(), "socket", in.cfg.socket,
-		"upstream", in.upstream.String(), "key", in.key.ClientEmail, "key_fingerprint", in.key.Fingerprint(),
-		"callers", len(in.policy.Callers()), "go_memory_limit", goMemoryLimit())
+	in.log.Info("serving", append([]any{"listen", listenAddr, "admin", al.Addr().String(), "socket", in.cfg.socket,
+		"upstream", in.upstream.String()}, append(in.identityAttrs(),
+		"callers", len(in.policy.Callers()), "go_memory_limit", goMemoryLimit())...)...)
 	if in.onListening != nil {
 		in.onListening(listenAddr, al.Addr().String())
 	}
@@ -395,6 +404,7 @@ func (in *instance) run(ctx context.Context) error {
 // app depends on the broker.
 func (in *instance) selfTestMint(ctx context.Context, b *broker.Broker) {
 	scopes := selfTestScopes(in.policy)
+	scopes, drop := in.keylessSelfTest(scopes)
 	if scopes == nil {
 		in.selfTest.Store(true) // no app-auth scope granted: nothing to mint without a subject
 		return
@@ -403,6 +413,9 @@ func (in *instance) selfTestMint(ctx context.Context, b *broker.Broker) {
 	for {
 		_, err := b.Token(ctx, "", scopes)
 		if err == nil {
+			if drop {
+				b.Invalidate("", scopes)
+			}
 			in.selfTest.Store(true)
 			return
 		}

@@ -50,3 +50,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "chat-broker.waitCommand" -}}
 [/chat-broker, wait, --admin, "127.0.0.1:{{ .Values.ports.admin }}", --timeout, 1s]
 {{- end }}
+
+{{/*
+The pod's Kubernetes service account: app.serviceAccountName, else, keyless
+on GKE Workload Identity, the one the chart creates (serviceaccount.yaml).
+*/}}
+{{- define "chat-broker.serviceAccountName" -}}
+{{- if and .Values.keyless.gcpServiceAccount (not .Values.keyless.impersonate) }}
+{{- fail "keyless.gcpServiceAccount: only with keyless.impersonate (the Chat app's service-account email)" }}
+{{- end }}
+{{- if .Values.app.serviceAccountName }}
+{{- .Values.app.serviceAccountName }}
+{{- else if .Values.keyless.gcpServiceAccount }}
+{{- include "chat-broker.fullname" . }}
+{{- end }}
+{{- end }}
