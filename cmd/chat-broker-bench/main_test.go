@@ -26,10 +26,12 @@ func TestMain(m *testing.M) {
 
 // The tool runs every section with --quick and reports sane numbers in
 // each. Speed is never asserted: the targets' status is logged, not
-// checked.
+// checked. It takes 15-25 s on 2 cores, so it runs when
+// CHAT_BROKER_BENCH_TEST=1 (CI sets it); TestWithoutNginx runs the tool
+// in every test run.
 func TestQuickRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds chat-broker and starts a dozen processes; skipped with -short")
+	if os.Getenv("CHAT_BROKER_BENCH_TEST") != "1" {
+		t.Skip("the benchmark's quick run (every section, a dozen processes, 15-25 s): set CHAT_BROKER_BENCH_TEST=1 to run it")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
