@@ -23,7 +23,8 @@
 //   - one caller never receives another's answer (HTTP/2 streams to
 //     Chat, a connection pool per caller over HTTP/1.1) and never reaches
 //     another's writes through a shared requestId or a resumable upload
-//     session (a session belongs to the caller that started it);
+//     session (a session belongs to the caller that started it:
+//     internal/uploads);
 //   - what a call may see is read where Chat reads it: a search's spaces
 //     from its body's filter (gunzipped under a cap), space-event scopes
 //     from its filter; what cannot be read for certain is refused;

@@ -19,11 +19,14 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/approvals"
+	"github.com/chat-broker/chat-broker/internal/discoverydoc"
 	"github.com/chat-broker/chat-broker/internal/identity"
 	"github.com/chat-broker/chat-broker/internal/inbound"
 	"github.com/chat-broker/chat-broker/internal/refusal"
 	"github.com/chat-broker/chat-broker/internal/retry"
 	"github.com/chat-broker/chat-broker/internal/shaping"
+	"github.com/chat-broker/chat-broker/internal/uploads"
 	"github.com/chat-broker/chat-broker/policy"
 )
 
@@ -161,8 +164,8 @@ type Proxy struct {
 	router    *chatapi.Router
 	basePath  string
 	transport *upstreamTransport
-	approvals approvals
-	uploads   uploadSessions
+	approvals approvals.Tracker
+	uploads   uploads.Sessions
 	hosts     map[string]bool
 	accounts  TokenVerifier
 	failures  *rate.Limiter
@@ -196,8 +199,8 @@ func New(cfg Config) (*Proxy, error) {
 		policy:    cfg.Policy,
 		tokens:    cfg.Tokens,
 		router:    chatapi.NewRouter(),
-		approvals: newApprovals(),
-		uploads:   newUploadSessions(),
+		approvals: approvals.New(),
+		uploads:   uploads.New(),
 		accounts:  cfg.ServiceAccounts,
 		metrics:   cfg.Metrics,
 		failures:  rate.NewLimiter(failedAttemptsPerSecond, failedAttemptsBurst),
@@ -266,6 +269,12 @@ type call struct {
 	reauthed   bool      // a 401 has been retried with a fresh token
 }
 
+// uploadID is the upload_id of a resumable upload's continuation.
+func (c *call) uploadID() string {
+	q, _ := url.ParseQuery(c.query) // CheckQuery built it
+	return q.Get("upload_id")
+}
+
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
@@ -312,12 +321,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err := inbound.CheckFraming(w, r); err != nil {
 		return err
 	}
-	if isDiscovery(r) {
+	if discoverydoc.Requested(r) {
 		if err := p.checkHost(r); err != nil {
 			return err
 		}
 		c.method = "discovery"
-		return p.serveDiscovery(w, r)
+		return discoverydoc.Serve(w, r)
 	}
 	path, err := inbound.CheckTarget(r)
 	if err != nil {
@@ -348,7 +357,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if subject == "" {
 		// Clients send a resumable upload's bytes without the start's
 		// extra headers; the session knows whom it acts as.
-		subject = p.uploads.subject(caller.Name, r)
+		subject = p.uploads.Subject(caller.Name, r.URL.Query().Get("upload_id"))
 	}
 	m, d, err := resolve(p.router, pol, caller, r, path, subject, c)
 	if err != nil {
@@ -363,7 +372,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 		return err
 	}
 	if c.uploadContinues {
-		if err := p.uploads.check(c, d.Subject); err != nil {
+		if err := p.uploads.Check(c.uploadID(), uploads.Session{Caller: c.caller, Space: c.space, Subject: d.Subject}); err != nil {
 			return err
 		}
 	}
@@ -733,16 +742,16 @@ func (p *Proxy) modifyResponse(resp *http.Response, c *call) {
 	// Google URLs a client would follow past the broker (upload session
 	// continuations, redirects).
 	// A resumable upload's session URL comes back rewritten to the
-	// broker (uploadSessions).
+	// broker (internal/uploads).
 	sessionURLs := map[string]string{"Location": resp.Header.Get("Location"), "X-Goog-Upload-Url": resp.Header.Get("X-Goog-Upload-Url")}
 	resp.Header.Del("Location")
 	resp.Header.Del("X-Goog-Upload-Url")
 	resp.Header.Del("X-Goog-Upload-Control-Url")
 	switch {
 	case c.uploadStarts:
-		p.uploads.started(resp, c, sessionURLs, p.upstream, p.basePath, c.origin)
+		p.uploads.Started(resp, sessionURLs, p.upstream, p.basePath, c.origin, c.path, uploads.Session{Caller: c.caller, Space: c.space, Subject: c.subject})
 	case c.uploadContinues:
-		p.uploads.finished(resp, c)
+		p.uploads.Finished(resp, c.uploadID())
 	}
 	var scope chatapi.Scope
 	if len(c.scopes) == 1 {
@@ -750,7 +759,7 @@ func (p *Proxy) modifyResponse(resp *http.Response, c *call) {
 	}
 	switch {
 	case resp.StatusCode < 300 && resp.StatusCode >= 200:
-		if p.approvals.observe(scope, true, p.now()) {
+		if p.approvals.Observe(scope, true, p.now()) {
 			p.log.Info("chat.app scope approved: a call with it succeeded", "scope", scope)
 		}
 	case resp.StatusCode == http.StatusUnauthorized:
@@ -799,7 +808,7 @@ func (p *Proxy) explain403(resp *http.Response, c *call, scope chatapi.Scope) {
 	switch {
 	case bytes.Contains(text, []byte(chatapi.MsgAdminApproval)):
 		c.hint = approvalHint(scope)
-		if p.approvals.observe(scope, false, p.now()) {
+		if p.approvals.Observe(scope, false, p.now()) {
 			p.log.Warn("chat.app scope not approved by the Workspace admin; calls that need it fail until an admin approves it",
 				"scope", scope, "caller", c.caller, "method", c.method)
 		}
