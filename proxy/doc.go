@@ -5,7 +5,8 @@
 // Proxy.ServeHTTP runs the steps in order: check the request's shape
 // (internal/inbound), identify the caller (internal/identity, or the
 // secret the policy holds the hash of), route it to a catalog method,
-// decide with the policy (default deny; a search once its body is read),
+// decide with the policy (default deny; a search once its body is read;
+// internal/filters reads what a call asks to see),
 // cap and buffer the body, pace it
 // (internal/shaping), get a token for the one scope decided on, forward
 // it through net/http's Transport (HTTP/2 to Chat), retry when a second

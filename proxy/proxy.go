@@ -21,6 +21,7 @@ import (
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/approvals"
 	"github.com/chat-broker/chat-broker/internal/discoverydoc"
+	"github.com/chat-broker/chat-broker/internal/filters"
 	"github.com/chat-broker/chat-broker/internal/identity"
 	"github.com/chat-broker/chat-broker/internal/inbound"
 	"github.com/chat-broker/chat-broker/internal/refusal"
@@ -573,7 +574,7 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 		return m, policy.Decision{}, err
 	}
 	d := pol.DecideRequest(caller, req)
-	if m.ID == methodSearch && !d.Allow && d.Reason == policy.ReasonSpaceNotAllowed {
+	if m.ID == filters.MethodSearch && !d.Allow && d.Reason == policy.ReasonSpaceNotAllowed {
 		// Only a rule with spaces: ["*"] allows a search as it comes;
 		// otherwise the filter in the body must name allowed spaces.
 		c.readFilter = true
@@ -593,69 +594,20 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 	return m, d, nil
 }
 
-const (
-	methodSearch           = "spaces.messages.search"
-	methodSpaceEventsList  = "spaces.spaceEvents.list"
-	methodSpaceEventsGet   = "spaces.spaceEvents.get"
-	reasonFilterUnreadable = "FILTER_NOT_READABLE"
-)
-
 // policyRequest is what the policy judges of a call: its method, space
-// and subject, admin access, and for space events the scopes the filter's
-// event types need. query is the checked query.
+// and subject, and what its query asks for (internal/filters).
 func policyRequest(m *chatapi.Method, space, subject, query string) (policy.Request, error) {
-	req := policy.Request{Method: m, Space: space, Subject: subject}
-	q, _ := url.ParseQuery(query) // CheckQuery parsed it
-	if v, ok := q["useAdminAccess"]; ok {
-		switch {
-		case len(m.AdminScopes) == 0:
-			return req, refusal.New(http.StatusBadRequest, "PARAMETER_NOT_ALLOWED", "useAdminAccess is not a parameter of "+m.ID+": remove it")
-		case v[0] == "true":
-			req.AdminAccess = true
-		case v[0] != "false":
-			return req, refusal.New(http.StatusBadRequest, "PARAMETER_NOT_ALLOWED", fmt.Sprintf("useAdminAccess=%q: write true or false", v[0]))
-		}
-	}
-	switch m.ID {
-	case methodSearch:
-		if space != "spaces/-" {
-			return req, refusal.New(http.StatusBadRequest, "SEARCH_PARENT_INVALID",
-				`spaces.messages.search takes the parent spaces/- (POST /v1/spaces/-/messages:search); to search some spaces, put space.name = "spaces/ID" in the filter`)
-		}
-	case methodSpaceEventsList:
-		needs, err := chatapi.SpaceEventNeeds(q.Get("filter"))
-		if err != nil {
-			return req, refusal.New(http.StatusBadRequest, reasonFilterUnreadable, fmt.Sprintf(
-				"the filter of %s cannot be read for certain (%s); the broker mints scopes for the event types it names: write event types as event_types:\"google.workspace.chat.message.v1.created\", joined with OR",
-				m.ID, strings.TrimPrefix(err.Error(), chatapi.ErrFilter.Error()+": ")))
-		}
-		req.Needs = needs
-	case methodSpaceEventsGet:
-		req.Needs, req.AnyNeed = chatapi.SpaceEventKinds(), true
-	}
-	return req, nil
+	a, err := filters.Query(m, space, query)
+	return policy.Request{Method: m, Space: space, Subject: subject, AdminAccess: a.AdminAccess, Needs: a.Needs, AnyNeed: a.AnyNeed}, err
 }
 
 // decideSearch decides a messages.search that no rule with spaces: ["*"]
 // allows: the filter in its body must limit it to spaces the caller's
-// rules name, each allowed. The body is read as Google will read it,
-// gunzipped under the JSON cap.
+// rules name, each allowed.
 func decideSearch(pol *policy.Policy, caller *policy.Caller, m *chatapi.Method, subject string, r *http.Request, body []byte) (policy.Decision, error) {
-	plain, err := inbound.Decoded(body, r.Header.Get("Content-Encoding"), m.MaxBody)
+	spaces, err := filters.SearchSpaces(m, body, r.Header.Get("Content-Encoding"))
 	if err != nil {
 		return policy.Decision{}, err
-	}
-	filter := ""
-	if len(plain) > 0 {
-		if filter, _, err = inbound.JSONString(plain, "filter"); err != nil {
-			return policy.Decision{}, err
-		}
-	}
-	spaces, err := chatapi.SearchSpaces(filter)
-	if err != nil {
-		return policy.Decision{}, refusal.New(http.StatusBadRequest, reasonFilterUnreadable, fmt.Sprintf(
-			`the search filter cannot be read for certain (%s); limit the search with space.name = "spaces/ID" terms joined by OR and ANDed with the rest`,
-			strings.TrimPrefix(err.Error(), chatapi.ErrFilter.Error()+": ")))
 	}
 	if len(spaces) == 0 {
 		ref := refusal.New(http.StatusForbidden, policy.ReasonSpaceNotAllowed, fmt.Sprintf(
