@@ -715,12 +715,16 @@ func parseErrorBody(body []byte) (code, desc string) {
 
 // isErrorCode accepts RFC 6749 error codes: short, lower-case, with
 // underscores.
-func isErrorCode(s string) bool {
-	if s == "" || len(s) > 64 {
+func isErrorCode(s string) bool { return isSnakeCase(s, 64, 'a') }
+
+// isSnakeCase reports whether s is 1 to maxLen letters from a (an 'a' or
+// an 'A') to z in the same case, digits and underscores.
+func isSnakeCase(s string, maxLen int, a rune) bool {
+	if s == "" || len(s) > maxLen {
 		return false
 	}
 	for _, r := range s {
-		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+		if (r < a || r > a+'z'-'a') && (r < '0' || r > '9') && r != '_' {
 			return false
 		}
 	}

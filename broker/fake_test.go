@@ -314,6 +314,14 @@ func newTestBroker(t *testing.T, ep *fakeEndpoint, edit func(*Config)) (*Broker,
 	t.Helper()
 	clock := fakeclock.NewAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	cfg := Config{Key: testKey(t, ep.URL()), Now: clock.Now, After: clock.After}
+	b, done := startTestBroker(t, cfg, edit)
+	return b, clock, done
+}
+
+// startTestBroker starts a broker for cfg as edit changes it. Its
+// afterMint hook reports each finished mint on the returned channel.
+func startTestBroker(t testing.TB, cfg Config, edit func(*Config)) (*Broker, chan error) {
+	t.Helper()
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -324,7 +332,7 @@ func newTestBroker(t *testing.T, ep *fakeEndpoint, edit func(*Config)) (*Broker,
 	done := make(chan error, 1000)
 	b.afterMint = func(_ string, err error) { done <- err }
 	t.Cleanup(b.Close) // runs before the endpoint's cleanup: cancels held mints
-	return b, clock, done
+	return b, done
 }
 
 // waitMint waits for the broker to finish a mint and returns its error.

@@ -449,14 +449,4 @@ func errorInfo(ge *googleapi.Error) (string, map[string]string) {
 }
 
 // isReason accepts Google's ErrorInfo reasons: UPPER_SNAKE_CASE.
-func isReason(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
-	}
-	for _, r := range s {
-		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' {
-			return false
-		}
-	}
-	return true
-}
+func isReason(s string) bool { return isSnakeCase(s, 63, 'A') }

@@ -75,17 +75,7 @@ func (env *keylessEnv) broker(t testing.TB, edit func(*Config)) (*Broker, chan e
 	if env.clock != nil {
 		cfg.Now, cfg.After = env.clock.Now, env.clock.After
 	}
-	if edit != nil {
-		edit(&cfg)
-	}
-	b, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1000)
-	b.afterMint = func(_ string, err error) { done <- err }
-	t.Cleanup(b.Close)
-	return b, done
+	return startTestBroker(t, cfg, edit)
 }
 
 // chatCall makes a Chat call with tok at the emulator and returns its

@@ -212,11 +212,7 @@ func (c *call) patchMember() (any, *chatapi.Error) {
 			return nil, invalidArgument(fmt.Sprintf("Invalid update mask path %q: a membership's only updatable field is role.", p))
 		}
 	}
-	fields, err := c.readBody("membership", membershipFields)
-	if err != nil {
-		return nil, err
-	}
-	role, err := stringField(fields, "membership", "role")
+	_, role, err := c.readBodyString("membership", membershipFields, "role")
 	if err != nil {
 		return nil, err
 	}

@@ -96,14 +96,11 @@ type messageInput struct {
 }
 
 func (c *call) readMessage() (*messageInput, *chatapi.Error) {
-	fields, err := c.readBody("message", messageFields)
+	fields, text, err := c.readBodyString("message", messageFields, "text")
 	if err != nil {
 		return nil, err
 	}
-	in := &messageInput{fields: fields}
-	if in.text, err = stringField(fields, "message", "text"); err != nil {
-		return nil, err
-	}
+	in := &messageInput{fields: fields, text: text}
 	if n := len(in.text); n > maxTextBytes {
 		return nil, invalidArgument(fmt.Sprintf("Message text is %d bytes long; the limit is %d bytes.", n, maxTextBytes))
 	}

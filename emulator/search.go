@@ -26,11 +26,7 @@ func (c *call) searchMessages() (any, *chatapi.Error) {
 	if c.vars["space"] != "-" {
 		return nil, invalidArgument("Invalid parent: to search across spaces, set parent to spaces/-. Using any other value for parent results in an INVALID_ARGUMENT error.")
 	}
-	fields, err := c.readBody("SearchMessagesRequest", searchFields)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := stringField(fields, "SearchMessagesRequest", "filter")
+	_, filter, err := c.readBodyString("SearchMessagesRequest", searchFields, "filter")
 	if err != nil {
 		return nil, err
 	}

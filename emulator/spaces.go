@@ -360,11 +360,7 @@ const maxSetupMembers = 49
 // invited humans as members. A repeated requestId returns the space it
 // created; a direct message that exists already is returned as it is.
 func (c *call) setupSpace() (any, *chatapi.Error) {
-	fields, err := c.readBody("request", setupFields)
-	if err != nil {
-		return nil, err
-	}
-	requestID, err := stringField(fields, "request", "requestId")
+	fields, requestID, err := c.readBodyString("request", setupFields, "requestId")
 	if err != nil {
 		return nil, err
 	}

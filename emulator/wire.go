@@ -68,6 +68,16 @@ func (c *call) readBody(resource string, known map[string]bool) (map[string]json
 	return fields, nil
 }
 
+// readBodyString is readBody and stringField for the body's field name.
+func (c *call) readBodyString(resource string, known map[string]bool, name string) (map[string]json.RawMessage, string, *chatapi.Error) {
+	fields, err := c.readBody(resource, known)
+	if err != nil {
+		return nil, "", err
+	}
+	s, err := stringField(fields, resource, name)
+	return fields, s, err
+}
+
 // stringField decodes a string field of a body read by readBody.
 func stringField(fields map[string]json.RawMessage, resource, name string) (string, *chatapi.Error) {
 	raw, ok := fields[name]

@@ -5,7 +5,8 @@
 // Proxy.ServeHTTP runs the steps in order: check the request's shape
 // (internal/inbound), identify the caller (internal/identity, or the
 // secret the policy holds the hash of), route it to a catalog method,
-// decide with the policy (default deny; a search once its body is read),
+// decide with the policy (default deny; a search once its body is read;
+// internal/filters reads what a call asks to see),
 // cap and buffer the body, pace it
 // (internal/shaping), get a token for the one scope decided on, forward
 // it through net/http's Transport (HTTP/2 to Chat), retry when a second
@@ -23,7 +24,8 @@
 //   - one caller never receives another's answer (HTTP/2 streams to
 //     Chat, a connection pool per caller over HTTP/1.1) and never reaches
 //     another's writes through a shared requestId or a resumable upload
-//     session (a session belongs to the caller that started it);
+//     session (a session belongs to the caller that started it:
+//     internal/uploads);
 //   - what a call may see is read where Chat reads it: a search's spaces
 //     from its body's filter (gunzipped under a cap), space-event scopes
 //     from its filter; what cannot be read for certain is refused;

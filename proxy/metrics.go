@@ -27,52 +27,41 @@ type Metrics struct {
 // NewMetrics registers the proxy's series with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_broker_requests_total",
-			Help: "Calls handled, by caller, Chat method and status class (2xx, 4xx, 5xx).",
-		}, []string{"caller", "method", "code"}),
-		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_broker_refusals_total",
-			Help: "Calls the broker refused before forwarding, by reason (policy denials such as SPACE_NOT_ALLOWED, and request hygiene).",
-		}, []string{"reason"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "chat_broker_request_duration_seconds",
-			Help:    "Time from the request to the end of the response, by Chat method.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"method"}),
-		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "chat_broker_upstream_latency_seconds",
-			Help:    "Time from sending a call to Chat to the response headers of its last attempt (retries and their back-off included), by Chat method.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"method"}),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_broker_rate_limited_total",
-			Help: "Calls answered 429 by the broker's own limits, by caller.",
-		}, []string{"caller"}),
-		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_broker_upstream_attempts_total",
-			Help: "Attempts sent to Chat, retries included, by Chat method and outcome (2xx, 4xx, 5xx, or error for no response).",
-		}, []string{"method", "code"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_broker_retries_total",
-			Help: "Attempts after the first, by Chat method and what the previous one got (401, 429, 5xx, reset: no answer, or none in time; connect: nothing was sent).",
-		}, []string{"method", "reason"}),
-		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_broker_retry_budget_exhausted_total",
-			Help: "Retries not made because the retry budget (20% of calls plus 10/s by default) was spent, by Chat method.",
-		}, []string{"method"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "chat_broker_in_flight",
-			Help: "Calls being forwarded to Chat now (at most --max-in-flight).",
-		}),
-		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "chat_broker_waiting",
-			Help: "Calls waiting now for a slot, a rate-limit token or the end of a hold (at most --max-waiting).",
-		}),
+		requests: counter("chat_broker_requests_total",
+			"Calls handled, by caller, Chat method and status class (2xx, 4xx, 5xx).", "caller", "method", "code"),
+		refusals: counter("chat_broker_refusals_total",
+			"Calls the broker refused before forwarding, by reason (policy denials such as SPACE_NOT_ALLOWED, and request hygiene).", "reason"),
+		duration: histogram("chat_broker_request_duration_seconds",
+			"Time from the request to the end of the response, by Chat method.",
+			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
+		upstream: histogram("chat_broker_upstream_latency_seconds",
+			"Time from sending a call to Chat to the response headers of its last attempt (retries and their back-off included), by Chat method.",
+			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
+		rateLimited: counter("chat_broker_rate_limited_total",
+			"Calls answered 429 by the broker's own limits, by caller.", "caller"),
+		attempts: counter("chat_broker_upstream_attempts_total",
+			"Attempts sent to Chat, retries included, by Chat method and outcome (2xx, 4xx, 5xx, or error for no response).", "method", "code"),
+		retries: counter("chat_broker_retries_total",
+			"Attempts after the first, by Chat method and what the previous one got (401, 429, 5xx, reset: no answer, or none in time; connect: nothing was sent).", "method", "reason"),
+		exhausted: counter("chat_broker_retry_budget_exhausted_total",
+			"Retries not made because the retry budget (20% of calls plus 10/s by default) was spent, by Chat method.", "method"),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "chat_broker_in_flight",
+			Help: "Calls being forwarded to Chat now (at most --max-in-flight)."}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "chat_broker_waiting",
+			Help: "Calls waiting now for a slot, a rate-limit token or the end of a hold (at most --max-waiting)."}),
 	}
 	reg.MustRegister(m.requests, m.refusals, m.duration, m.upstream, m.rateLimited,
 		m.attempts, m.retries, m.exhausted, m.inFlight, m.waiting)
 	return m
+}
+
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+// histogram is a series of latencies by Chat method.
+func histogram(name, help string, buckets []float64) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, []string{"method"})
 }
 
 func (m *Metrics) attempt(method string, resp *http.Response, err error) {

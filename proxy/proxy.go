@@ -19,11 +19,15 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chat-broker/chat-broker/chatapi"
+	"github.com/chat-broker/chat-broker/internal/approvals"
+	"github.com/chat-broker/chat-broker/internal/discoverydoc"
+	"github.com/chat-broker/chat-broker/internal/filters"
 	"github.com/chat-broker/chat-broker/internal/identity"
 	"github.com/chat-broker/chat-broker/internal/inbound"
 	"github.com/chat-broker/chat-broker/internal/refusal"
 	"github.com/chat-broker/chat-broker/internal/retry"
 	"github.com/chat-broker/chat-broker/internal/shaping"
+	"github.com/chat-broker/chat-broker/internal/uploads"
 	"github.com/chat-broker/chat-broker/policy"
 )
 
@@ -161,8 +165,8 @@ type Proxy struct {
 	router    *chatapi.Router
 	basePath  string
 	transport *upstreamTransport
-	approvals approvals
-	uploads   uploadSessions
+	approvals approvals.Tracker
+	uploads   uploads.Sessions
 	hosts     map[string]bool
 	accounts  TokenVerifier
 	failures  *rate.Limiter
@@ -196,8 +200,8 @@ func New(cfg Config) (*Proxy, error) {
 		policy:    cfg.Policy,
 		tokens:    cfg.Tokens,
 		router:    chatapi.NewRouter(),
-		approvals: newApprovals(),
-		uploads:   newUploadSessions(),
+		approvals: approvals.New(),
+		uploads:   uploads.New(),
 		accounts:  cfg.ServiceAccounts,
 		metrics:   cfg.Metrics,
 		failures:  rate.NewLimiter(failedAttemptsPerSecond, failedAttemptsBurst),
@@ -266,6 +270,12 @@ type call struct {
 	reauthed   bool      // a 401 has been retried with a fresh token
 }
 
+// uploadID is the upload_id of a resumable upload's continuation.
+func (c *call) uploadID() string {
+	q, _ := url.ParseQuery(c.query) // CheckQuery built it
+	return q.Get("upload_id")
+}
+
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
@@ -312,12 +322,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err := inbound.CheckFraming(w, r); err != nil {
 		return err
 	}
-	if isDiscovery(r) {
+	if discoverydoc.Requested(r) {
 		if err := p.checkHost(r); err != nil {
 			return err
 		}
 		c.method = "discovery"
-		return p.serveDiscovery(w, r)
+		return discoverydoc.Serve(w, r)
 	}
 	path, err := inbound.CheckTarget(r)
 	if err != nil {
@@ -348,7 +358,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if subject == "" {
 		// Clients send a resumable upload's bytes without the start's
 		// extra headers; the session knows whom it acts as.
-		subject = p.uploads.subject(caller.Name, r)
+		subject = p.uploads.Subject(caller.Name, r.URL.Query().Get("upload_id"))
 	}
 	m, d, err := resolve(p.router, pol, caller, r, path, subject, c)
 	if err != nil {
@@ -363,7 +373,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 		return err
 	}
 	if c.uploadContinues {
-		if err := p.uploads.check(c, d.Subject); err != nil {
+		if err := p.uploads.Check(c.uploadID(), uploads.Session{Caller: c.caller, Space: c.space, Subject: d.Subject}); err != nil {
 			return err
 		}
 	}
@@ -564,7 +574,7 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 		return m, policy.Decision{}, err
 	}
 	d := pol.DecideRequest(caller, req)
-	if m.ID == methodSearch && !d.Allow && d.Reason == policy.ReasonSpaceNotAllowed {
+	if m.ID == filters.MethodSearch && !d.Allow && d.Reason == policy.ReasonSpaceNotAllowed {
 		// Only a rule with spaces: ["*"] allows a search as it comes;
 		// otherwise the filter in the body must name allowed spaces.
 		c.readFilter = true
@@ -584,69 +594,20 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 	return m, d, nil
 }
 
-const (
-	methodSearch           = "spaces.messages.search"
-	methodSpaceEventsList  = "spaces.spaceEvents.list"
-	methodSpaceEventsGet   = "spaces.spaceEvents.get"
-	reasonFilterUnreadable = "FILTER_NOT_READABLE"
-)
-
 // policyRequest is what the policy judges of a call: its method, space
-// and subject, admin access, and for space events the scopes the filter's
-// event types need. query is the checked query.
+// and subject, and what its query asks for (internal/filters).
 func policyRequest(m *chatapi.Method, space, subject, query string) (policy.Request, error) {
-	req := policy.Request{Method: m, Space: space, Subject: subject}
-	q, _ := url.ParseQuery(query) // CheckQuery parsed it
-	if v, ok := q["useAdminAccess"]; ok {
-		switch {
-		case len(m.AdminScopes) == 0:
-			return req, refusal.New(http.StatusBadRequest, "PARAMETER_NOT_ALLOWED", "useAdminAccess is not a parameter of "+m.ID+": remove it")
-		case v[0] == "true":
-			req.AdminAccess = true
-		case v[0] != "false":
-			return req, refusal.New(http.StatusBadRequest, "PARAMETER_NOT_ALLOWED", fmt.Sprintf("useAdminAccess=%q: write true or false", v[0]))
-		}
-	}
-	switch m.ID {
-	case methodSearch:
-		if space != "spaces/-" {
-			return req, refusal.New(http.StatusBadRequest, "SEARCH_PARENT_INVALID",
-				`spaces.messages.search takes the parent spaces/- (POST /v1/spaces/-/messages:search); to search some spaces, put space.name = "spaces/ID" in the filter`)
-		}
-	case methodSpaceEventsList:
-		needs, err := chatapi.SpaceEventNeeds(q.Get("filter"))
-		if err != nil {
-			return req, refusal.New(http.StatusBadRequest, reasonFilterUnreadable, fmt.Sprintf(
-				"the filter of %s cannot be read for certain (%s); the broker mints scopes for the event types it names: write event types as event_types:\"google.workspace.chat.message.v1.created\", joined with OR",
-				m.ID, strings.TrimPrefix(err.Error(), chatapi.ErrFilter.Error()+": ")))
-		}
-		req.Needs = needs
-	case methodSpaceEventsGet:
-		req.Needs, req.AnyNeed = chatapi.SpaceEventKinds(), true
-	}
-	return req, nil
+	a, err := filters.Query(m, space, query)
+	return policy.Request{Method: m, Space: space, Subject: subject, AdminAccess: a.AdminAccess, Needs: a.Needs, AnyNeed: a.AnyNeed}, err
 }
 
 // decideSearch decides a messages.search that no rule with spaces: ["*"]
 // allows: the filter in its body must limit it to spaces the caller's
-// rules name, each allowed. The body is read as Google will read it,
-// gunzipped under the JSON cap.
+// rules name, each allowed.
 func decideSearch(pol *policy.Policy, caller *policy.Caller, m *chatapi.Method, subject string, r *http.Request, body []byte) (policy.Decision, error) {
-	plain, err := inbound.Decoded(body, r.Header.Get("Content-Encoding"), m.MaxBody)
+	spaces, err := filters.SearchSpaces(m, body, r.Header.Get("Content-Encoding"))
 	if err != nil {
 		return policy.Decision{}, err
-	}
-	filter := ""
-	if len(plain) > 0 {
-		if filter, _, err = inbound.JSONString(plain, "filter"); err != nil {
-			return policy.Decision{}, err
-		}
-	}
-	spaces, err := chatapi.SearchSpaces(filter)
-	if err != nil {
-		return policy.Decision{}, refusal.New(http.StatusBadRequest, reasonFilterUnreadable, fmt.Sprintf(
-			`the search filter cannot be read for certain (%s); limit the search with space.name = "spaces/ID" terms joined by OR and ANDed with the rest`,
-			strings.TrimPrefix(err.Error(), chatapi.ErrFilter.Error()+": ")))
 	}
 	if len(spaces) == 0 {
 		ref := refusal.New(http.StatusForbidden, policy.ReasonSpaceNotAllowed, fmt.Sprintf(
@@ -733,16 +694,16 @@ func (p *Proxy) modifyResponse(resp *http.Response, c *call) {
 	// Google URLs a client would follow past the broker (upload session
 	// continuations, redirects).
 	// A resumable upload's session URL comes back rewritten to the
-	// broker (uploadSessions).
+	// broker (internal/uploads).
 	sessionURLs := map[string]string{"Location": resp.Header.Get("Location"), "X-Goog-Upload-Url": resp.Header.Get("X-Goog-Upload-Url")}
 	resp.Header.Del("Location")
 	resp.Header.Del("X-Goog-Upload-Url")
 	resp.Header.Del("X-Goog-Upload-Control-Url")
 	switch {
 	case c.uploadStarts:
-		p.uploads.started(resp, c, sessionURLs, p.upstream, p.basePath, c.origin)
+		p.uploads.Started(resp, sessionURLs, p.upstream, p.basePath, c.origin, c.path, uploads.Session{Caller: c.caller, Space: c.space, Subject: c.subject})
 	case c.uploadContinues:
-		p.uploads.finished(resp, c)
+		p.uploads.Finished(resp, c.uploadID())
 	}
 	var scope chatapi.Scope
 	if len(c.scopes) == 1 {
@@ -750,7 +711,7 @@ func (p *Proxy) modifyResponse(resp *http.Response, c *call) {
 	}
 	switch {
 	case resp.StatusCode < 300 && resp.StatusCode >= 200:
-		if p.approvals.observe(scope, true, p.now()) {
+		if p.approvals.Observe(scope, true, p.now()) {
 			p.log.Info("chat.app scope approved: a call with it succeeded", "scope", scope)
 		}
 	case resp.StatusCode == http.StatusUnauthorized:
@@ -799,7 +760,7 @@ func (p *Proxy) explain403(resp *http.Response, c *call, scope chatapi.Scope) {
 	switch {
 	case bytes.Contains(text, []byte(chatapi.MsgAdminApproval)):
 		c.hint = approvalHint(scope)
-		if p.approvals.observe(scope, false, p.now()) {
+		if p.approvals.Observe(scope, false, p.now()) {
 			p.log.Warn("chat.app scope not approved by the Workspace admin; calls that need it fail until an admin approves it",
 				"scope", scope, "caller", c.caller, "method", c.method)
 		}

@@ -525,6 +525,18 @@ type holdWaiter struct{ ready chan struct{} }
 // maxHoldStrikes caps the doubling of holds without Retry-After (32×).
 const maxHoldStrikes = 5
 
+// entryLocked returns key's entry, made (after a sweep of ended ones)
+// if there is none. h.mu is held.
+func (h *holds) entryLocked(key string, now time.Time) *holdEntry {
+	e := h.m[key]
+	if e == nil {
+		h.sweepLocked(now)
+		e = &holdEntry{}
+		h.m[key] = e
+	}
+	return e
+}
+
 // set starts or extends the hold on key after a 429: for retryAfter when
 // Chat sent one, else for a jittered back-off that doubles while Chat
 // keeps answering 429. It returns how long the hold lasts from now.
@@ -532,12 +544,7 @@ func (h *holds) set(key string, retryAfter time.Duration) time.Duration {
 	now := h.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	e := h.m[key]
-	if e == nil {
-		h.sweepLocked(now)
-		e = &holdEntry{}
-		h.m[key] = e
-	}
+	e := h.entryLocked(key, now)
 	if !e.until.IsZero() && now.Before(e.until.Add(e.last)) {
 		e.strikes = min(e.strikes+1, maxHoldStrikes)
 	} else {

@@ -319,12 +319,7 @@ func (h *holds) mirror(key string, until time.Time) {
 	now := h.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	e := h.m[key]
-	if e == nil {
-		h.sweepLocked(now)
-		e = &holdEntry{}
-		h.m[key] = e
-	}
+	e := h.entryLocked(key, now)
 	if until.After(e.until) {
 		if e.last == 0 {
 			e.last = until.Sub(now)

@@ -133,6 +133,16 @@ func (s *Store) nowArg() int64 {
 	return s.now().UnixMicro()
 }
 
+// luaNow starts each script: now, in µs, is ARGV[1], or Redis's TIME
+// when that is 0.
+const luaNow = `
+local now = tonumber(ARGV[1])
+if now == 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+`
+
 // takeScript checks a hold and takes a token from each bucket, all or
 // none, by GCRA. Times are in microseconds.
 //
@@ -145,13 +155,7 @@ func (s *Store) nowArg() int64 {
 // nothing is taken); otherwise wait is the longest wait for a token and
 // over is 0 when every token was taken, or the 1-based index of the
 // bucket past the longest wait allowed, when none was.
-var takeScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-if now == 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local held = tonumber(redis.call('GET', KEYS[1]) or '0')
+var takeScript = redis.NewScript(luaNow + `local held = tonumber(redis.call('GET', KEYS[1]) or '0')
 if held > now then
   return {held - now, 0, 0}
 end
@@ -180,13 +184,7 @@ return {0, worst, 0}
 
 // holdScript extends a hold to now + ARGV[2] µs unless it already lasts
 // longer. ARGV[1] is now (0: Redis's TIME).
-var holdScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-if now == 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local d = tonumber(ARGV[2])
+var holdScript = redis.NewScript(luaNow + `local d = tonumber(ARGV[2])
 local slack = 1000
 local untl = now + d
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')

@@ -1,4 +1,4 @@
-package proxy
+package discoverydoc
 
 import (
 	"encoding/json"
@@ -10,16 +10,10 @@ import (
 	"github.com/chat-broker/chat-broker/internal/refusal"
 )
 
-// Clients that build themselves from Google's discovery document
-// (Python's google-api-python-client, on any version) fetch it from the
-// broker, at Chat's own discovery path or the older directory path, and
-// find it pointed at the broker: rootUrl, baseUrl and mtlsRootUrl are the
-// address the client called. The document is public, so no caller
-// identity is needed; nothing in it is the broker's.
-var discoveryPaths = map[string]bool{"/$discovery/rest": true, "/discovery/v1/apis/chat/v1/rest": true}
+var paths = map[string]bool{"/$discovery/rest": true, "/discovery/v1/apis/chat/v1/rest": true}
 
-// isDiscovery reports whether r asks for the discovery document.
-func isDiscovery(r *http.Request) bool { return discoveryPaths[r.URL.Path] }
+// Requested reports whether r asks for the discovery document.
+func Requested(r *http.Request) bool { return paths[r.URL.Path] }
 
 // parsedDocument is the document's top level, parsed once.
 var parsedDocument = sync.OnceValues(func() (map[string]json.RawMessage, error) {
@@ -28,7 +22,9 @@ var parsedDocument = sync.OnceValues(func() (map[string]json.RawMessage, error) 
 	return top, err
 })
 
-func (p *Proxy) serveDiscovery(w http.ResponseWriter, r *http.Request) error {
+// Serve writes the document pointed at http://r.Host/, or returns the
+// refusal to write instead.
+func Serve(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return refusal.New(http.StatusMethodNotAllowed, "VERB_NOT_ALLOWED", "the discovery document is read with GET")
 	}
