@@ -3,8 +3,10 @@ package deploy_test
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -118,7 +120,7 @@ func checkWorkload(t *testing.T, s *objects, w workload) {
 	var keyVol *corev1.Volume
 	var keyMount *corev1.VolumeMount
 	if flags["impersonate"] != "" {
-		checkKeyless(t, s, spec, b, flags)
+		checkKeyless(t, s, spec, b, flags, policyText(t, s, spec, b, flags["policy"]))
 	} else {
 		keyVol, keyMount = volumeFor(t, spec, b, flags["key"], "--key")
 	}
@@ -407,7 +409,7 @@ func volumeFor(t *testing.T, spec *corev1.PodSpec, b *corev1.Container, file, fl
 // Secret mounted into it (it needs none), and the pod runs as a
 // Kubernetes service account of the set that GKE Workload Identity maps
 // to a Google service account.
-func checkKeyless(t *testing.T, s *objects, spec *corev1.PodSpec, b *corev1.Container, flags map[string]string) {
+func checkKeyless(t *testing.T, s *objects, spec *corev1.PodSpec, b *corev1.Container, flags map[string]string, policyText string) {
 	t.Helper()
 	if flags["key"] != "" {
 		t.Errorf("--impersonate with --key %s: serve refuses both; keyless has no key", flags["key"])
@@ -415,9 +417,15 @@ func checkKeyless(t *testing.T, s *objects, spec *corev1.PodSpec, b *corev1.Cont
 	if sa := flags["impersonate"]; !strings.HasSuffix(sa, ".iam.gserviceaccount.com") || !strings.Contains(sa, "@") {
 		t.Errorf("--impersonate %q: want the Chat app's service-account email", sa)
 	}
+	// The Secrets the broker still reads: its callers' secrets.
+	holdsCallerSecret := func(m corev1.VolumeMount) bool {
+		return slices.ContainsFunc(secretFiles(policyText), func(f string) bool {
+			return strings.HasPrefix(f, strings.TrimSuffix(m.MountPath, "/")+"/")
+		})
+	}
 	for _, m := range b.VolumeMounts {
 		for _, v := range spec.Volumes {
-			if v.Name == m.Name && v.Secret != nil {
+			if v.Name == m.Name && v.Secret != nil && !holdsCallerSecret(m) {
 				t.Errorf("keyless, %s still mounts Secret %q at %s", brokerName, v.Secret.SecretName, m.MountPath)
 			}
 		}
@@ -488,6 +496,30 @@ func checkKeyIsolated(t *testing.T, spec *corev1.PodSpec, volume, secret string)
 
 func checkPolicy(t *testing.T, s *objects, spec *corev1.PodSpec, b *corev1.Container, file string) *policy.Policy {
 	t.Helper()
+	text := policyText(t, s, spec, b, file)
+	// A caller's secretFile: a file of a Secret, mounted read-only into
+	// the broker.
+	for _, f := range secretFiles(text) {
+		if vol, m := volumeFor(t, spec, b, f, "identify.secretFile"); vol != nil {
+			if vol.Secret == nil {
+				t.Errorf("identify.secretFile %s is on volume %q, which is not a Secret", f, vol.Name)
+			}
+			if !m.ReadOnly {
+				t.Errorf("identify.secretFile %s is on volume %q, mounted read-write", f, vol.Name)
+			}
+		}
+	}
+	pol, err := policy.Parse(path.Base(file), []byte(inBrokerFiles(t, s, spec, b, text)))
+	if err != nil {
+		t.Fatalf("the policy (--policy %s) does not parse:\n%v", file, err)
+	}
+	return pol
+}
+
+// policyText is the policy at file, from its ConfigMap volume, mounted as
+// a folder.
+func policyText(t *testing.T, s *objects, spec *corev1.PodSpec, b *corev1.Container, file string) string {
+	t.Helper()
 	vol, mount := volumeFor(t, spec, b, file, "--policy")
 	if vol == nil {
 		t.FailNow()
@@ -512,11 +544,7 @@ func checkPolicy(t *testing.T, s *objects, spec *corev1.PodSpec, b *corev1.Conta
 	if !ok {
 		t.Fatalf("ConfigMap %q has no key %q for --policy %s", cm.Name, key, file)
 	}
-	pol, err := policy.Parse(path.Base(file), []byte(text))
-	if err != nil {
-		t.Fatalf("the policy in ConfigMap %q does not parse:\n%v", cm.Name, err)
-	}
-	return pol
+	return text
 }
 
 func envOf(c *corev1.Container, name string) *corev1.EnvVar {
@@ -550,17 +578,14 @@ func checkTCPApp(t *testing.T, s *objects, app *corev1.Container, flags map[stri
 		t.Errorf("container %q: CHAT_BROKER_TOKEN comes from Secret %q, which is not among the manifests", app.Name, ref.Name)
 		return
 	}
-	value, ok := sec.StringData[ref.Key]
-	if !ok {
-		value, ok = string(sec.Data[ref.Key]), sec.Data[ref.Key] != nil
-	}
+	value, ok := secretData(sec)[ref.Key]
 	if !ok {
 		t.Errorf("Secret %q has no key %q", sec.Name, ref.Key)
 		return
 	}
-	c, ok := pol.CallerBySecret(value)
+	c, ok := pol.CallerBySecret(string(value))
 	if !ok {
-		t.Errorf("container %q: the example secret in Secret %q hashes to no secretSHA256 in the policy", app.Name, sec.Name)
+		t.Errorf("container %q: the secret in Secret %q is no caller's: neither a secretFile the broker mounts nor a secretSHA256 in the policy", app.Name, sec.Name)
 		return
 	}
 	t.Logf("container %q is caller %q", app.Name, c.Name)
@@ -612,4 +637,74 @@ func checkSocketApp(t *testing.T, spec *corev1.PodSpec, b *corev1.Container, app
 		return
 	}
 	t.Logf("container %q (uid %d) is caller %q", app.Name, uid, c.Name)
+}
+
+// secretFileRE finds the files a policy names in identify.secretFile.
+var secretFileRE = regexp.MustCompile(`(\bsecretFile:\s*["']?)([^"'\s,}]+)`)
+
+func secretFiles(policyText string) []string {
+	var files []string
+	for _, m := range secretFileRE.FindAllStringSubmatch(policyText, -1) {
+		files = append(files, m[2])
+	}
+	return files
+}
+
+// inBrokerFiles lays out the broker's Secret volumes under a temporary
+// root, from the set's Secrets, as the kubelet would mount them in its
+// container, and returns policyText with each absolute secretFile moved
+// under that root: the policy then parses here as it would in the pod.
+// A secretFile on no mounted Secret of the set stays missing, and the
+// parse says so.
+func inBrokerFiles(t *testing.T, s *objects, spec *corev1.PodSpec, b *corev1.Container, policyText string) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, m := range b.VolumeMounts {
+		i := slices.IndexFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
+		if i < 0 || spec.Volumes[i].Secret == nil {
+			continue
+		}
+		src := spec.Volumes[i].Secret
+		sec, ok := s.secrets[src.SecretName]
+		if !ok {
+			continue
+		}
+		data := secretData(sec)
+		files := data
+		if len(src.Items) > 0 {
+			files = map[string][]byte{}
+			for _, it := range src.Items {
+				files[it.Path] = data[it.Key]
+			}
+		}
+		for name, v := range files {
+			p := filepath.Join(root, m.MountPath, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, v, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return secretFileRE.ReplaceAllStringFunc(policyText, func(m string) string {
+		sub := secretFileRE.FindStringSubmatch(m)
+		if !path.IsAbs(sub[2]) {
+			return m
+		}
+		return sub[1] + filepath.Join(root, sub[2])
+	})
+}
+
+// secretData is a Secret's content: data, with stringData over it, as
+// the API server merges them.
+func secretData(sec *corev1.Secret) map[string][]byte {
+	d := map[string][]byte{}
+	for k, v := range sec.Data {
+		d[k] = v
+	}
+	for k, v := range sec.StringData {
+		d[k] = []byte(v)
+	}
+	return d
 }

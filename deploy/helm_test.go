@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // helmVersion is the Helm built with `go run` when no helm is installed
@@ -66,9 +67,14 @@ func TestHelmChart(t *testing.T) {
 	if out, err := runHelm(t, "lint", "--strict", "--kube-version", kubeVersion, chart, "-f", exampleValues); err != nil {
 		t.Fatalf("helm lint: %v\n%s", err, out)
 	}
-	// The example values reuse the base's caller Secret, which a chart
-	// user creates beside the release.
-	base := kustomizeBuild(t, "kubernetes/base")
+	// The example values name a caller Secret, which a chart user creates
+	// beside the release: here, one with a throwaway secret. The
+	// existing-ConfigMap case uses the base's policy, which reads it at
+	// the same path.
+	known := append(kustomizeBuild(t, "kubernetes/base"), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "my-chat-app-caller"},
+		Data:       map[string][]byte{"token": []byte(throwawaySecret())},
+	})
 
 	for _, tc := range []struct {
 		desc          string
@@ -99,7 +105,7 @@ func TestHelmChart(t *testing.T) {
 			if got := cms > 0; got != tc.wantConfigMap {
 				t.Errorf("the chart rendered %d ConfigMaps; want one only for an inline policy", cms)
 			}
-			checkObjects(t, objs, base...)
+			checkObjects(t, objs, known...)
 			if shared := strings.Contains(string(out), "--shared-limits-password-file\n"); shared != (tc.desc == "shared limits") {
 				t.Errorf("--shared-limits-password-file rendered: %v", shared)
 			}
@@ -115,8 +121,11 @@ func TestHelmChartRequiredValues(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no app containers", []string{"--set", "policy.inline=version: 1"}, "app.containers: give your app's containers"},
-		{"no policy", []string{"--set", "app.containers[0].name=app", "--set", "app.containers[0].image=app"}, "policy: set policy.inline"},
+		{"no app containers", []string{"--set", "image.repository=b", "--set", "policy.inline=version: 1"}, "app.containers: give your app's containers"},
+		{"no policy", []string{"--set", "image.repository=b", "--set", "app.containers[0].name=app", "--set", "app.containers[0].image=app"}, "policy: set policy.inline"},
+		{"no broker image", []string{"-f", exampleValues, "--set", "image.repository="}, "image.repository: no chat-broker image is published; build deploy/Dockerfile"},
+		{"no app image", []string{"--set", "image.repository=b", "--set", "policy.inline=version: 1", "--set", "app.containers[0].name=app"}, "app.containers[0] (app): set its image"},
+		{"caller Secret not a name", []string{"-f", exampleValues, "--set", "callerSecrets[0].name=x"}, "callerSecrets[0]: want a Secret's name"},
 		{"two policies", []string{"-f", exampleValues, "--set", "policy.existingConfigMap=x"}, "not both"},
 		{"password in the Redis URL", []string{"-f", exampleValues, "--set", "sharedLimits.url=redis://u:pw@redis:6379/0"}, "sharedLimits.url: holds a password"},
 		{"password Secret without a URL", []string{"-f", exampleValues, "--set", "sharedLimits.passwordSecret.name=chat-broker-redis"}, "needs sharedLimits.url"},

@@ -45,9 +45,11 @@ func TestJobScript(t *testing.T) {
 	}
 	flags := serveArgs(t, b.Args)
 	pvol, _ := volumeFor(t, spec, b, flags["policy"], "--policy")
-	policyText := s.configMaps[pvol.ConfigMap.Name].Data[filepath.Base(flags["policy"])]
+	// The policy as the broker reads it in the pod: its secretFile is
+	// the Job's caller Secret, mounted into the broker.
+	policyText := inBrokerFiles(t, s, spec, b, s.configMaps[pvol.ConfigMap.Name].Data[filepath.Base(flags["policy"])])
 	ref := envOf(hello, "CHAT_BROKER_TOKEN").ValueFrom.SecretKeyRef
-	secret := s.secrets[ref.Name].StringData[ref.Key]
+	secret := string(secretData(s.secrets[ref.Name])[ref.Key])
 	if policyText == "" || secret == "" {
 		t.Fatal("the Job's policy or caller secret is empty")
 	}

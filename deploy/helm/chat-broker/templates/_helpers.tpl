@@ -43,6 +43,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "chat-broker.image" -}}
+{{- if not .Values.image.repository }}
+{{- fail "image.repository: no chat-broker image is published; build deploy/Dockerfile, push it, and set image.repository (and image.tag)" }}
+{{- end }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 
