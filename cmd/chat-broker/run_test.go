@@ -240,7 +240,7 @@ func TestUsageErrors(t *testing.T) {
 		{"non-loopback admin", []string{"serve", "--key", "k", "--policy", "p", "--admin", ":9090"}, `--admin ":9090": non-loopback address needs --unsafe-listen`},
 		{"http upstream", []string{"serve", "--key", "k", "--policy", "p", "--upstream", "http://chat.googleapis.com"}, "plain http is allowed only on a loopback host"},
 		{"upstream with path", []string{"serve", "--key", "k", "--policy", "p", "--upstream", "https://chat.googleapis.com/v1"}, "want an origin"},
-		{"missing key file", []string{"serve", "--key", filepath.Join(dir, "none.json"), "--policy", "p"}, "--key: "},
+		{"missing key file", []string{"serve", "--key", filepath.Join(dir, "none.json"), "--policy", "p"}, "--key " + filepath.Join(dir, "none.json") + ": no such file: give the path"},
 		{"wrong key type", []string{"serve", "--key", badKey, "--policy", "p"}, `"authorized_user"`},
 		{"key and impersonate", []string{"serve", "--key", "k.json", "--impersonate", "chat-app@p.iam.gserviceaccount.com", "--policy", "p"}, "--key and --impersonate: give one, not both: --key FILE mints with the service-account key; --impersonate EMAIL mints keyless"},
 		{"token endpoint with a key", []string{"serve", "--key", "k.json", "--token-endpoint", "https://oauth2.googleapis.com/token", "--policy", "p"}, "--token-endpoint: only with --impersonate"},
