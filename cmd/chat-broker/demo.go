@@ -72,7 +72,7 @@ and refusals name the rule to change in it.`,
 	fs.SortFlags = false
 	c.register(fs)
 	bindEnv(fs, "")
-	fs.StringVar(&dir, "dir", "", "`folder` to write the demo's key and policy into, kept after the demo stops; default: a new temporary folder, removed")
+	fs.StringVar(&dir, "dir", "", "`folder` to write the demo's key and policy into (sa.json and policy.yaml, replaced at each start), kept after the demo stops; default: a new temporary folder, removed")
 	fs.BoolVar(&keyless, "keyless", false, "no key: the broker mints through its own identity from the emulator's metadata server and IAM Credentials API (sets GCE_METADATA_HOST for this process), as with --impersonate on GKE")
 	bindEnv(fs, "DEMO_")
 	return cmd

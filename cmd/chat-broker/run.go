@@ -304,7 +304,7 @@ func headingRank(h string) int {
 			return i
 		}
 	}
-	return len(headingOrder) - 1 // before "Other flags"? no: unknown headings sort with it, stably
+	return len(headingOrder) // none today; after the others
 }
 
 // printFlag prints one flag on two lines:
