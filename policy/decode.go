@@ -112,6 +112,15 @@ func tokenKey(t string) int {
 	return len(fieldRank) // unknown fields after known ones; stable among themselves
 }
 
+// suppress marks path bad without a problem of its own: another line
+// already explains it.
+func (ps *problems) suppress(path string) {
+	if ps.bad == nil {
+		ps.bad = map[string]bool{}
+	}
+	ps.bad[path] = true
+}
+
 func (ps *problems) markBad(path, format string, args ...any) {
 	if ps.bad == nil {
 		ps.bad = map[string]bool{}
@@ -230,6 +239,11 @@ func decodeValue(v any, rv reflect.Value, path string, ps *problems) {
 				names := fieldNames(rv.Type())
 				if s, ok := nearest(k, names); ok {
 					ps.add(join(path, k), "unknown field; did you mean %q?", s)
+					// A misspelt field is also a missing one: mark it, so
+					// validation does not add "no methods" for a "method:".
+					if _, given := m[s]; !given {
+						ps.suppress(join(path, s))
+					}
 				} else {
 					ps.add(join(path, k), "unknown field; the fields here are %s", strings.Join(names, ", "))
 				}

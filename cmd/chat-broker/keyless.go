@@ -1,9 +1,10 @@
 package main
 
 import (
-	"flag"
 	"net/url"
 	"strings"
+
+	flag "github.com/spf13/pflag"
 
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"

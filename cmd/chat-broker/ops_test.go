@@ -250,7 +250,7 @@ func TestEnvFlags(t *testing.T) {
 		t.Errorf("a bad variable: %v", err)
 	}
 	var help strings.Builder
-	run(context.Background(), []string{"serve", "-h"}, nil, io.Discard, &help)
+	run(context.Background(), []string{"serve", "-h"}, nil, &help, io.Discard)
 	if !strings.Contains(help.String(), "[CHAT_BROKER_SOCKET_MODE]") {
 		t.Errorf("--help does not name the variables:\n%s", help.String())
 	}

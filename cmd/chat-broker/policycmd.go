@@ -5,10 +5,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/identity"
@@ -16,109 +17,185 @@ import (
 	"github.com/chat-broker/chat-broker/proxy"
 )
 
-func runPolicy(args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "explain" {
-		return runExplain(args[1:], stdout, stderr)
+func newPolicyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy COMMAND",
+		Short: "check a policy, explain a decision, add a caller",
+		Long: `Work with policy files: check them as the broker would load them, explain what
+the broker would do with one request, or add a caller with a new secret.`,
+		Example: `  chat-broker policy check policy.yaml
+  chat-broker policy explain policy.yaml --caller notifier --request "POST /v1/spaces/AAAA/messages"
+  chat-broker policy add-caller --name notifier --secret-file notifier.secret --policy policy.yaml`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError("policy: want a command: chat-broker policy check FILE..., policy explain FILE --caller NAME --request \"VERB /path\", or policy add-caller --name NAME; run 'chat-broker policy --help'")
+			}
+			return unknownCommand(cmd, args[0])
+		},
 	}
-	if len(args) == 0 || args[0] != "check" {
-		return usageError("policy: want a subcommand: chat-broker policy check FILE... or chat-broker policy explain FILE --caller NAME --request \"VERB /path\"")
+	cmd.AddCommand(newPolicyCheckCommand(), newExplainCommand(), newAddCallerCommand())
+	return cmd
+}
+
+func newPolicyCheckCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check FILE...",
+		Short: "validate policy files as the broker loads them",
+		Long: `Parse and validate each policy file with the broker's own parser, so CI and
+reload always agree. Every problem is printed, one a line, naming the file, the
+place in it and the fix. It exits 0 when every file is valid, 1 when one is
+invalid, and 2 when one cannot be read (or on a usage error).`,
+		Example: `  chat-broker policy check policy.yaml
+  chat-broker policy check deploy/*.yaml`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError("policy check: name at least one policy file; run 'chat-broker policy check --help'")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPolicyCheck(args, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	fs := flag.NewFlagSet("policy check", flag.ContinueOnError)
-	if help, err := parseFlags(fs, args[1:], stderr); help || err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		return usageError("policy check: name at least one policy file")
-	}
-	bad := 0
-	for _, file := range fs.Args() {
+}
+
+func runPolicyCheck(files []string, stdout, stderr io.Writer) error {
+	invalid, unreadable := 0, 0
+	for _, file := range files {
 		p, err := policy.Load(file)
-		if err != nil {
-			bad++
+		var perr *policy.Error
+		switch {
+		case errors.As(err, &perr):
+			invalid++
 			fmt.Fprintln(stderr, err)
-			continue
+		case err != nil:
+			unreadable++
+			fmt.Fprintln(stderr, fileError("", file, err, "check the path"))
+		default:
+			fmt.Fprintf(stdout, "%s: ok (%d callers)\n", file, len(p.Callers()))
 		}
-		fmt.Fprintf(stdout, "%s: ok (%d callers)\n", file, len(p.Callers()))
 	}
-	if bad > 0 {
-		return fmt.Errorf("policy check: %d of %d files invalid", bad, fs.NArg())
+	switch {
+	case unreadable > 0:
+		return usageError("policy check: %d of %d files cannot be read", unreadable, len(files))
+	case invalid > 0:
+		return noError("policy check: %d of %d files invalid", invalid, len(files))
 	}
 	return nil
+}
+
+func newHashSecretCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "hash-secret < SECRET",
+		Short: "print the secretSHA256 of a caller secret read on standard input",
+		Long: `Read a caller secret on standard input (one line; its newline is not part of it)
+and print its SHA-256 in hex, the value of identify.secretSHA256 in the policy.
+The secret is never an argument: arguments show up in ps and shell history.
+'chat-broker policy add-caller' makes the secret, the hash and the rule in one go.`,
+		Example: `  openssl rand -base64 32 | tee notifier.secret | chat-broker hash-secret
+  chat-broker hash-secret < notifier.secret`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError("hash-secret: reads the secret on standard input, not as an argument (arguments show up in ps and shell history)")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runHashSecret(cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
 }
 
 // minSecretLen keeps guessable caller secrets out of policies.
 const minSecretLen = 16
 
-func runHashSecret(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("hash-secret", flag.ContinueOnError)
-	if help, err := parseFlags(fs, args, stderr); help || err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError("hash-secret: reads the secret on standard input, not as an argument (arguments show up in ps and shell history)")
-	}
+func runHashSecret(stdin io.Reader, stdout io.Writer) error {
 	data, err := io.ReadAll(io.LimitReader(stdin, 4096))
 	if err != nil {
-		return fmt.Errorf("hash-secret: read standard input: %w", err)
+		return usageError("hash-secret: cannot read standard input: %v", err)
 	}
 	// One line: a trailing newline from echo or a file is not part of it.
 	line, _, _ := bufio.NewReader(bytes.NewReader(data)).ReadLine()
 	secret := strings.TrimSuffix(string(line), "\r")
 	switch {
 	case secret == "":
-		return errors.New("hash-secret: no secret on standard input; e.g. openssl rand -base64 32 | tee secret | chat-broker hash-secret")
+		return usageError("hash-secret: no secret on standard input; e.g. openssl rand -base64 32 | tee secret | chat-broker hash-secret")
 	case len(secret) < minSecretLen:
-		return fmt.Errorf("hash-secret: the secret is %d bytes; use at least %d random bytes, e.g. openssl rand -base64 32", len(secret), minSecretLen)
+		return usageError("hash-secret: the secret is %d bytes; use at least %d random bytes, e.g. openssl rand -base64 32", len(secret), minSecretLen)
 	case identity.LooksLikeJWT(secret):
-		return errors.New("hash-secret: the secret looks like a JWT, which the broker reads as a Kubernetes service-account token; use random bytes, e.g. openssl rand -base64 32")
+		return usageError("hash-secret: the secret looks like a JWT, which the broker reads as a Kubernetes service-account token; use random bytes, e.g. openssl rand -base64 32")
 	case strings.ContainsAny(secret, " \t"):
-		return errors.New("hash-secret: the secret contains white space, which an 'Authorization: Bearer' header cannot carry; use base64 or hex")
+		return usageError("hash-secret: the secret contains white space, which an 'Authorization: Bearer' header cannot carry; use base64 or hex")
 	}
 	fmt.Fprintln(stdout, policy.HashSecret(secret))
 	return nil
 }
 
-// runExplain prints what the broker would do with one request. It exits
-// 0 when the call would be allowed and 1 when it would be refused, like
-// "kubectl auth can-i", so a CI step can assert either.
-func runExplain(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("policy explain", flag.ContinueOnError)
-	caller := fs.String("caller", "", "the caller's `name` in the policy; required")
-	request := fs.String("request", "", `the request as "VERB /path?query", e.g. "POST /v1/spaces/AAAA/messages"; required`)
-	subject := fs.String("subject", "", "the `user` to act as (domain-wide delegation), as the "+proxy.SubjectHeader+" header would name")
-	output := fs.String("output", "text", "output `format`: text or json")
-	// The file may come before the flags, as in the usage line.
-	var file string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		file, args = args[0], args[1:]
+// explainFlags are policy explain's flags.
+type explainFlags struct {
+	caller, request, subject, output string
+}
+
+func newExplainCommand() *cobra.Command {
+	var f explainFlags
+	cmd := &cobra.Command{
+		Use:   "explain FILE --caller NAME --request \"VERB /path\" [flags]",
+		Short: "say what the broker would do with one request, and why",
+		Long: `Say what the broker would do with one request from a caller under the policy in
+FILE: the Chat method, the space, the decision, the rule that decided, and the
+scopes the call would carry. Like "kubectl auth can-i", it exits 0 when the call
+would be allowed and 1 when it would be refused, so a CI step can assert either;
+a missing or invalid policy file, an unknown caller or a malformed request exits 2.`,
+		Example: `  chat-broker policy explain policy.yaml --caller notifier --request "POST /v1/spaces/AAAA/messages"
+  chat-broker policy explain policy.yaml --caller notifier --request "GET /v1/spaces/AAAA/messages" --output json
+  ! chat-broker policy explain policy.yaml --caller notifier --request "DELETE /v1/spaces/AAAA"   # CI: must be refused`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return usageError("policy explain: name the policy file: chat-broker policy explain FILE --caller NAME --request \"VERB /path\"")
+			case len(args) > 1:
+				return usageError("unexpected argument %q; run 'chat-broker policy explain --help'", args[1])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runExplain(args[0], f, cmd.OutOrStdout())
+		},
 	}
-	if help, err := parseFlags(fs, args, stderr); help || err != nil {
-		return err
-	}
-	if file == "" && fs.NArg() > 0 {
-		file = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return usageError("policy explain: unexpected argument %q", fs.Arg(0))
-	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVar(&f.caller, "caller", "", "the caller's `name` in the policy; required")
+	fs.StringVar(&f.request, "request", "", `the request as "VERB /path?query", e.g. "POST /v1/spaces/AAAA/messages"; required`)
+	fs.StringVar(&f.subject, "subject", "", "the `user` to act as (domain-wide delegation), as the "+proxy.SubjectHeader+" header would name")
+	fs.StringVar(&f.output, "output", "text", "output `format`: text or json")
+	bindEnv(fs, "EXPLAIN_")
+	return cmd
+}
+
+// runExplain prints what the broker would do with one request.
+func runExplain(file string, f explainFlags, stdout io.Writer) error {
 	switch {
-	case file == "":
-		return usageError("policy explain: name the policy file: chat-broker policy explain FILE --caller NAME --request \"VERB /path\"")
-	case *caller == "":
+	case f.caller == "":
 		return usageError("--caller: required: the caller's name in the policy")
-	case *request == "":
+	case f.request == "":
 		return usageError(`--request: required, e.g. --request "POST /v1/spaces/AAAA/messages"`)
-	case *output != "text" && *output != "json":
-		return usageError("--output %q: want text or json", *output)
+	case f.output != "text" && f.output != "json":
+		return usageError("--output %q: want text or json", f.output)
 	}
-	pol, err := policy.Load(file)
+	pol, err := loadPolicy("", file)
 	if err != nil {
 		return err
 	}
-	e, err := proxy.Explain(pol, *caller, *request, *subject)
+	e, err := proxy.Explain(pol, f.caller, f.request, f.subject)
 	if err != nil {
-		return usageError("%v", err)
+		msg := withoutPrefix(err, "proxy: explain: ")
+		if strings.HasPrefix(msg, "no caller") {
+			return usageError("--caller %q: %s", f.caller, msg)
+		}
+		return usageError("--request %s", strings.TrimPrefix(msg, "request "))
 	}
-	if *output == "json" {
+	if f.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(e); err != nil {
@@ -128,7 +205,7 @@ func runExplain(args []string, stdout, stderr io.Writer) error {
 		printExplanation(stdout, e)
 	}
 	if e.Decision != "allow" {
-		return &exitError{code: 1, err: fmt.Errorf("policy explain: %s would be refused (%s)", strings.TrimSpace(*request), e.Reason)}
+		return noError("policy explain: %s would be refused (%s)", strings.TrimSpace(f.request), e.Reason)
 	}
 	return nil
 }

@@ -240,7 +240,7 @@ func TestUsageErrors(t *testing.T) {
 		{"non-loopback admin", []string{"serve", "--key", "k", "--policy", "p", "--admin", ":9090"}, `--admin ":9090": non-loopback address needs --unsafe-listen`},
 		{"http upstream", []string{"serve", "--key", "k", "--policy", "p", "--upstream", "http://chat.googleapis.com"}, "plain http is allowed only on a loopback host"},
 		{"upstream with path", []string{"serve", "--key", "k", "--policy", "p", "--upstream", "https://chat.googleapis.com/v1"}, "want an origin"},
-		{"missing key file", []string{"serve", "--key", filepath.Join(dir, "none.json"), "--policy", "p"}, "--key: "},
+		{"missing key file", []string{"serve", "--key", filepath.Join(dir, "none.json"), "--policy", "p"}, "--key " + filepath.Join(dir, "none.json") + ": no such file: give the path"},
 		{"wrong key type", []string{"serve", "--key", badKey, "--policy", "p"}, `"authorized_user"`},
 		{"key and impersonate", []string{"serve", "--key", "k.json", "--impersonate", "chat-app@p.iam.gserviceaccount.com", "--policy", "p"}, "--key and --impersonate: give one, not both: --key FILE mints with the service-account key; --impersonate EMAIL mints keyless"},
 		{"token endpoint with a key", []string{"serve", "--key", "k.json", "--token-endpoint", "https://oauth2.googleapis.com/token", "--policy", "p"}, "--token-endpoint: only with --impersonate"},
@@ -313,5 +313,66 @@ func TestHashSecret(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"hash-secret", secret}, nil, io.Discard, io.Discard); err == nil {
 		t.Error("hash-secret accepted the secret as an argument")
+	}
+}
+
+// The demo writes its key and policy into the folder it names; a refusal
+// names that policy.yaml, and an edit to it is reloaded, so the refused
+// call goes through. A temporary folder is removed when the demo stops.
+func TestDemoFiles(t *testing.T) {
+	for _, tc := range []struct {
+		desc string
+		dir  bool
+	}{{"--dir", true}, {"temporary folder", false}} {
+		t.Run(tc.desc, func(t *testing.T) {
+			args := []string{"demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}
+			given := filepath.Join(t.TempDir(), "demo-files")
+			if tc.dir {
+				args = append(args, "--dir", given)
+			}
+			out, logs, stop := start(t, args...)
+			dir := out.waitFor(t, regexp.MustCompile(`^chat-broker demo: files in (\S+): `))[1]
+			if tc.dir && dir != given {
+				t.Errorf("demo named %s, want --dir %s", dir, given)
+			}
+			base := out.waitFor(t, exportURL)[1]
+			secret := out.waitFor(t, exportToken)[1]
+			file := filepath.Join(dir, "policy.yaml")
+			for _, name := range []string{file, filepath.Join(dir, "sa.json")} {
+				if fi, err := os.Stat(name); err != nil || fi.Mode().Perm() != 0o600 {
+					t.Fatalf("%s: %v, want a file of mode 0600", name, err)
+				}
+			}
+			list := func() (int, string) {
+				req, _ := http.NewRequest("GET", base+"/v1/spaces/OTHER/messages", nil)
+				req.Header.Set("Authorization", "Bearer "+secret)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode, string(body)
+			}
+			if code, body := list(); code != 403 || !strings.Contains(body, `add \"spaces/OTHER\" to callers[0].allow[0].spaces in `+file) {
+				t.Fatalf("refused call: %d %s; want 403 naming %s", code, body, file)
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, file, strings.Replace(string(data), "spaces: [spaces/DEMO]", "spaces: [spaces/DEMO, spaces/OTHER]", 1))
+			logs.waitFor(t, regexp.MustCompile(`"msg":"policy reloaded"`))
+			if code, body := list(); code != 200 {
+				t.Errorf("after the edit: %d %s, want 200", code, body)
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			_, err = os.Stat(dir)
+			if kept := err == nil; kept != tc.dir {
+				t.Errorf("after the demo stopped, %s exists: %v; want %v", dir, kept, tc.dir)
+			}
+		})
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	flag "github.com/spf13/pflag"
 
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
@@ -59,9 +60,11 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.unsafeListen, "unsafe-listen", false, "allow --listen and --admin on non-loopback addresses")
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "how long in-flight calls may take to finish on shutdown")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on shutdown, how long to stay up while not ready (so load balancers and endpoints notice) before refusing new calls")
-	fs.StringVar(&c.logLevel, "log-level", "info", "operational log level: debug, info, warn or error")
+	fs.StringVar(&c.logLevel, "log-level", "info", "operational log `level`: debug, info, warn or error")
 	fs.DurationVar(&c.auditFlush, "audit-flush-interval", 100*time.Millisecond, "audit lines are written in batches at least this often (and at shutdown); 0 writes each line as its call ends")
 	c.shaping.register(fs)
+	setGroup(fs, groupListeners, "listen", "admin", "socket", "socket-mode", "allowed-hosts", "unsafe-listen", "drain", "shutdown-delay")
+	setGroup(fs, groupLogging, "log-level", "audit-flush-interval")
 }
 
 // check validates the listener flags shared by serve and demo.
@@ -133,32 +136,64 @@ func parseUpstream(s string) (*url.URL, error) {
 	return u, nil
 }
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// Flag headings of serve's help.
+const (
+	groupGoogle    = "Google credentials"
+	groupCallers   = "Policy and callers"
+	groupListeners = "Listeners and shutdown"
+	groupLimits    = "Limits and retries"
+	groupLogging   = "Logging"
+)
+
+func newServeCommand() *cobra.Command {
 	var c serveConfig
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	c.register(fs)
+	cmd := &cobra.Command{
+		Use:   "serve --key FILE --policy FILE [flags]",
+		Short: "run the broker",
+		Long: `Run the broker: a proxy listener (TCP, and a Unix socket with --socket) that
+forwards the Chat API calls its policy allows with the app's Google token, and an
+admin listener with /healthz, /readyz, /startupz, /approvals, /metrics and POST
+/quitquitquit. The key and the policy are reloaded when their files change or on
+SIGHUP; a file that does not load is logged and the last good one kept. On SIGTERM
+the broker turns not ready, lets calls in flight finish within --drain, and exits 0.
+
+It mints with the service-account key (--key), or keyless (--impersonate) through
+its own Google identity. Listeners stay on loopback unless --unsafe-listen.
+One JSON audit line per call goes to standard output; the log to standard error.`,
+		Example: `  chat-broker serve --key sa.json --policy policy.yaml
+  chat-broker serve --impersonate chat-app@PROJECT.iam.gserviceaccount.com --policy policy.yaml
+  CHAT_BROKER_KEY=/var/run/chat-broker/key/sa.json CHAT_BROKER_POLICY=/etc/chat-broker/policy.yaml chat-broker serve`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runServe(cmd.Context(), c, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
 	fs.StringVar(&c.keyFile, "key", "", "service-account key `file` (JSON, type service_account); required unless --impersonate")
 	c.keyless.register(fs)
-	fs.StringVar(&c.policyFile, "policy", "", "policy `file` (YAML); required")
 	fs.StringVar(&c.upstream, "upstream", "https://chat.googleapis.com", "Chat API `origin`; http only on a loopback host")
+	fs.StringVar(&c.policyFile, "policy", "", "policy `file` (YAML); required")
 	fs.StringVar(&c.k8s.issuer, "k8s-issuer", "", "Kubernetes service-account issuer `URL`; turns on identify.serviceAccount (projected tokens as the bearer)")
 	fs.StringVar(&c.k8s.audience, "k8s-audience", "chat-broker", "`audience` the projected tokens must be bound to")
 	fs.StringVar(&c.k8s.caFile, "k8s-ca-file", "", "CA `file` for an in-cluster issuer (e.g. /var/run/secrets/kubernetes.io/serviceaccount/ca.crt); empty: system roots")
 	fs.StringVar(&c.k8s.tokenFile, "k8s-token-file", "", "token `file` sent to an in-cluster issuer (e.g. /var/run/secrets/kubernetes.io/serviceaccount/token)")
-	if help, err := parseFlags(fs, args, stderr); help || err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError("serve: unexpected argument %q", fs.Arg(0))
-	}
+	c.register(fs)
+	setGroup(fs, groupGoogle, "key", "impersonate", "iam-endpoint", "token-endpoint", "upstream")
+	setGroup(fs, groupCallers, "policy", "k8s-issuer", "k8s-audience", "k8s-ca-file", "k8s-token-file")
+	bindEnv(fs, "")
+	return cmd
+}
+
+func runServe(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	if err := c.keyless.check(c.keyFile); err != nil {
 		return err
 	}
 	switch {
 	case c.keyFile == "" && c.keyless.impersonate == "":
-		return usageError("--key: required: the Chat app's service-account key file (or, with no key, --impersonate EMAIL: see 'No key at all' in the README)")
+		return usageError("--key: required: the Chat app's service-account key file (or, with no key, --impersonate EMAIL: see docs/keyless.md)")
 	case c.policyFile == "":
-		return usageError("--policy: required: the policy file (check it with 'chat-broker policy check FILE')")
+		return usageError("--policy: required: the policy file (start one with 'chat-broker policy add-caller'; check it with 'chat-broker policy check FILE')")
 	}
 	if err := c.check(); err != nil {
 		return err
@@ -169,13 +204,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var key *broker.Key
 	if c.keyFile != "" {
-		if key, err = broker.LoadKey(c.keyFile); err != nil {
-			return fmt.Errorf("--key: %w", err)
+		if key, err = loadKey(c.keyFile); err != nil {
+			return err
 		}
 	}
-	pol, err := policy.Load(c.policyFile)
+	pol, err := loadPolicy("--policy", c.policyFile)
 	if err != nil {
-		return fmt.Errorf("--policy: %w", err)
+		return err
 	}
 	level, _ := parseLevel(c.logLevel)
 	auditOut := stdout
@@ -275,7 +310,7 @@ func (in *instance) run(ctx context.Context) error {
 	pl, al := in.proxyListener, in.adminListener
 	if pl == nil && in.cfg.listen != "" {
 		if pl, err = net.Listen("tcp", in.cfg.listen); err != nil {
-			return fmt.Errorf("--listen: %w", err)
+			return listenError("--listen", in.cfg.listen, err)
 		}
 	}
 	if pl != nil {
@@ -292,7 +327,7 @@ func (in *instance) run(ctx context.Context) error {
 	}
 	if al == nil {
 		if al, err = net.Listen("tcp", in.cfg.admin); err != nil {
-			return fmt.Errorf("--admin: %w", err)
+			return listenError("--admin", in.cfg.admin, err)
 		}
 	}
 	listeners = append(listeners, al)
@@ -504,14 +539,17 @@ type fileMode os.FileMode
 
 func (m *fileMode) String() string { return fmt.Sprintf("%#o", uint32(*m)) }
 
+// Set's error follows the value in the message: --socket-mode: "999" is …
 func (m *fileMode) Set(s string) error {
 	v, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || v > 0o777 {
-		return fmt.Errorf("%q: want octal permission bits such as 0660", s)
+		return errors.New("is not octal permission bits; write them like 0660")
 	}
 	*m = fileMode(v)
 	return nil
 }
+
+func (m *fileMode) Type() string { return "mode" }
 
 // hostsFor returns the Host values a loopback listener at addr answers
 // to, plus extra; nil (any Host) when addr is not loopback and extra is

@@ -1,9 +1,10 @@
 package main
 
 import (
-	"flag"
 	"strings"
 	"time"
+
+	flag "github.com/spf13/pflag"
 
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/shaping"
@@ -38,6 +39,7 @@ func (f *shapingFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.spaceReadLimit, "space-read-limit", "", "per-space limit on reads, a `rate` such as 15/s; default off")
 	fs.StringVar(&f.projectLimit, "project-limit", "", "per-project `limits` by Chat quota class, e.g. message-writes=3000/m,space-writes=60/m; default off")
 	f.shared.register(fs)
+	setGroup(fs, groupLimits, "max-in-flight", "max-waiting", "request-deadline", "max-attempts", "rate-limit-wait", "space-write-limit", "space-read-limit", "project-limit")
 }
 
 // check validates the flags, naming the flag in each error.

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"flag"
 	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	flag "github.com/spf13/pflag"
 
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/internal/shaping"
@@ -34,6 +34,7 @@ func (f *sharedFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.prefix, "shared-limits-app", "", "`name` that brokers sharing limits have in common, in every Redis key; default: the key's project_id (Chat's quotas are per project)")
 	fs.DurationVar(&f.budget, "shared-limits-budget", shaping.DefaultSharedBudget, "how `long` one Redis round trip may take before the call is paced by this broker's own limits (until Redis answers again)")
 	fs.DurationVar(&f.probe, "shared-limits-probe", time.Second, "how `often` a broker pacing alone after a Redis failure asks Redis again")
+	setGroup(fs, groupLimits, "shared-limits", "shared-limits-password-file", "shared-limits-ca-file", "shared-limits-app", "shared-limits-budget", "shared-limits-probe")
 }
 
 func (f *sharedFlags) check() error {
