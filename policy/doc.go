@@ -1,6 +1,6 @@
 // Package policy reads chat-broker's policy file and decides, for each
 // call to the Google Chat API, whether a caller may make it and with
-// which scope its token is minted. The README describes the file.
+// which scope its token is minted. docs/policy.md describes the file.
 //
 // Parse and Load turn a file into a *Policy. CallerBySecret, CallerByPeer
 // and CallerByServiceAccount identify a caller; Decide (and DecideRequest,
