@@ -3,6 +3,8 @@ package policy
 import (
 	"strconv"
 	"strings"
+
+	"github.com/agnivade/levenshtein"
 )
 
 // nearest returns the candidate closest to s by edit distance, ignoring
@@ -16,7 +18,7 @@ func nearest(s string, candidates []string) (string, bool) {
 	ls := strings.ToLower(s)
 	best, bestD := "", -1
 	for _, c := range candidates {
-		d := editDistance(ls, strings.ToLower(c))
+		d := levenshtein.ComputeDistance(ls, strings.ToLower(c))
 		if d > 4 || d*3 > len(c) {
 			continue
 		}
@@ -25,28 +27,6 @@ func nearest(s string, candidates []string) (string, bool) {
 		}
 	}
 	return best, bestD >= 0
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes
-// (every name it compares is ASCII).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // didYouMean returns `; did you mean "x"?` for the nearest candidate, or
