@@ -22,6 +22,7 @@ import (
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
+	"github.com/chat-broker/chat-broker/internal/testenv"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -166,30 +167,13 @@ func newEnv(t *testing.T) *env {
 // opts change the proxy's configuration.
 func newEnvWith(t *testing.T, cfg emulator.Config, policyText string, opts ...func(*proxy.Config)) *env {
 	t.Helper()
-	emu, err := emulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	emuSrv := httptest.NewServer(emu)
-	t.Cleanup(emuSrv.Close)
-
-	key, err := broker.ParseKey(emu.ServiceAccountJSON(emuSrv.URL + "/token"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b, err := broker.New(broker.Config{Key: key, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	g := testenv.Start(t, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	pol, err := policy.Parse("policy.yaml", []byte(policyText))
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, _ := url.Parse(emuSrv.URL)
-	e := &env{emu: emu, broker: b, policy: pol, logs: logs, up: up}
+	e := &env{emu: g.Emu, broker: g.Broker, policy: pol, logs: logs, up: g.URL}
 	return e.withProxy(t, opts...)
 }
 
