@@ -30,11 +30,11 @@ type adminHandler func(e *Emulator, r *http.Request) (any, *chatapi.Error)
 var adminRoutes = map[string]map[string]adminHandler{
 	"/emulator/approvals": {
 		http.MethodGet:  (*Emulator).adminGetApprovals,
-		http.MethodPost: (*Emulator).adminPostApproval,
+		http.MethodPost: adminPost((*Emulator).postApproval, (*Emulator).adminGetApprovals),
 	},
 	"/emulator/delegation": {
 		http.MethodGet:  (*Emulator).adminGetDelegation,
-		http.MethodPost: (*Emulator).adminPostDelegation,
+		http.MethodPost: adminPost((*Emulator).postDelegation, (*Emulator).adminGetDelegation),
 	},
 	"/emulator/spaces": {
 		http.MethodGet:  (*Emulator).adminGetSpaces,
@@ -42,32 +42,32 @@ var adminRoutes = map[string]map[string]adminHandler{
 	},
 	"/emulator/faults": {
 		http.MethodGet:    (*Emulator).adminGetFaults,
-		http.MethodPost:   (*Emulator).adminPostFault,
-		http.MethodDelete: (*Emulator).adminDeleteFaults,
+		http.MethodPost:   adminPost((*Emulator).postFault, (*Emulator).adminGetFaults),
+		http.MethodDelete: adminDelete((*Emulator).ClearFaults, (*Emulator).adminGetFaults),
 	},
 	"/emulator/token-endpoint": {
 		http.MethodGet:  (*Emulator).adminGetTokenEndpoint,
-		http.MethodPost: (*Emulator).adminPostTokenEndpoint,
+		http.MethodPost: adminPost((*Emulator).postTokenEndpoint, (*Emulator).adminGetTokenEndpoint),
 	},
 	"/emulator/token-error": {
 		http.MethodGet:  (*Emulator).adminGetTokenError,
-		http.MethodPost: (*Emulator).adminPostTokenError,
+		http.MethodPost: adminPost((*Emulator).postTokenError, (*Emulator).adminGetTokenError),
 	},
 	"/emulator/counters": {
 		http.MethodGet:    (*Emulator).adminGetCounters,
-		http.MethodDelete: (*Emulator).adminDeleteCounters,
+		http.MethodDelete: adminDelete((*Emulator).ResetCounters, (*Emulator).adminGetCounters),
 	},
 	"/emulator/seed": {
 		http.MethodGet:  (*Emulator).adminGetSeed,
-		http.MethodPost: (*Emulator).adminPostSeed,
+		http.MethodPost: adminPost((*Emulator).postSeed, (*Emulator).adminGetSeed),
 	},
 	"/emulator/token-lifetime": {
 		http.MethodGet:  (*Emulator).adminGetTokenLifetime,
-		http.MethodPost: (*Emulator).adminPostTokenLifetime,
+		http.MethodPost: adminPost((*Emulator).postTokenLifetime, (*Emulator).adminGetTokenLifetime),
 	},
 	"/emulator/requests": {
 		http.MethodGet:    (*Emulator).adminGetRequests,
-		http.MethodDelete: (*Emulator).adminDeleteRequests,
+		http.MethodDelete: adminDelete((*Emulator).ResetRequests, (*Emulator).adminGetRequests),
 	},
 	"/emulator/mints": {
 		http.MethodGet: (*Emulator).adminGetMints,
@@ -125,6 +125,30 @@ func decodeAdmin(r *http.Request, v any) *chatapi.Error {
 	return nil
 }
 
+// adminPost is a POST handler: it decodes the body into an In, has apply
+// check and apply it, and answers as get does.
+func adminPost[In any](apply func(*Emulator, *In) *chatapi.Error, get adminHandler) adminHandler {
+	return func(e *Emulator, r *http.Request) (any, *chatapi.Error) {
+		var in In
+		if err := decodeAdmin(r, &in); err != nil {
+			return nil, err
+		}
+		if err := apply(e, &in); err != nil {
+			return nil, err
+		}
+		return get(e, r)
+	}
+}
+
+// adminDelete is a DELETE handler: it clears what clear clears and
+// answers as get does.
+func adminDelete(clear func(*Emulator), get adminHandler) adminHandler {
+	return func(e *Emulator, r *http.Request) (any, *chatapi.Error) {
+		clear(e)
+		return get(e, r)
+	}
+}
+
 func missing(field string) *chatapi.Error {
 	return invalidArgument(fmt.Sprintf("chat-broker emulator: %q is required", field))
 }
@@ -148,23 +172,21 @@ func (e *Emulator) adminGetApprovals(*http.Request) (any, *chatapi.Error) {
 	return out, nil
 }
 
-func (e *Emulator) adminPostApproval(r *http.Request) (any, *chatapi.Error) {
-	var in struct {
-		Scope    string `json:"scope"`
-		Approved *bool  `json:"approved"`
-	}
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+type approvalIn struct {
+	Scope    string `json:"scope"`
+	Approved *bool  `json:"approved"`
+}
+
+func (e *Emulator) postApproval(in *approvalIn) *chatapi.Error {
 	if in.Approved == nil {
-		return nil, missing("approved")
+		return missing("approved")
 	}
 	s, ok := chatapi.ParseScope(in.Scope)
 	if !ok || !s.IsApp() {
-		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: %q is not a chat.app.* scope (e.g. chat.app.spaces.create)", in.Scope))
+		return invalidArgument(fmt.Sprintf("chat-broker emulator: %q is not a chat.app.* scope (e.g. chat.app.spaces.create)", in.Scope))
 	}
 	e.Approve(s, *in.Approved)
-	return e.adminGetApprovals(r)
+	return nil
 }
 
 // Delegation.
@@ -183,26 +205,24 @@ func (e *Emulator) adminGetDelegation(*http.Request) (any, *chatapi.Error) {
 	return delegationOut{AllUsers: all, Users: users}, nil
 }
 
-func (e *Emulator) adminPostDelegation(r *http.Request) (any, *chatapi.Error) {
-	var in struct {
-		User    string `json:"user"`
-		Enabled *bool  `json:"enabled"`
-	}
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+type delegationIn struct {
+	User    string `json:"user"`
+	Enabled *bool  `json:"enabled"`
+}
+
+func (e *Emulator) postDelegation(in *delegationIn) *chatapi.Error {
 	if in.Enabled == nil {
-		return nil, missing("enabled")
+		return missing("enabled")
 	}
 	switch {
 	case in.User == "":
 		e.SetDelegation(*in.Enabled)
 	case !validEmail(in.User):
-		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: user %q is not an email", in.User))
+		return invalidArgument(fmt.Sprintf("chat-broker emulator: user %q is not an email", in.User))
 	default:
 		e.SetUserDelegation(in.User, *in.Enabled)
 	}
-	return e.adminGetDelegation(r)
+	return nil
 }
 
 // Spaces.
@@ -286,13 +306,9 @@ func (e *Emulator) adminGetFaults(*http.Request) (any, *chatapi.Error) {
 	return out, nil
 }
 
-func (e *Emulator) adminPostFault(r *http.Request) (any, *chatapi.Error) {
-	var in faultJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postFault(in *faultJSON) *chatapi.Error {
 	if in.RetryAfterSeconds < 0 || in.Times < 0 || in.LatencyMs < 0 || in.Left != 0 {
-		return nil, invalidArgument("chat-broker emulator: retryAfterSeconds, times and latencyMs must not be negative, and left is output only")
+		return invalidArgument("chat-broker emulator: retryAfterSeconds, times and latencyMs must not be negative, and left is output only")
 	}
 	f, err := Fault{
 		Method:           in.Method,
@@ -310,15 +326,10 @@ func (e *Emulator) adminPostFault(r *http.Request) (any, *chatapi.Error) {
 		if strings.Contains(msg, "is no Chat method id") {
 			msg += "; omit method to fail every method"
 		}
-		return nil, invalidArgument(msg)
+		return invalidArgument(msg)
 	}
 	e.InjectFault(f)
-	return e.adminGetFaults(r)
-}
-
-func (e *Emulator) adminDeleteFaults(r *http.Request) (any, *chatapi.Error) {
-	e.ClearFaults()
-	return e.adminGetFaults(r)
+	return nil
 }
 
 // Token endpoint.
@@ -334,16 +345,12 @@ func (e *Emulator) adminGetTokenEndpoint(*http.Request) (any, *chatapi.Error) {
 	return tokenEndpointJSON{&down}, nil
 }
 
-func (e *Emulator) adminPostTokenEndpoint(r *http.Request) (any, *chatapi.Error) {
-	var in tokenEndpointJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postTokenEndpoint(in *tokenEndpointJSON) *chatapi.Error {
 	if in.Down == nil {
-		return nil, missing("down")
+		return missing("down")
 	}
 	e.SetTokenEndpointDown(*in.Down)
-	return e.adminGetTokenEndpoint(r)
+	return nil
 }
 
 type tokenErrorJSON struct {
@@ -357,19 +364,15 @@ func (e *Emulator) adminGetTokenError(*http.Request) (any, *chatapi.Error) {
 	return tokenErrorJSON{&status, code, desc}, nil
 }
 
-func (e *Emulator) adminPostTokenError(r *http.Request) (any, *chatapi.Error) {
-	var in tokenErrorJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postTokenError(in *tokenErrorJSON) *chatapi.Error {
 	if in.Status == nil {
-		return nil, missing("status")
+		return missing("status")
 	}
 	if s := *in.Status; s != 0 && (s < 400 || s > 599) {
-		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: status %d is neither 0 (clear) nor 4xx or 5xx", s))
+		return invalidArgument(fmt.Sprintf("chat-broker emulator: status %d is neither 0 (clear) nor 4xx or 5xx", s))
 	}
 	e.SetTokenError(*in.Status, in.Error, in.Description)
-	return e.adminGetTokenError(r)
+	return nil
 }
 
 type tokenLifetimeJSON struct {
@@ -383,19 +386,15 @@ func (e *Emulator) adminGetTokenLifetime(*http.Request) (any, *chatapi.Error) {
 	return tokenLifetimeJSON{&secs}, nil
 }
 
-func (e *Emulator) adminPostTokenLifetime(r *http.Request) (any, *chatapi.Error) {
-	var in tokenLifetimeJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postTokenLifetime(in *tokenLifetimeJSON) *chatapi.Error {
 	if in.Seconds == nil {
-		return nil, missing("seconds")
+		return missing("seconds")
 	}
 	if *in.Seconds < 0 {
-		return nil, invalidArgument("chat-broker emulator: seconds must not be negative; 0 means one hour")
+		return invalidArgument("chat-broker emulator: seconds must not be negative; 0 means one hour")
 	}
 	e.SetTokenLifetime(time.Duration(*in.Seconds * float64(time.Second)))
-	return e.adminGetTokenLifetime(r)
+	return nil
 }
 
 // Logs.
@@ -460,11 +459,6 @@ func (e *Emulator) adminGetRequests(*http.Request) (any, *chatapi.Error) {
 	return out, nil
 }
 
-func (e *Emulator) adminDeleteRequests(r *http.Request) (any, *chatapi.Error) {
-	e.ResetRequests()
-	return e.adminGetRequests(r)
-}
-
 func (e *Emulator) adminGetMints(*http.Request) (any, *chatapi.Error) {
 	type mintJSON struct {
 		Time     string   `json:"time"`
@@ -489,11 +483,6 @@ func (e *Emulator) adminGetCounters(*http.Request) (any, *chatapi.Error) {
 	return e.Counters(), nil
 }
 
-func (e *Emulator) adminDeleteCounters(r *http.Request) (any, *chatapi.Error) {
-	e.ResetCounters()
-	return e.Counters(), nil
-}
-
 type seedJSON struct {
 	Seed *int64 `json:"seed"`
 }
@@ -503,14 +492,10 @@ func (e *Emulator) adminGetSeed(*http.Request) (any, *chatapi.Error) {
 	return seedJSON{&seed}, nil
 }
 
-func (e *Emulator) adminPostSeed(r *http.Request) (any, *chatapi.Error) {
-	var in seedJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postSeed(in *seedJSON) *chatapi.Error {
 	if in.Seed == nil {
-		return nil, missing("seed")
+		return missing("seed")
 	}
 	e.SetSeed(*in.Seed)
-	return e.adminGetSeed(r)
+	return nil
 }

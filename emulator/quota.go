@@ -203,8 +203,8 @@ func ParseQuotas(s string) (Quotas, error) {
 func init() {
 	adminRoutes["/emulator/quotas"] = map[string]adminHandler{
 		http.MethodGet:    (*Emulator).adminGetQuotas,
-		http.MethodPost:   (*Emulator).adminPostQuotas,
-		http.MethodDelete: (*Emulator).adminDeleteQuotas,
+		http.MethodPost:   adminPost((*Emulator).postQuotas, (*Emulator).adminGetQuotas),
+		http.MethodDelete: adminDelete((*Emulator).clearQuotas, (*Emulator).adminGetQuotas),
 	}
 }
 
@@ -232,18 +232,12 @@ func (e *Emulator) adminGetQuotas(*http.Request) (any, *chatapi.Error) {
 	return out, nil
 }
 
-func (e *Emulator) adminPostQuotas(r *http.Request) (any, *chatapi.Error) {
-	var q Quotas
-	if err := decodeAdmin(r, &q); err != nil {
-		return nil, err
+func (e *Emulator) postQuotas(q *Quotas) *chatapi.Error {
+	if err := e.SetQuotas(*q); err != nil {
+		return invalidArgument("chat-broker " + err.Error())
 	}
-	if err := e.SetQuotas(q); err != nil {
-		return nil, invalidArgument("chat-broker " + err.Error())
-	}
-	return e.adminGetQuotas(r)
+	return nil
 }
 
-func (e *Emulator) adminDeleteQuotas(r *http.Request) (any, *chatapi.Error) {
-	e.SetQuotas(Quotas{})
-	return e.adminGetQuotas(r)
-}
+// clearQuotas lifts every quota.
+func (e *Emulator) clearQuotas() { e.SetQuotas(Quotas{}) }
