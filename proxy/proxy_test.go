@@ -333,12 +333,7 @@ func TestRefusalsNeverReachUpstream(t *testing.T) {
 			if tc.header != nil {
 				req.Header = tc.header
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
+			resp, body := roundTrip(t, req)
 			if resp.StatusCode != tc.wantStatus {
 				t.Errorf("status = %d, want %d; body %s", resp.StatusCode, tc.wantStatus, body)
 			}
@@ -364,6 +359,21 @@ func TestRefusalsNeverReachUpstream(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("legitimate call after refusals: %v %v", resp, err)
 	}
+}
+
+// roundTrip sends req and reads the whole answer.
+func roundTrip(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
 }
 
 func doJSON(base, verb, path, secret, body string) (*http.Response, error) {
@@ -422,12 +432,7 @@ func TestNoTokenIs503(t *testing.T) {
 	e.emu.SetTokenEndpointDown(true)
 	req, _ := http.NewRequest("GET", e.url+"/v1/spaces/AAAA/messages/M1", nil)
 	req.Header.Set("Authorization", "Bearer "+notifierSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := roundTrip(t, req)
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("status %d Retry-After %q, want 503 with Retry-After; body %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
@@ -440,7 +445,7 @@ func TestNoTokenIs503(t *testing.T) {
 
 	// The endpoint comes back: the next call goes through.
 	e.emu.SetTokenEndpointDown(false)
-	resp, err = doJSON(e.url, "POST", "/v1/spaces/AAAA/messages", notifierSecret, `{"text":"back"}`)
+	resp, err := doJSON(e.url, "POST", "/v1/spaces/AAAA/messages", notifierSecret, `{"text":"back"}`)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after recovery: %v %v", resp, err)
 	}

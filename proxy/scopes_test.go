@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -269,12 +268,7 @@ func TestSubjectHeaderShapes(t *testing.T) {
 			req.Header.Set("Authorization", "Bearer "+delegateSecret)
 			req.Header.Set("Content-Type", "application/json")
 			req.Header[proxy.SubjectHeader] = tc.values
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := roundTrip(t, req)
 			gerr, ok := chatapi.ParseError(body)
 			if !ok {
 				t.Fatalf("body is not a Google error: %s", body)
