@@ -11,9 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/oauth2"
 	chat "google.golang.org/api/chat/v1"
@@ -23,6 +21,7 @@ import (
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
 	"github.com/chat-broker/chat-broker/internal/testenv"
+	"github.com/chat-broker/chat-broker/internal/testlog"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -60,62 +59,6 @@ var testPolicy = policyOf(
 	opsCaller,
 )
 
-// syncBuffer collects log output written from many goroutines.
-type syncBuffer struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	written chan struct{} // closed and replaced on each Write
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.written != nil {
-		close(s.written)
-		s.written = nil
-	}
-	return s.b.Write(p)
-}
-
-// waitFor blocks until the output contains want. The audit record of a
-// call is written when the handler returns, which may be just after the
-// client has read the whole response.
-func (s *syncBuffer) waitFor(t *testing.T, want string) string {
-	t.Helper()
-	return s.waitForN(t, want, 1)
-}
-
-// waitForN blocks until the output contains want n times.
-func (s *syncBuffer) waitForN(t *testing.T, want string, n int) string {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		s.mu.Lock()
-		got := s.b.String()
-		if strings.Count(got, want) >= n {
-			s.mu.Unlock()
-			return got
-		}
-		if s.written == nil {
-			s.written = make(chan struct{})
-		}
-		ch := s.written
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-timeout:
-			t.Fatalf("logs never contained %q %d times: %s", want, n, got)
-			return ""
-		}
-	}
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a real broker in front of a real emulator, both on loopback
 // sockets.
 type env struct {
@@ -124,7 +67,7 @@ type env struct {
 	proxy  *proxy.Proxy
 	policy *policy.Policy
 	url    string // the broker's proxy listener
-	logs   *syncBuffer
+	logs   *testlog.Buffer
 	up     *url.URL // the emulator
 }
 
@@ -133,7 +76,7 @@ type env struct {
 // that need their own proxy do not each generate an emulator key.
 func (e *env) withProxy(t *testing.T, opts ...func(*proxy.Config)) *env {
 	t.Helper()
-	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := e.logs.Logger()
 	cp := *e
 	cp.proxy, cp.url = serveProxy(t, proxy.Config{Upstream: e.up, Policy: policy.NewStore(e.policy), Tokens: e.broker.Source(), Audit: logger, Logger: logger}, opts...)
 	return &cp
@@ -167,8 +110,8 @@ func newEnv(t *testing.T) *env {
 // opts change the proxy's configuration.
 func newEnvWith(t *testing.T, cfg emulator.Config, policyText string, opts ...func(*proxy.Config)) *env {
 	t.Helper()
-	logs := &syncBuffer{}
-	g := testenv.Start(t, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	logs := &testlog.Buffer{}
+	g := testenv.Start(t, cfg, logs.Logger())
 	pol, err := policy.Parse("policy.yaml", []byte(policyText))
 	if err != nil {
 		t.Fatal(err)
@@ -499,9 +442,9 @@ func TestSecretsStaySecret(t *testing.T) {
 		t.Fatal("no request reached the emulator; nothing to check")
 	}
 	// Wait for all three audit records before scanning.
-	e.logs.waitFor(t, `"decision":"allow"`)
-	e.logs.waitFor(t, `"reason":"SPACE_NOT_ALLOWED"`)
-	logs := e.logs.waitFor(t, `"reason":"CALLER_UNKNOWN"`)
+	e.logs.WaitFor(t, `"decision":"allow"`)
+	e.logs.WaitFor(t, `"reason":"SPACE_NOT_ALLOWED"`)
+	logs := e.logs.WaitFor(t, `"reason":"CALLER_UNKNOWN"`)
 	for _, s := range append(tokens, notifierSecret, unknownSecret) {
 		if strings.Contains(logs, s) {
 			t.Errorf("a secret appears in the logs")
@@ -523,7 +466,7 @@ func (panicTokens) Token(context.Context, string, []chatapi.Scope) (proxy.Token,
 // (status 500, reason INTERNAL) and the caller's connection is cut, as
 // net/http does for a handler that panics.
 func TestPanicIsAudited(t *testing.T) {
-	var audit, logs, serverLog syncBuffer
+	var audit, logs, serverLog testlog.Buffer
 	up, _ := url.Parse("http://127.0.0.1:1")
 	px, err := proxy.New(proxy.Config{Upstream: up, Policy: policy.NewStore(mustParse(t, testPolicy)), Tokens: panicTokens{},
 		Audit: slog.New(slog.NewJSONHandler(&audit, nil)), Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
@@ -538,13 +481,13 @@ func TestPanicIsAudited(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("the caller got %d; want its connection cut", resp.StatusCode)
 	}
-	rec := audit.waitFor(t, `"msg":"call"`)
+	rec := audit.WaitFor(t, `"msg":"call"`)
 	for _, want := range []string{`"status":500`, `"reason":"INTERNAL"`, `"caller":"ops"`, `"method":"spaces.messages.get"`} {
 		if !strings.Contains(rec, want) {
 			t.Errorf("audit record lacks %s: %s", want, rec)
 		}
 	}
-	if got := logs.waitFor(t, "call failed in the broker"); strings.Contains(got, opsSecret) {
+	if got := logs.WaitFor(t, "call failed in the broker"); strings.Contains(got, opsSecret) {
 		t.Errorf("the log carries the caller's secret: %s", got)
 	}
 }

@@ -130,7 +130,7 @@ func TestNotMemberHint(t *testing.T) {
 	if hint := gerr.Header.Get(proxy.HintHeader); !strings.Contains(hint, "not a member of spaces/CCCC") {
 		t.Errorf("hint = %q", hint)
 	}
-	e.logs.waitFor(t, `"hint":"The Chat app is not a member of spaces/CCCC`)
+	e.logs.WaitFor(t, `"hint":"The Chat app is not a member of spaces/CCCC`)
 }
 
 // A caller acts as a user only when the policy lets it; the token then

@@ -12,8 +12,12 @@ import (
 
 const modulePath = "github.com/chat-broker/chat-broker/"
 
-// testSupport starts an emulator and a broker for tests.
-const testSupport = "internal/testenv"
+// testSupport starts an emulator and a broker for tests; testLog is a
+// log sink for tests. Only tests import them.
+const (
+	testSupport = "internal/testenv"
+	testLog     = "internal/testlog"
+)
 
 // importRules say, for the production (non-test) code of a directory,
 // which of the module's packages it must not import. The package layout
@@ -86,7 +90,7 @@ func TestImportRules(t *testing.T) {
 			if strings.HasPrefix(imp, "cmd/") {
 				t.Errorf("%s imports %s: nothing imports a command", file, imp)
 			}
-			if imp == testSupport && rel != "examples/internal/brokertest" {
+			if (imp == testSupport || imp == testLog) && rel != "examples/internal/brokertest" {
 				t.Errorf("%s imports %s: only tests may", file, imp)
 			}
 			for _, r := range importRules {
