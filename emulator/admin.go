@@ -28,49 +28,20 @@ type adminHandler func(e *Emulator, r *http.Request) (any, *chatapi.Error)
 
 // adminRoutes maps path → verb → handler.
 var adminRoutes = map[string]map[string]adminHandler{
-	"/emulator/approvals": {
-		http.MethodGet:  (*Emulator).adminGetApprovals,
-		http.MethodPost: adminPost((*Emulator).postApproval, (*Emulator).adminGetApprovals),
-	},
-	"/emulator/delegation": {
-		http.MethodGet:  (*Emulator).adminGetDelegation,
-		http.MethodPost: adminPost((*Emulator).postDelegation, (*Emulator).adminGetDelegation),
-	},
+	"/emulator/approvals":      adminEndpoint((*Emulator).adminGetApprovals, decoded((*Emulator).postApproval), nil),
+	"/emulator/delegation":     adminEndpoint((*Emulator).adminGetDelegation, decoded((*Emulator).postDelegation), nil),
+	"/emulator/faults":         adminEndpoint((*Emulator).adminGetFaults, decoded((*Emulator).postFault), (*Emulator).ClearFaults),
+	"/emulator/token-endpoint": adminEndpoint((*Emulator).adminGetTokenEndpoint, decoded((*Emulator).postTokenEndpoint), nil),
+	"/emulator/token-error":    adminEndpoint((*Emulator).adminGetTokenError, decoded((*Emulator).postTokenError), nil),
+	"/emulator/counters":       adminEndpoint((*Emulator).adminGetCounters, nil, (*Emulator).ResetCounters),
+	"/emulator/seed":           adminEndpoint((*Emulator).adminGetSeed, decoded((*Emulator).postSeed), nil),
+	"/emulator/token-lifetime": adminEndpoint((*Emulator).adminGetTokenLifetime, decoded((*Emulator).postTokenLifetime), nil),
+	"/emulator/requests":       adminEndpoint((*Emulator).adminGetRequests, nil, (*Emulator).ResetRequests),
+	"/emulator/mints":          adminEndpoint((*Emulator).adminGetMints, nil, nil),
+	// POST answers with the space it added, not the list.
 	"/emulator/spaces": {
 		http.MethodGet:  (*Emulator).adminGetSpaces,
 		http.MethodPost: (*Emulator).adminPostSpace,
-	},
-	"/emulator/faults": {
-		http.MethodGet:    (*Emulator).adminGetFaults,
-		http.MethodPost:   adminPost((*Emulator).postFault, (*Emulator).adminGetFaults),
-		http.MethodDelete: adminDelete((*Emulator).ClearFaults, (*Emulator).adminGetFaults),
-	},
-	"/emulator/token-endpoint": {
-		http.MethodGet:  (*Emulator).adminGetTokenEndpoint,
-		http.MethodPost: adminPost((*Emulator).postTokenEndpoint, (*Emulator).adminGetTokenEndpoint),
-	},
-	"/emulator/token-error": {
-		http.MethodGet:  (*Emulator).adminGetTokenError,
-		http.MethodPost: adminPost((*Emulator).postTokenError, (*Emulator).adminGetTokenError),
-	},
-	"/emulator/counters": {
-		http.MethodGet:    (*Emulator).adminGetCounters,
-		http.MethodDelete: adminDelete((*Emulator).ResetCounters, (*Emulator).adminGetCounters),
-	},
-	"/emulator/seed": {
-		http.MethodGet:  (*Emulator).adminGetSeed,
-		http.MethodPost: adminPost((*Emulator).postSeed, (*Emulator).adminGetSeed),
-	},
-	"/emulator/token-lifetime": {
-		http.MethodGet:  (*Emulator).adminGetTokenLifetime,
-		http.MethodPost: adminPost((*Emulator).postTokenLifetime, (*Emulator).adminGetTokenLifetime),
-	},
-	"/emulator/requests": {
-		http.MethodGet:    (*Emulator).adminGetRequests,
-		http.MethodDelete: adminDelete((*Emulator).ResetRequests, (*Emulator).adminGetRequests),
-	},
-	"/emulator/mints": {
-		http.MethodGet: (*Emulator).adminGetMints,
 	},
 }
 
@@ -125,27 +96,37 @@ func decodeAdmin(r *http.Request, v any) *chatapi.Error {
 	return nil
 }
 
-// adminPost is a POST handler: it decodes the body into an In, has apply
-// check and apply it, and answers as get does.
-func adminPost[In any](apply func(*Emulator, *In) *chatapi.Error, get adminHandler) adminHandler {
-	return func(e *Emulator, r *http.Request) (any, *chatapi.Error) {
-		var in In
-		if err := decodeAdmin(r, &in); err != nil {
-			return nil, err
+// adminEndpoint is a control endpoint whose GET answers get. POST, where
+// post is set, changes what the body asks and DELETE, where clear is
+// set, clears; both then answer as GET does.
+func adminEndpoint(get adminHandler, post func(*Emulator, *http.Request) *chatapi.Error, clear func(*Emulator)) map[string]adminHandler {
+	verbs := map[string]adminHandler{http.MethodGet: get}
+	if post != nil {
+		verbs[http.MethodPost] = func(e *Emulator, r *http.Request) (any, *chatapi.Error) {
+			if err := post(e, r); err != nil {
+				return nil, err
+			}
+			return get(e, r)
 		}
-		if err := apply(e, &in); err != nil {
-			return nil, err
-		}
-		return get(e, r)
 	}
+	if clear != nil {
+		verbs[http.MethodDelete] = func(e *Emulator, r *http.Request) (any, *chatapi.Error) {
+			clear(e)
+			return get(e, r)
+		}
+	}
+	return verbs
 }
 
-// adminDelete is a DELETE handler: it clears what clear clears and
-// answers as get does.
-func adminDelete(clear func(*Emulator), get adminHandler) adminHandler {
-	return func(e *Emulator, r *http.Request) (any, *chatapi.Error) {
-		clear(e)
-		return get(e, r)
+// decoded is a change that decodes the body into an In and has apply
+// check and apply it.
+func decoded[In any](apply func(*Emulator, *In) *chatapi.Error) func(*Emulator, *http.Request) *chatapi.Error {
+	return func(e *Emulator, r *http.Request) *chatapi.Error {
+		var in In
+		if err := decodeAdmin(r, &in); err != nil {
+			return err
+		}
+		return apply(e, &in)
 	}
 }
 

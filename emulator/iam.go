@@ -308,10 +308,7 @@ func (e *Emulator) signedByIAM(assertion string) bool {
 // The control API's /emulator/iam: the token-creator grant and the API's
 // state. It is registered here, next to what it controls.
 func init() {
-	adminRoutes["/emulator/iam"] = map[string]adminHandler{
-		http.MethodGet:  (*Emulator).adminGetIAM,
-		http.MethodPost: adminPost((*Emulator).postIAM, (*Emulator).adminGetIAM),
-	}
+	adminRoutes["/emulator/iam"] = adminEndpoint((*Emulator).adminGetIAM, decoded((*Emulator).postIAM), nil)
 }
 
 type iamJSON struct {

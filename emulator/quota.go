@@ -201,11 +201,7 @@ func ParseQuotas(s string) (Quotas, error) {
 // The control API's /emulator/quotas, registered here to keep the quota
 // model in one file.
 func init() {
-	adminRoutes["/emulator/quotas"] = map[string]adminHandler{
-		http.MethodGet:    (*Emulator).adminGetQuotas,
-		http.MethodPost:   adminPost((*Emulator).postQuotas, (*Emulator).adminGetQuotas),
-		http.MethodDelete: adminDelete((*Emulator).clearQuotas, (*Emulator).adminGetQuotas),
-	}
+	adminRoutes["/emulator/quotas"] = adminEndpoint((*Emulator).adminGetQuotas, decoded((*Emulator).postQuotas), (*Emulator).clearQuotas)
 }
 
 type quotasOut struct {
