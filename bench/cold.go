@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
-	"time"
 
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
@@ -56,43 +54,16 @@ func runColdHerd(ctx context.Context, e *env, r *Report) error {
 	n := e.cfg.Herd
 	client := newClient(n)
 	defer client.CloseIdleConnections()
-	lat := make([]time.Duration, n)
-	errs := make([]error, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
+	// One bearer a call: once's i picks it whatever i is.
+	res := fireAtOnce(ctx, client, n, func(i int) Call {
 		k := kinds[i%len(kinds)]
 		c := Call{Method: k.op.method, URL: "http://" + b.proxy + k.op.path, Body: k.op.body, Bearers: []string{k.bearer}}
 		if k.subject != "" {
 			c.Header = http.Header{"X-Chat-Broker-Subject": {k.subject}}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			t0 := time.Now()
-			errs[i] = once(ctx, client, c, 0)
-			lat[i] = time.Since(t0)
-		}()
-	}
-	t0 := time.Now()
-	close(start)
-	wg.Wait()
-	wall := time.Since(t0)
-
-	h := &ColdHerd{Calls: n, WallMS: ms(wall)}
-	res := Result{}
-	for i := range n {
-		if errs[i] != nil {
-			h.Errors++
-			if h.First == "" {
-				h.First = errs[i].Error()
-			}
-			continue
-		}
-		h.OK++
-		res.Latencies = append(res.Latencies, lat[i])
-	}
+		return c
+	})
+	h := &ColdHerd{Calls: n, WallMS: ms(res.Elapsed), OK: res.Requests, Errors: res.Errors, First: res.FirstErr}
 	h.P50, h.P99, h.Max = us(res.Percentile(0.5)), us(res.Percentile(0.99)), us(res.Percentile(1))
 
 	after := countMints(e.emu.Mints())

@@ -146,7 +146,8 @@ func runPod(ctx context.Context, e *env, r *Report) error {
 		if err != nil {
 			return err
 		}
-		res := fireAtOnce(ctx, t.client, call(t), e.cfg.PodBurst)
+		c := call(t)
+		res := fireAtOnce(ctx, t.client, e.cfg.PodBurst, func(int) Call { return c })
 		after, err := settledCounts(ctx, t.counts)
 		if err != nil {
 			return err
@@ -197,15 +198,17 @@ func podRow(load, target string, c int, res Result, n upstreamCounts) PodRow {
 	}
 }
 
-// fireAtOnce sends n copies of c from n goroutines released together, as
-// many callers of an app that wake at once, and returns what they saw;
-// Elapsed is from the release to the last answer.
-func fireAtOnce(ctx context.Context, client *http.Client, c Call, n int) Result {
+// fireAtOnce sends call(0) … call(n-1) (the i-th with bearer i of its
+// Bearers) from n goroutines released together, as many callers of an
+// app that wake at once, and returns what they saw; Elapsed is from the
+// release to the last answer.
+func fireAtOnce(ctx context.Context, client *http.Client, n int, call func(i int) Call) Result {
 	lat := make([]time.Duration, n)
 	errs := make([]error, n)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
+		c := call(i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

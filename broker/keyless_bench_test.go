@@ -96,7 +96,7 @@ func TestSoakShortLivedTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withKey, err := New(Config{Key: key, Logger: env.logs.logger()})
+	withKey, err := New(Config{Key: key, Logger: env.logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

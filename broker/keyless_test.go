@@ -18,6 +18,7 @@ import (
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
 	"github.com/chat-broker/chat-broker/internal/fakeclock"
+	"github.com/chat-broker/chat-broker/internal/testlog"
 )
 
 const alice = "alice@example.com"
@@ -30,7 +31,7 @@ type keylessEnv struct {
 	emu   *emulator.Emulator
 	srv   *httptest.Server
 	clock *fakeclock.Clock
-	logs  *logSink
+	logs  *testlog.Buffer
 }
 
 // newKeylessEnv starts the emulator and points Application Default
@@ -57,7 +58,7 @@ func newKeylessEnvOn(t testing.TB, clock *fakeclock.Clock) *keylessEnv {
 	t.Setenv("HOME", t.TempDir()) // no gcloud credentials file
 	t.Setenv("CLOUDSDK_CONFIG", t.TempDir())
 	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(srv.URL, "http://"))
-	return &keylessEnv{emu: emu, srv: srv, clock: clock, logs: &logSink{}}
+	return &keylessEnv{emu: emu, srv: srv, clock: clock, logs: &testlog.Buffer{}}
 }
 
 // broker returns a keyless broker against the emulator; edit may change
@@ -70,7 +71,7 @@ func (env *keylessEnv) broker(t testing.TB, edit func(*Config)) (*Broker, chan e
 			IAMEndpoint:    env.srv.URL,
 			TokenEndpoint:  env.srv.URL + "/token",
 		},
-		Logger: env.logs.logger(),
+		Logger: env.logs.Logger(),
 	}
 	if env.clock != nil {
 		cfg.Now, cfg.After = env.clock.Now, env.clock.After

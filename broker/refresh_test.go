@@ -17,13 +17,14 @@ import (
 
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/internal/fakeclock"
+	"github.com/chat-broker/chat-broker/internal/testlog"
 )
 
 // newLoggedIdleBroker is newIdleBroker logging, at debug, to logs.
-func newLoggedIdleBroker(t *testing.T, ep *fakeEndpoint) (b *Broker, clock *fakeclock.Clock, first Token, refreshAt time.Time, logs *logSink) {
+func newLoggedIdleBroker(t *testing.T, ep *fakeEndpoint) (b *Broker, clock *fakeclock.Clock, first Token, refreshAt time.Time, logs *testlog.Buffer) {
 	t.Helper()
-	logs = &logSink{}
-	b, clock, first, refreshAt = newIdleBroker(t, ep, func(c *Config) { c.Logger = logs.logger() })
+	logs = &testlog.Buffer{}
+	b, clock, first, refreshAt = newIdleBroker(t, ep, func(c *Config) { c.Logger = logs.Logger() })
 	return b, clock, first, refreshAt, logs
 }
 
@@ -147,7 +148,7 @@ func TestOutageShorterThanLifetime(t *testing.T) {
 
 	// Transient failures are logged at warn with the back-off; none at
 	// error.
-	warns := logs.records(t, slog.LevelWarn)
+	warns := logs.Records(t, slog.LevelWarn)
 	if int64(len(warns)) != outageAttempts {
 		t.Errorf("%d warnings, want one per failed attempt (%d)", len(warns), outageAttempts)
 	}
@@ -161,7 +162,7 @@ func TestOutageShorterThanLifetime(t *testing.T) {
 	if !statuses[0] || !statuses[429] || !statuses[503] {
 		t.Errorf("failures seen with statuses %v, want 0 (reset), 429 and 503", statuses)
 	}
-	if errs := logs.records(t, slog.LevelError); len(errs) != 0 {
+	if errs := logs.Records(t, slog.LevelError); len(errs) != 0 {
 		t.Errorf("transient failures logged at error: %v", errs)
 	}
 	if strings.Contains(logs.String(), "ya29.") || strings.Contains(logs.String(), "eyJ") {
@@ -309,11 +310,11 @@ func TestPermanentError(t *testing.T) {
 		t.Errorf("Stats = %+v, want %d permanent errors", s, len(attempts)+1)
 	}
 
-	errs := logs.records(t, slog.LevelError)
+	errs := logs.Records(t, slog.LevelError)
 	if len(errs) != 1 || errs[0]["code"] != "invalid_grant" || !strings.Contains(errs[0]["err"].(string), "invalid_grant") {
 		t.Errorf("error records: %v; want one, naming invalid_grant", errs)
 	}
-	if warns := logs.records(t, slog.LevelWarn); len(warns) != 0 {
+	if warns := logs.Records(t, slog.LevelWarn); len(warns) != 0 {
 		t.Errorf("warnings: %v; want none", warns)
 	}
 	// Fixed: the next try succeeds, which is logged, and a new permanent
@@ -321,7 +322,7 @@ func TestPermanentError(t *testing.T) {
 	ep.answer(0, "")
 	mustToken(t, b, bot)
 	quiesce(t, b)
-	if infos := logs.records(t, slog.LevelInfo); len(infos) != 1 || infos[0]["after_failures"] != float64(len(attempts)+1) {
+	if infos := logs.Records(t, slog.LevelInfo); len(infos) != 1 || infos[0]["after_failures"] != float64(len(attempts)+1) {
 		t.Errorf("info records: %v; want one saying minting works again", infos)
 	}
 	if h := b.Health(); h.Failing {
@@ -331,7 +332,7 @@ func TestPermanentError(t *testing.T) {
 	ep.answer(http.StatusBadRequest, `{"error":"invalid_grant","error_description":"Invalid grant: account not found"}`)
 	b.Token(ctx, "", bot)
 	quiesce(t, b)
-	if errs := logs.records(t, slog.LevelError); len(errs) != 2 {
+	if errs := logs.Records(t, slog.LevelError); len(errs) != 2 {
 		t.Errorf("%d error records, want 2: the error came back after a success", len(errs))
 	}
 }

@@ -28,49 +28,20 @@ type adminHandler func(e *Emulator, r *http.Request) (any, *chatapi.Error)
 
 // adminRoutes maps path → verb → handler.
 var adminRoutes = map[string]map[string]adminHandler{
-	"/emulator/approvals": {
-		http.MethodGet:  (*Emulator).adminGetApprovals,
-		http.MethodPost: (*Emulator).adminPostApproval,
-	},
-	"/emulator/delegation": {
-		http.MethodGet:  (*Emulator).adminGetDelegation,
-		http.MethodPost: (*Emulator).adminPostDelegation,
-	},
+	"/emulator/approvals":      adminEndpoint((*Emulator).adminGetApprovals, decoded((*Emulator).postApproval), nil),
+	"/emulator/delegation":     adminEndpoint((*Emulator).adminGetDelegation, decoded((*Emulator).postDelegation), nil),
+	"/emulator/faults":         adminEndpoint((*Emulator).adminGetFaults, decoded((*Emulator).postFault), (*Emulator).ClearFaults),
+	"/emulator/token-endpoint": adminEndpoint((*Emulator).adminGetTokenEndpoint, decoded((*Emulator).postTokenEndpoint), nil),
+	"/emulator/token-error":    adminEndpoint((*Emulator).adminGetTokenError, decoded((*Emulator).postTokenError), nil),
+	"/emulator/counters":       adminEndpoint((*Emulator).adminGetCounters, nil, (*Emulator).ResetCounters),
+	"/emulator/seed":           adminEndpoint((*Emulator).adminGetSeed, decoded((*Emulator).postSeed), nil),
+	"/emulator/token-lifetime": adminEndpoint((*Emulator).adminGetTokenLifetime, decoded((*Emulator).postTokenLifetime), nil),
+	"/emulator/requests":       adminEndpoint((*Emulator).adminGetRequests, nil, (*Emulator).ResetRequests),
+	"/emulator/mints":          adminEndpoint((*Emulator).adminGetMints, nil, nil),
+	// POST answers with the space it added, not the list.
 	"/emulator/spaces": {
 		http.MethodGet:  (*Emulator).adminGetSpaces,
 		http.MethodPost: (*Emulator).adminPostSpace,
-	},
-	"/emulator/faults": {
-		http.MethodGet:    (*Emulator).adminGetFaults,
-		http.MethodPost:   (*Emulator).adminPostFault,
-		http.MethodDelete: (*Emulator).adminDeleteFaults,
-	},
-	"/emulator/token-endpoint": {
-		http.MethodGet:  (*Emulator).adminGetTokenEndpoint,
-		http.MethodPost: (*Emulator).adminPostTokenEndpoint,
-	},
-	"/emulator/token-error": {
-		http.MethodGet:  (*Emulator).adminGetTokenError,
-		http.MethodPost: (*Emulator).adminPostTokenError,
-	},
-	"/emulator/counters": {
-		http.MethodGet:    (*Emulator).adminGetCounters,
-		http.MethodDelete: (*Emulator).adminDeleteCounters,
-	},
-	"/emulator/seed": {
-		http.MethodGet:  (*Emulator).adminGetSeed,
-		http.MethodPost: (*Emulator).adminPostSeed,
-	},
-	"/emulator/token-lifetime": {
-		http.MethodGet:  (*Emulator).adminGetTokenLifetime,
-		http.MethodPost: (*Emulator).adminPostTokenLifetime,
-	},
-	"/emulator/requests": {
-		http.MethodGet:    (*Emulator).adminGetRequests,
-		http.MethodDelete: (*Emulator).adminDeleteRequests,
-	},
-	"/emulator/mints": {
-		http.MethodGet: (*Emulator).adminGetMints,
 	},
 }
 
@@ -125,6 +96,40 @@ func decodeAdmin(r *http.Request, v any) *chatapi.Error {
 	return nil
 }
 
+// adminEndpoint is a control endpoint whose GET answers get. POST, where
+// post is set, changes what the body asks and DELETE, where clear is
+// set, clears; both then answer as GET does.
+func adminEndpoint(get adminHandler, post func(*Emulator, *http.Request) *chatapi.Error, clear func(*Emulator)) map[string]adminHandler {
+	verbs := map[string]adminHandler{http.MethodGet: get}
+	if post != nil {
+		verbs[http.MethodPost] = func(e *Emulator, r *http.Request) (any, *chatapi.Error) {
+			if err := post(e, r); err != nil {
+				return nil, err
+			}
+			return get(e, r)
+		}
+	}
+	if clear != nil {
+		verbs[http.MethodDelete] = func(e *Emulator, r *http.Request) (any, *chatapi.Error) {
+			clear(e)
+			return get(e, r)
+		}
+	}
+	return verbs
+}
+
+// decoded is a change that decodes the body into an In and has apply
+// check and apply it.
+func decoded[In any](apply func(*Emulator, *In) *chatapi.Error) func(*Emulator, *http.Request) *chatapi.Error {
+	return func(e *Emulator, r *http.Request) *chatapi.Error {
+		var in In
+		if err := decodeAdmin(r, &in); err != nil {
+			return err
+		}
+		return apply(e, &in)
+	}
+}
+
 func missing(field string) *chatapi.Error {
 	return invalidArgument(fmt.Sprintf("chat-broker emulator: %q is required", field))
 }
@@ -148,23 +153,21 @@ func (e *Emulator) adminGetApprovals(*http.Request) (any, *chatapi.Error) {
 	return out, nil
 }
 
-func (e *Emulator) adminPostApproval(r *http.Request) (any, *chatapi.Error) {
-	var in struct {
-		Scope    string `json:"scope"`
-		Approved *bool  `json:"approved"`
-	}
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+type approvalIn struct {
+	Scope    string `json:"scope"`
+	Approved *bool  `json:"approved"`
+}
+
+func (e *Emulator) postApproval(in *approvalIn) *chatapi.Error {
 	if in.Approved == nil {
-		return nil, missing("approved")
+		return missing("approved")
 	}
 	s, ok := chatapi.ParseScope(in.Scope)
 	if !ok || !s.IsApp() {
-		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: %q is not a chat.app.* scope (e.g. chat.app.spaces.create)", in.Scope))
+		return invalidArgument(fmt.Sprintf("chat-broker emulator: %q is not a chat.app.* scope (e.g. chat.app.spaces.create)", in.Scope))
 	}
 	e.Approve(s, *in.Approved)
-	return e.adminGetApprovals(r)
+	return nil
 }
 
 // Delegation.
@@ -183,26 +186,24 @@ func (e *Emulator) adminGetDelegation(*http.Request) (any, *chatapi.Error) {
 	return delegationOut{AllUsers: all, Users: users}, nil
 }
 
-func (e *Emulator) adminPostDelegation(r *http.Request) (any, *chatapi.Error) {
-	var in struct {
-		User    string `json:"user"`
-		Enabled *bool  `json:"enabled"`
-	}
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+type delegationIn struct {
+	User    string `json:"user"`
+	Enabled *bool  `json:"enabled"`
+}
+
+func (e *Emulator) postDelegation(in *delegationIn) *chatapi.Error {
 	if in.Enabled == nil {
-		return nil, missing("enabled")
+		return missing("enabled")
 	}
 	switch {
 	case in.User == "":
 		e.SetDelegation(*in.Enabled)
 	case !validEmail(in.User):
-		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: user %q is not an email", in.User))
+		return invalidArgument(fmt.Sprintf("chat-broker emulator: user %q is not an email", in.User))
 	default:
 		e.SetUserDelegation(in.User, *in.Enabled)
 	}
-	return e.adminGetDelegation(r)
+	return nil
 }
 
 // Spaces.
@@ -286,13 +287,9 @@ func (e *Emulator) adminGetFaults(*http.Request) (any, *chatapi.Error) {
 	return out, nil
 }
 
-func (e *Emulator) adminPostFault(r *http.Request) (any, *chatapi.Error) {
-	var in faultJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postFault(in *faultJSON) *chatapi.Error {
 	if in.RetryAfterSeconds < 0 || in.Times < 0 || in.LatencyMs < 0 || in.Left != 0 {
-		return nil, invalidArgument("chat-broker emulator: retryAfterSeconds, times and latencyMs must not be negative, and left is output only")
+		return invalidArgument("chat-broker emulator: retryAfterSeconds, times and latencyMs must not be negative, and left is output only")
 	}
 	f, err := Fault{
 		Method:           in.Method,
@@ -310,15 +307,10 @@ func (e *Emulator) adminPostFault(r *http.Request) (any, *chatapi.Error) {
 		if strings.Contains(msg, "is no Chat method id") {
 			msg += "; omit method to fail every method"
 		}
-		return nil, invalidArgument(msg)
+		return invalidArgument(msg)
 	}
 	e.InjectFault(f)
-	return e.adminGetFaults(r)
-}
-
-func (e *Emulator) adminDeleteFaults(r *http.Request) (any, *chatapi.Error) {
-	e.ClearFaults()
-	return e.adminGetFaults(r)
+	return nil
 }
 
 // Token endpoint.
@@ -334,16 +326,12 @@ func (e *Emulator) adminGetTokenEndpoint(*http.Request) (any, *chatapi.Error) {
 	return tokenEndpointJSON{&down}, nil
 }
 
-func (e *Emulator) adminPostTokenEndpoint(r *http.Request) (any, *chatapi.Error) {
-	var in tokenEndpointJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postTokenEndpoint(in *tokenEndpointJSON) *chatapi.Error {
 	if in.Down == nil {
-		return nil, missing("down")
+		return missing("down")
 	}
 	e.SetTokenEndpointDown(*in.Down)
-	return e.adminGetTokenEndpoint(r)
+	return nil
 }
 
 type tokenErrorJSON struct {
@@ -357,19 +345,15 @@ func (e *Emulator) adminGetTokenError(*http.Request) (any, *chatapi.Error) {
 	return tokenErrorJSON{&status, code, desc}, nil
 }
 
-func (e *Emulator) adminPostTokenError(r *http.Request) (any, *chatapi.Error) {
-	var in tokenErrorJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postTokenError(in *tokenErrorJSON) *chatapi.Error {
 	if in.Status == nil {
-		return nil, missing("status")
+		return missing("status")
 	}
 	if s := *in.Status; s != 0 && (s < 400 || s > 599) {
-		return nil, invalidArgument(fmt.Sprintf("chat-broker emulator: status %d is neither 0 (clear) nor 4xx or 5xx", s))
+		return invalidArgument(fmt.Sprintf("chat-broker emulator: status %d is neither 0 (clear) nor 4xx or 5xx", s))
 	}
 	e.SetTokenError(*in.Status, in.Error, in.Description)
-	return e.adminGetTokenError(r)
+	return nil
 }
 
 type tokenLifetimeJSON struct {
@@ -383,19 +367,15 @@ func (e *Emulator) adminGetTokenLifetime(*http.Request) (any, *chatapi.Error) {
 	return tokenLifetimeJSON{&secs}, nil
 }
 
-func (e *Emulator) adminPostTokenLifetime(r *http.Request) (any, *chatapi.Error) {
-	var in tokenLifetimeJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postTokenLifetime(in *tokenLifetimeJSON) *chatapi.Error {
 	if in.Seconds == nil {
-		return nil, missing("seconds")
+		return missing("seconds")
 	}
 	if *in.Seconds < 0 {
-		return nil, invalidArgument("chat-broker emulator: seconds must not be negative; 0 means one hour")
+		return invalidArgument("chat-broker emulator: seconds must not be negative; 0 means one hour")
 	}
 	e.SetTokenLifetime(time.Duration(*in.Seconds * float64(time.Second)))
-	return e.adminGetTokenLifetime(r)
+	return nil
 }
 
 // Logs.
@@ -460,11 +440,6 @@ func (e *Emulator) adminGetRequests(*http.Request) (any, *chatapi.Error) {
 	return out, nil
 }
 
-func (e *Emulator) adminDeleteRequests(r *http.Request) (any, *chatapi.Error) {
-	e.ResetRequests()
-	return e.adminGetRequests(r)
-}
-
 func (e *Emulator) adminGetMints(*http.Request) (any, *chatapi.Error) {
 	type mintJSON struct {
 		Time     string   `json:"time"`
@@ -489,11 +464,6 @@ func (e *Emulator) adminGetCounters(*http.Request) (any, *chatapi.Error) {
 	return e.Counters(), nil
 }
 
-func (e *Emulator) adminDeleteCounters(r *http.Request) (any, *chatapi.Error) {
-	e.ResetCounters()
-	return e.Counters(), nil
-}
-
 type seedJSON struct {
 	Seed *int64 `json:"seed"`
 }
@@ -503,14 +473,10 @@ func (e *Emulator) adminGetSeed(*http.Request) (any, *chatapi.Error) {
 	return seedJSON{&seed}, nil
 }
 
-func (e *Emulator) adminPostSeed(r *http.Request) (any, *chatapi.Error) {
-	var in seedJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postSeed(in *seedJSON) *chatapi.Error {
 	if in.Seed == nil {
-		return nil, missing("seed")
+		return missing("seed")
 	}
 	e.SetSeed(*in.Seed)
-	return e.adminGetSeed(r)
+	return nil
 }

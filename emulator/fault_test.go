@@ -41,13 +41,7 @@ func (v *env) send(ctx context.Context, verb, path, token, body string) (int, ht
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := v.srv.Client().Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b, err
+	return v.exchange(req)
 }
 
 // fractionRun sends n calls through a 30% fault on an emulator seeded

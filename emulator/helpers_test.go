@@ -112,16 +112,29 @@ func (v *env) do(t *testing.T, verb, path, token, contentType, body string) (int
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	return v.roundTrip(t, req)
+}
+
+// roundTrip sends req to the emulator and reads the whole answer.
+func (v *env) roundTrip(t *testing.T, req *http.Request) (int, http.Header, []byte) {
+	t.Helper()
+	status, h, b, err := v.exchange(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	return status, h, b
+}
+
+// exchange sends req to the emulator and reads the whole answer, or
+// returns the error of a connection that gave none.
+func (v *env) exchange(req *http.Request) (int, http.Header, []byte, error) {
 	resp, err := v.srv.Client().Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", verb, path, err)
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, b
+	return resp.StatusCode, resp.Header, b, err
 }
 
 // keyParts reads the private key and key id back from the key file.

@@ -196,15 +196,12 @@ func upperFirst(s string) string {
 // emulator's token lifetime.
 func (e *Emulator) generateAccessToken(w http.ResponseWriter, r *http.Request, now time.Time) *iamError {
 	var req struct {
-		Scope     []string `json:"scope"`
-		Lifetime  string   `json:"lifetime"`
-		Delegates []string `json:"delegates"`
+		iamDelegates
+		Scope    []string `json:"scope"`
+		Lifetime string   `json:"lifetime"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		return invalidIAM("Invalid JSON payload received.")
-	}
-	if len(req.Delegates) > 0 {
-		return invalidIAM("chat-broker emulator: delegation chains (delegates) are not emulated.")
+	if err := decodeIAM(r, &req); err != nil {
+		return err
 	}
 	if len(req.Scope) == 0 {
 		return invalidIAM("Scope required.")
@@ -238,19 +235,36 @@ func (e *Emulator) generateAccessToken(w http.ResponseWriter, r *http.Request, n
 	return nil
 }
 
+// iamDelegates is the delegation chain every IAM Credentials request
+// body may name.
+type iamDelegates struct {
+	Delegates []string `json:"delegates"`
+}
+
+func (d iamDelegates) delegates() []string { return d.Delegates }
+
+// decodeIAM reads an IAM Credentials request body into req, which embeds
+// iamDelegates, and refuses a delegation chain: none is emulated.
+func decodeIAM(r *http.Request, req interface{ delegates() []string }) *iamError {
+	if err := json.NewDecoder(r.Body).Decode(req); err != nil {
+		return invalidIAM("Invalid JSON payload received.")
+	}
+	if len(req.delegates()) > 0 {
+		return invalidIAM("chat-broker emulator: delegation chains (delegates) are not emulated.")
+	}
+	return nil
+}
+
 // signJwt signs the caller's claims with the app's service-account key,
 // as IAM signs with a Google-managed key of the account: RS256, kid the
 // key's id. The emulator's token endpoint accepts what it signs.
 func (e *Emulator) signJwt(w http.ResponseWriter, r *http.Request, now time.Time) *iamError {
 	var req struct {
-		Payload   string   `json:"payload"`
-		Delegates []string `json:"delegates"`
+		iamDelegates
+		Payload string `json:"payload"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		return invalidIAM("Invalid JSON payload received.")
-	}
-	if len(req.Delegates) > 0 {
-		return invalidIAM("chat-broker emulator: delegation chains (delegates) are not emulated.")
+	if err := decodeIAM(r, &req); err != nil {
+		return err
 	}
 	var claims map[string]any
 	if err := json.Unmarshal([]byte(req.Payload), &claims); err != nil || claims == nil {
@@ -294,10 +308,7 @@ func (e *Emulator) signedByIAM(assertion string) bool {
 // The control API's /emulator/iam: the token-creator grant and the API's
 // state. It is registered here, next to what it controls.
 func init() {
-	adminRoutes["/emulator/iam"] = map[string]adminHandler{
-		http.MethodGet:  (*Emulator).adminGetIAM,
-		http.MethodPost: (*Emulator).adminPostIAM,
-	}
+	adminRoutes["/emulator/iam"] = adminEndpoint((*Emulator).adminGetIAM, decoded((*Emulator).postIAM), nil)
 }
 
 type iamJSON struct {
@@ -312,13 +323,9 @@ func (e *Emulator) adminGetIAM(*http.Request) (any, *chatapi.Error) {
 	return iamJSON{TokenCreator: &granted, APIEnabled: &enabled, Caller: podEmail, Account: saEmail}, nil
 }
 
-func (e *Emulator) adminPostIAM(r *http.Request) (any, *chatapi.Error) {
-	var in iamJSON
-	if err := decodeAdmin(r, &in); err != nil {
-		return nil, err
-	}
+func (e *Emulator) postIAM(in *iamJSON) *chatapi.Error {
 	if in.TokenCreator == nil && in.APIEnabled == nil {
-		return nil, missing("tokenCreator or apiEnabled")
+		return missing("tokenCreator or apiEnabled")
 	}
 	if in.TokenCreator != nil {
 		e.SetTokenCreator(*in.TokenCreator)
@@ -326,5 +333,5 @@ func (e *Emulator) adminPostIAM(r *http.Request) (any, *chatapi.Error) {
 	if in.APIEnabled != nil {
 		e.SetIAMCredentialsAPI(*in.APIEnabled)
 	}
-	return e.adminGetIAM(r)
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"testing"
@@ -72,14 +71,9 @@ func TestMetadataServer(t *testing.T) {
 			if tc.flavor {
 				req.Header.Set("Metadata-Flavor", "Google")
 			}
-			resp, err := v.srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil || resp.StatusCode != tc.wantStatus || string(body) != tc.wantBody {
-				t.Errorf("got %d %q (%v), want %d %q", resp.StatusCode, body, err, tc.wantStatus, tc.wantBody)
+			status, _, body := v.roundTrip(t, req)
+			if status != tc.wantStatus || string(body) != tc.wantBody {
+				t.Errorf("got %d %q, want %d %q", status, body, tc.wantStatus, tc.wantBody)
 			}
 		})
 	}

@@ -201,11 +201,7 @@ func ParseQuotas(s string) (Quotas, error) {
 // The control API's /emulator/quotas, registered here to keep the quota
 // model in one file.
 func init() {
-	adminRoutes["/emulator/quotas"] = map[string]adminHandler{
-		http.MethodGet:    (*Emulator).adminGetQuotas,
-		http.MethodPost:   (*Emulator).adminPostQuotas,
-		http.MethodDelete: (*Emulator).adminDeleteQuotas,
-	}
+	adminRoutes["/emulator/quotas"] = adminEndpoint((*Emulator).adminGetQuotas, decoded((*Emulator).postQuotas), (*Emulator).clearQuotas)
 }
 
 type quotasOut struct {
@@ -232,18 +228,12 @@ func (e *Emulator) adminGetQuotas(*http.Request) (any, *chatapi.Error) {
 	return out, nil
 }
 
-func (e *Emulator) adminPostQuotas(r *http.Request) (any, *chatapi.Error) {
-	var q Quotas
-	if err := decodeAdmin(r, &q); err != nil {
-		return nil, err
+func (e *Emulator) postQuotas(q *Quotas) *chatapi.Error {
+	if err := e.SetQuotas(*q); err != nil {
+		return invalidArgument("chat-broker " + err.Error())
 	}
-	if err := e.SetQuotas(q); err != nil {
-		return nil, invalidArgument("chat-broker " + err.Error())
-	}
-	return e.adminGetQuotas(r)
+	return nil
 }
 
-func (e *Emulator) adminDeleteQuotas(r *http.Request) (any, *chatapi.Error) {
-	e.SetQuotas(Quotas{})
-	return e.adminGetQuotas(r)
-}
+// clearQuotas lifts every quota.
+func (e *Emulator) clearQuotas() { e.SetQuotas(Quotas{}) }

@@ -104,12 +104,7 @@ callers:
 				if subject != "" {
 					req.Header.Set(proxy.SubjectHeader, subject)
 				}
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
+				resp, got := roundTrip(t, req)
 				reqs := e.emu.Requests()[before:]
 				if len(reqs) != 1 {
 					t.Fatalf("%d requests reached the emulator (broker answered %d %s), want 1", len(reqs), resp.StatusCode, got)

@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"testing"
 )
@@ -23,12 +22,7 @@ func TestDiscoveryDocumentPointsAtTheBroker(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.verb, e.url+tc.path, nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
+			resp, body := roundTrip(t, req)
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d, want %d: %.200s", resp.StatusCode, tc.want, body)
 			}

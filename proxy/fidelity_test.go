@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -63,12 +62,7 @@ func post(t *testing.T, e *env, verb, path, secret string, h http.Header, body [
 	req, _ := http.NewRequest(verb, e.url+path, bytes.NewReader(body))
 	req.Header = h.Clone()
 	req.Header.Set("Authorization", "Bearer "+secret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := roundTrip(t, req)
 	reason := ""
 	if ge, ok := chatapi.ParseError(b); ok {
 		info, _ := ge.Info()

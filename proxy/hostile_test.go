@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/internal/fakeclock"
+	"github.com/chat-broker/chat-broker/internal/testlog"
 	"github.com/chat-broker/chat-broker/proxy"
 )
 
@@ -222,9 +223,9 @@ func (c hostileCall) do(t *testing.T, base string) (int, string) {
 	return resp.StatusCode, got.Call
 }
 
-func hostileProxy(t *testing.T, h *hostile, opts ...func(*proxy.Config)) (string, *syncBuffer) {
+func hostileProxy(t *testing.T, h *hostile, opts ...func(*proxy.Config)) (string, *testlog.Buffer) {
 	t.Helper()
-	var audit syncBuffer
+	var audit testlog.Buffer
 	return newProxyTo(t, h.url, twoCallersPolicy, append([]func(*proxy.Config){func(c *proxy.Config) {
 		c.UpstreamTLS = &tls.Config{RootCAs: h.roots}
 		c.Audit = slog.New(slog.NewJSONHandler(&audit, nil))
@@ -346,7 +347,7 @@ func TestHostileUpstreamConcurrentCallersStaySeparate(t *testing.T) {
 // retried or not.
 func TestHostileUpstreamHangs(t *testing.T) {
 	h := startHostile(t, true, func(string) (string, then) { return "", hang })
-	var audit syncBuffer
+	var audit testlog.Buffer
 	base := newProxyTo(t, h.url, twoCallersPolicy, func(c *proxy.Config) {
 		c.UpstreamTLS = &tls.Config{RootCAs: h.roots}
 		c.Audit = slog.New(slog.NewJSONHandler(&audit, nil))
@@ -362,7 +363,7 @@ func TestHostileUpstreamHangs(t *testing.T) {
 			t.Errorf("%s (%s): the upstream read it %d times, want 1: no attempt after the deadline", c.id, c.verb, n)
 		}
 	}
-	recs := audit.waitFor(t, `"caller":"beta"`)
+	recs := audit.WaitFor(t, `"caller":"beta"`)
 	if !strings.Contains(recs, `"reason":"UPSTREAM_TIMEOUT"`) || !strings.Contains(recs, `"attempts":1`) {
 		t.Errorf("audit does not record a single timed-out attempt: %s", recs)
 	}
@@ -382,7 +383,7 @@ func TestHostileUpstreamBadStatus(t *testing.T) {
 			if code, _ := c.do(t, base); code != http.StatusBadGateway {
 				t.Errorf("status %d, want 502", code)
 			}
-			rec := audit.waitFor(t, `"msg":"call"`)
+			rec := audit.WaitFor(t, `"msg":"call"`)
 			if !strings.Contains(rec, `"status":502`) || !strings.Contains(rec, `"caller":"alpha"`) {
 				t.Errorf("audit record: %s", rec)
 			}

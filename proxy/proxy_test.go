@@ -11,9 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/oauth2"
 	chat "google.golang.org/api/chat/v1"
@@ -22,6 +20,8 @@ import (
 	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
+	"github.com/chat-broker/chat-broker/internal/testenv"
+	"github.com/chat-broker/chat-broker/internal/testlog"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -59,62 +59,6 @@ var testPolicy = policyOf(
 	opsCaller,
 )
 
-// syncBuffer collects log output written from many goroutines.
-type syncBuffer struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	written chan struct{} // closed and replaced on each Write
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.written != nil {
-		close(s.written)
-		s.written = nil
-	}
-	return s.b.Write(p)
-}
-
-// waitFor blocks until the output contains want. The audit record of a
-// call is written when the handler returns, which may be just after the
-// client has read the whole response.
-func (s *syncBuffer) waitFor(t *testing.T, want string) string {
-	t.Helper()
-	return s.waitForN(t, want, 1)
-}
-
-// waitForN blocks until the output contains want n times.
-func (s *syncBuffer) waitForN(t *testing.T, want string, n int) string {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		s.mu.Lock()
-		got := s.b.String()
-		if strings.Count(got, want) >= n {
-			s.mu.Unlock()
-			return got
-		}
-		if s.written == nil {
-			s.written = make(chan struct{})
-		}
-		ch := s.written
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-timeout:
-			t.Fatalf("logs never contained %q %d times: %s", want, n, got)
-			return ""
-		}
-	}
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a real broker in front of a real emulator, both on loopback
 // sockets.
 type env struct {
@@ -123,7 +67,7 @@ type env struct {
 	proxy  *proxy.Proxy
 	policy *policy.Policy
 	url    string // the broker's proxy listener
-	logs   *syncBuffer
+	logs   *testlog.Buffer
 	up     *url.URL // the emulator
 }
 
@@ -132,7 +76,7 @@ type env struct {
 // that need their own proxy do not each generate an emulator key.
 func (e *env) withProxy(t *testing.T, opts ...func(*proxy.Config)) *env {
 	t.Helper()
-	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := e.logs.Logger()
 	cp := *e
 	cp.proxy, cp.url = serveProxy(t, proxy.Config{Upstream: e.up, Policy: policy.NewStore(e.policy), Tokens: e.broker.Source(), Audit: logger, Logger: logger}, opts...)
 	return &cp
@@ -166,30 +110,13 @@ func newEnv(t *testing.T) *env {
 // opts change the proxy's configuration.
 func newEnvWith(t *testing.T, cfg emulator.Config, policyText string, opts ...func(*proxy.Config)) *env {
 	t.Helper()
-	emu, err := emulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	emuSrv := httptest.NewServer(emu)
-	t.Cleanup(emuSrv.Close)
-
-	key, err := broker.ParseKey(emu.ServiceAccountJSON(emuSrv.URL + "/token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b, err := broker.New(broker.Config{Key: key, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	logs := &testlog.Buffer{}
+	g := testenv.Start(t, cfg, logs.Logger())
 	pol, err := policy.Parse("policy.yaml", []byte(policyText))
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, _ := url.Parse(emuSrv.URL)
-	e := &env{emu: emu, broker: b, policy: pol, logs: logs, up: up}
+	e := &env{emu: g.Emu, broker: g.Broker, policy: pol, logs: logs, up: g.URL}
 	return e.withProxy(t, opts...)
 }
 
@@ -349,12 +276,7 @@ func TestRefusalsNeverReachUpstream(t *testing.T) {
 			if tc.header != nil {
 				req.Header = tc.header
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
+			resp, body := roundTrip(t, req)
 			if resp.StatusCode != tc.wantStatus {
 				t.Errorf("status = %d, want %d; body %s", resp.StatusCode, tc.wantStatus, body)
 			}
@@ -380,6 +302,21 @@ func TestRefusalsNeverReachUpstream(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("legitimate call after refusals: %v %v", resp, err)
 	}
+}
+
+// roundTrip sends req and reads the whole answer.
+func roundTrip(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
 }
 
 func doJSON(base, verb, path, secret, body string) (*http.Response, error) {
@@ -438,12 +375,7 @@ func TestNoTokenIs503(t *testing.T) {
 	e.emu.SetTokenEndpointDown(true)
 	req, _ := http.NewRequest("GET", e.url+"/v1/spaces/AAAA/messages/M1", nil)
 	req.Header.Set("Authorization", "Bearer "+notifierSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := roundTrip(t, req)
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("status %d Retry-After %q, want 503 with Retry-After; body %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
@@ -456,7 +388,7 @@ func TestNoTokenIs503(t *testing.T) {
 
 	// The endpoint comes back: the next call goes through.
 	e.emu.SetTokenEndpointDown(false)
-	resp, err = doJSON(e.url, "POST", "/v1/spaces/AAAA/messages", notifierSecret, `{"text":"back"}`)
+	resp, err := doJSON(e.url, "POST", "/v1/spaces/AAAA/messages", notifierSecret, `{"text":"back"}`)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after recovery: %v %v", resp, err)
 	}
@@ -510,9 +442,9 @@ func TestSecretsStaySecret(t *testing.T) {
 		t.Fatal("no request reached the emulator; nothing to check")
 	}
 	// Wait for all three audit records before scanning.
-	e.logs.waitFor(t, `"decision":"allow"`)
-	e.logs.waitFor(t, `"reason":"SPACE_NOT_ALLOWED"`)
-	logs := e.logs.waitFor(t, `"reason":"CALLER_UNKNOWN"`)
+	e.logs.WaitFor(t, `"decision":"allow"`)
+	e.logs.WaitFor(t, `"reason":"SPACE_NOT_ALLOWED"`)
+	logs := e.logs.WaitFor(t, `"reason":"CALLER_UNKNOWN"`)
 	for _, s := range append(tokens, notifierSecret, unknownSecret) {
 		if strings.Contains(logs, s) {
 			t.Errorf("a secret appears in the logs")
@@ -534,7 +466,7 @@ func (panicTokens) Token(context.Context, string, []chatapi.Scope) (proxy.Token,
 // (status 500, reason INTERNAL) and the caller's connection is cut, as
 // net/http does for a handler that panics.
 func TestPanicIsAudited(t *testing.T) {
-	var audit, logs, serverLog syncBuffer
+	var audit, logs, serverLog testlog.Buffer
 	up, _ := url.Parse("http://127.0.0.1:1")
 	px, err := proxy.New(proxy.Config{Upstream: up, Policy: policy.NewStore(mustParse(t, testPolicy)), Tokens: panicTokens{},
 		Audit: slog.New(slog.NewJSONHandler(&audit, nil)), Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
@@ -549,13 +481,13 @@ func TestPanicIsAudited(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("the caller got %d; want its connection cut", resp.StatusCode)
 	}
-	rec := audit.waitFor(t, `"msg":"call"`)
+	rec := audit.WaitFor(t, `"msg":"call"`)
 	for _, want := range []string{`"status":500`, `"reason":"INTERNAL"`, `"caller":"ops"`, `"method":"spaces.messages.get"`} {
 		if !strings.Contains(rec, want) {
 			t.Errorf("audit record lacks %s: %s", want, rec)
 		}
 	}
-	if got := logs.waitFor(t, "call failed in the broker"); strings.Contains(got, opsSecret) {
+	if got := logs.WaitFor(t, "call failed in the broker"); strings.Contains(got, opsSecret) {
 		t.Errorf("the log carries the caller's secret: %s", got)
 	}
 }

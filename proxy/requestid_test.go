@@ -45,7 +45,7 @@ func TestRequestIDScopedToCaller(t *testing.T) {
 			t.Errorf("Chat received the caller's requestId as sent: %s", r.RawQuery)
 		}
 	}
-	logs := e.logs.waitForN(t, `"method":"spaces.messages.create"`, 3)
+	logs := e.logs.WaitForN(t, `"method":"spaces.messages.create"`, 3)
 	for _, line := range strings.Split(logs, "\n") {
 		if strings.Contains(line, `"method":"spaces.messages.create"`) && !strings.Contains(line, `"request_id":"shared-1"`) {
 			t.Errorf("audit record without the caller's requestId: %s", line)

@@ -231,7 +231,7 @@ func TestUpstream401RetriedWithFreshToken(t *testing.T) {
 	if st := e.proxy.Stats(); st.Reauths != 1 {
 		t.Errorf("Stats.Reauths = %d, want 1", st.Reauths)
 	}
-	e.logs.waitFor(t, `"attempts":2`)
+	e.logs.WaitFor(t, `"attempts":2`)
 }
 
 // A read Chat answers 503 (or 429) with Retry-After: 2 is tried again,
@@ -266,7 +266,7 @@ func TestReadRetriedAfterRetryAfter(t *testing.T) {
 			if n := upstreamCalls(e, "spaces.messages.get"); n != 2 {
 				t.Errorf("%d gets upstream, want 2", n)
 			}
-			e.logs.waitFor(t, `"attempts":2`)
+			e.logs.WaitFor(t, `"attempts":2`)
 		})
 	}
 }

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -131,7 +130,7 @@ func TestNotMemberHint(t *testing.T) {
 	if hint := gerr.Header.Get(proxy.HintHeader); !strings.Contains(hint, "not a member of spaces/CCCC") {
 		t.Errorf("hint = %q", hint)
 	}
-	e.logs.waitFor(t, `"hint":"The Chat app is not a member of spaces/CCCC`)
+	e.logs.WaitFor(t, `"hint":"The Chat app is not a member of spaces/CCCC`)
 }
 
 // A caller acts as a user only when the policy lets it; the token then
@@ -269,12 +268,7 @@ func TestSubjectHeaderShapes(t *testing.T) {
 			req.Header.Set("Authorization", "Bearer "+delegateSecret)
 			req.Header.Set("Content-Type", "application/json")
 			req.Header[proxy.SubjectHeader] = tc.values
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := roundTrip(t, req)
 			gerr, ok := chatapi.ParseError(body)
 			if !ok {
 				t.Fatalf("body is not a Google error: %s", body)

@@ -245,12 +245,7 @@ func TestHintOnGzippedError(t *testing.T) {
 	req, _ := http.NewRequest("GET", base+"/v1/spaces/AAAA/messages", nil)
 	req.Header.Set("Authorization", "Bearer "+notifierSecret)
 	req.Header.Set("Accept-Encoding", "gzip") // as a client library does; Go then leaves the body compressed
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, got := roundTrip(t, req)
 	if !bytes.Equal(got, zbody.Bytes()) {
 		t.Errorf("the body changed on its way through")
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/internal/fakeclock"
+	"github.com/chat-broker/chat-broker/internal/testlog"
 	"github.com/chat-broker/chat-broker/proxy"
 )
 
@@ -207,7 +208,7 @@ func TestUpstreamDropsReusedConnection(t *testing.T) {
 				}
 			})
 			clock := fakeclock.NewInstant()
-			var audit syncBuffer
+			var audit testlog.Buffer
 			base := newProxyTo(t, u, testPolicy, func(c *proxy.Config) {
 				c.Now, c.After = clock.Now, clock.After
 				c.Audit = slog.New(slog.NewJSONHandler(&audit, nil))
@@ -246,7 +247,7 @@ func TestUpstreamResponseBreaksOff(t *testing.T) {
 				io.Copy(io.Discard, req.Body)
 				io.WriteString(c, head)
 			})
-			var audit syncBuffer
+			var audit testlog.Buffer
 			base := newProxyTo(t, u, testPolicy, func(c *proxy.Config) {
 				c.Retries.MaxAttempts = 1
 				c.Audit = slog.New(slog.NewJSONHandler(&audit, nil))
@@ -264,7 +265,7 @@ func TestUpstreamResponseBreaksOff(t *testing.T) {
 					t.Errorf("the caller got %q before the break, want what the upstream sent", body)
 				}
 			}
-			rec := audit.waitFor(t, `"msg":"call"`)
+			rec := audit.WaitFor(t, `"msg":"call"`)
 			if !strings.Contains(rec, `"reason":"UPSTREAM_RESPONSE_INCOMPLETE"`) {
 				t.Errorf("audit record does not say the response broke off: %s", rec)
 			}

@@ -12,12 +12,22 @@ import (
 
 const modulePath = "github.com/chat-broker/chat-broker/"
 
+// testSupport starts an emulator and a broker for tests; testLog is a
+// log sink for tests. Only tests import them.
+const (
+	testSupport = "internal/testenv"
+	testLog     = "internal/testlog"
+)
+
 // importRules say, for the production (non-test) code of a directory,
 // which of the module's packages it must not import. The package layout
 // in docs/architecture.md explains them: imports flow one way, from
 // cmd through proxy to its parts and to policy and broker, and down to
 // chatapi; the emulator is a fake of Google that only cmd's demo, its
 // emulator and chaos subcommands, tests and the benchmark may run.
+// internal/testenv, which starts an emulator and a broker for tests, is
+// the one internal package that may import them, and only tests and the
+// examples' brokertest import it.
 var importRules = []struct {
 	dir     string // a directory, or a prefix ending in "/"
 	allowed func(imp string) bool
@@ -30,6 +40,7 @@ var importRules = []struct {
 	{"policy", notAny("broker", "proxy", "cmd/", "emulator", "bench"), "policy knows nothing of tokens, the request path or the emulator"},
 	{"broker", notAny("policy", "proxy", "cmd/", "emulator", "bench"), "broker knows nothing of the policy, the request path or the emulator"},
 	{"internal/", notAny("proxy", "policy", "broker", "cmd/", "emulator", "bench"), "the proxy's parts know nothing of the pipeline that calls them"},
+	{"internal/testenv", notAny("proxy", "policy", "cmd/", "bench"), "testenv starts an emulator and a broker, nothing of the request path"},
 	{"proxy", notAny("cmd/", "emulator", "bench"), "the request path never runs the emulator"},
 }
 
@@ -79,7 +90,13 @@ func TestImportRules(t *testing.T) {
 			if strings.HasPrefix(imp, "cmd/") {
 				t.Errorf("%s imports %s: nothing imports a command", file, imp)
 			}
+			if (imp == testSupport || imp == testLog) && rel != "examples/internal/brokertest" {
+				t.Errorf("%s imports %s: only tests may", file, imp)
+			}
 			for _, r := range importRules {
+				if rel == testSupport && r.dir == "internal/" {
+					continue // the exception above
+				}
 				if (rel == r.dir || strings.HasSuffix(r.dir, "/") && strings.HasPrefix(rel+"/", r.dir)) && !r.allowed(imp) {
 					t.Errorf("%s imports %s: %s", file, imp, r.why)
 				}

@@ -660,6 +660,18 @@ func (h *holds) armLocked(key string, e *holdEntry, now time.Time) {
 	}()
 }
 
+// rearmIfHeldLocked reports whether key's hold is still on at now; if
+// it is and callers wait, it arms their release for its end.
+func (h *holds) rearmIfHeldLocked(key string, e *holdEntry, now time.Time) bool {
+	if !now.Before(e.until) {
+		return false
+	}
+	if len(e.queue) > 0 {
+		h.armLocked(key, e, now)
+	}
+	return true
+}
+
 // expire runs when a hold may have ended: it re-arms for an extended
 // hold, or lets the head of the queue go.
 func (h *holds) expire(key string) {
@@ -670,11 +682,7 @@ func (h *holds) expire(key string) {
 		return
 	}
 	e.armed = false
-	now := h.now()
-	if now.Before(e.until) {
-		if len(e.queue) > 0 {
-			h.armLocked(key, e, now)
-		}
+	if h.rearmIfHeldLocked(key, e, h.now()) {
 		return
 	}
 	if e.releasing || len(e.queue) == 0 {
@@ -693,13 +701,9 @@ func (h *holds) handoff(key string) {
 	if e == nil {
 		return
 	}
-	now := h.now()
 	switch {
-	case now.Before(e.until):
+	case h.rearmIfHeldLocked(key, e, h.now()):
 		e.releasing = false
-		if len(e.queue) > 0 {
-			h.armLocked(key, e, now)
-		}
 	case len(e.queue) == 0:
 		e.releasing = false
 	default:

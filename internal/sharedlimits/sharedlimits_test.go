@@ -1,11 +1,9 @@
 package sharedlimits
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/chat-broker/chat-broker/internal/fakeclock"
 	"github.com/chat-broker/chat-broker/internal/redistest"
 	"github.com/chat-broker/chat-broker/internal/shaping"
+	"github.com/chat-broker/chat-broker/internal/testlog"
 )
 
 // open returns a Store on srv with a fresh prefix, timed by clk when not
@@ -259,24 +258,6 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the shaper's goroutines write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Redis stopped, then hung, then back: every call is paced (none fails),
 // by the broker's own limits while Redis is away, said once in the log
 // each time, and by the shared ones again once a probe gets through.
@@ -288,7 +269,7 @@ func TestFallbackAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	var logs syncBuffer
+	var logs testlog.Buffer
 	changes := make(chan bool, 10)
 	shared, err := shaping.NewShared(shaping.SharedConfig{
 		Store: st, Budget: 200 * time.Millisecond, After: clk.After,

@@ -13,16 +13,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
 	"github.com/chat-broker/chat-broker/internal/identity"
+	"github.com/chat-broker/chat-broker/internal/testenv"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -50,25 +49,11 @@ type Env struct {
 // get and list messages in Space. Everything stops when the test ends.
 func Start(t testing.TB, withSocket bool) *Env {
 	t.Helper()
-	emu, err := emulator.New(emulator.Config{
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	g := testenv.Start(t, emulator.Config{
 		Spaces:   []string{Space},
 		Approved: []chatapi.Scope{chatapi.ScopeAppMessagesReadonly},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	emuSrv := httptest.NewServer(emu)
-	t.Cleanup(emuSrv.Close)
-	key, err := broker.ParseKey(emu.ServiceAccountJSON(emuSrv.URL + "/token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	b, err := broker.New(broker.Config{Key: key, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	}, logger)
 
 	rule := `
     allow:
@@ -83,11 +68,10 @@ func Start(t testing.TB, withSocket bool) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, _ := url.Parse(emuSrv.URL)
 	px, err := proxy.New(proxy.Config{
-		Upstream: up,
+		Upstream: g.URL,
 		Policy:   policy.NewStore(pol),
-		Tokens:   b.Source(),
+		Tokens:   g.Broker.Source(),
 		Audit:    logger,
 		Logger:   logger,
 	})
@@ -96,7 +80,7 @@ func Start(t testing.TB, withSocket bool) *Env {
 	}
 	srv := httptest.NewServer(px)
 	t.Cleanup(srv.Close)
-	env := &Env{Emu: emu, URL: srv.URL}
+	env := &Env{Emu: g.Emu, URL: srv.URL}
 	if withSocket {
 		// A short path: Unix socket paths are limited to about 100 bytes,
 		// and t.TempDir's can be longer.
