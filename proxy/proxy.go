@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"cmp"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -355,7 +354,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
-	if subject == "" {
+	if subject == "" && inbound.UploadPath(path) {
 		// Clients send a resumable upload's bytes without the start's
 		// extra headers; the session knows whom it acts as.
 		subject = p.uploads.Subject(caller.Name, r.URL.Query().Get("upload_id"))
@@ -377,7 +376,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 			return err
 		}
 	}
-	c.origin = "http://" + r.Host
+	if c.uploadStarts {
+		c.origin = "http://" + r.Host
+	}
 	if c.readFilter {
 		if d, err = decideSearch(pol, caller, m, subject, r, c.body); err != nil {
 			c.decision = "deny"
@@ -695,7 +696,10 @@ func (p *Proxy) modifyResponse(resp *http.Response, c *call) {
 	// continuations, redirects).
 	// A resumable upload's session URL comes back rewritten to the
 	// broker (internal/uploads).
-	sessionURLs := map[string]string{"Location": resp.Header.Get("Location"), "X-Goog-Upload-Url": resp.Header.Get("X-Goog-Upload-Url")}
+	var sessionURLs map[string]string
+	if c.uploadStarts {
+		sessionURLs = map[string]string{"Location": resp.Header.Get("Location"), "X-Goog-Upload-Url": resp.Header.Get("X-Goog-Upload-Url")}
+	}
 	resp.Header.Del("Location")
 	resp.Header.Del("X-Goog-Upload-Url")
 	resp.Header.Del("X-Goog-Upload-Control-Url")
@@ -743,18 +747,8 @@ func (p *Proxy) explain403(resp *http.Response, c *call, scope chatapi.Scope) {
 	}
 	// Google compresses error bodies for callers that accept gzip; the
 	// caller gets the bytes as sent, the broker reads them decompressed.
-	text := head
-	switch strings.ToLower(resp.Header.Get("Content-Encoding")) {
-	case "":
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(head))
-		if err != nil {
-			return
-		}
-		if text, err = io.ReadAll(io.LimitReader(zr, maxPeek)); err != nil {
-			return
-		}
-	default:
+	text, err := inbound.Decoded(head, resp.Header.Get("Content-Encoding"), maxPeek)
+	if err != nil {
 		return
 	}
 	switch {

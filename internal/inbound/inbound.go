@@ -315,6 +315,10 @@ func UploadContinuation(r *http.Request, path string) bool {
 	return r.Method == http.MethodPut && uploadPath(path) && r.URL.Query().Get("upload_id") != ""
 }
 
+// UploadPath reports whether path is one of the media upload paths
+// (/upload/…, /resumable/…), the only ones a resumable session continues on.
+func UploadPath(path string) bool { return uploadPath(path) }
+
 // uploadPath reports whether path is one of the media upload paths,
 // where uploadType and upload_protocol mean something.
 func uploadPath(path string) bool {
