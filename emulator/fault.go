@@ -150,6 +150,41 @@ func (f Fault) normalize() (Fault, error) {
 	return f, nil
 }
 
+// FaultMix is the fault mix of a chaos run: of the calls to method, a
+// share rate (between 0 and 1) fails, as 503 (30% of the failures), 500
+// (15%), 429 with Retry-After: 1 (15%), a connection reset before the
+// call takes effect (20%) and a reset after it has (20%). Faults are
+// checked in order, each with its own coin, so each Fraction is taken of
+// what the faults before it left. A rate of 0 or less returns nil.
+//
+// The 429 says when to come back: random 429s without Retry-After read
+// to a client as a sustained quota breach, and this mix is about faults.
+func FaultMix(method string, rate float64) []Fault {
+	if rate <= 0 {
+		return nil
+	}
+	kinds := []struct {
+		share float64
+		f     Fault
+	}{
+		{0.30, Fault{Status: http.StatusServiceUnavailable}},
+		{0.15, Fault{Status: http.StatusInternalServerError}},
+		{0.15, Fault{Status: http.StatusTooManyRequests, RetryAfter: time.Second}},
+		{0.20, Fault{Reset: true}},
+		{0.20, Fault{ResetAfterEffect: true}},
+	}
+	out := make([]Fault, 0, len(kinds))
+	left := 1.0
+	for _, k := range kinds {
+		f := k.f
+		f.Method = method
+		f.Fraction = rate * k.share / left
+		left -= rate * k.share
+		out = append(out, f)
+	}
+	return out
+}
+
 // InjectFault adds a fault; see Fault for what it does and in which order
 // faults are checked. It panics, as on a programming error in the test,
 // on a Status that is neither 429 nor 5xx (0 is allowed with Reset and

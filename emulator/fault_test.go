@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -79,6 +80,39 @@ func count(bs []bool) int {
 		}
 	}
 	return n
+}
+
+// FaultMix fails the share of calls it is asked for, split as its
+// documentation says, and every 429 in it says when to come back.
+func TestFaultMix(t *testing.T) {
+	if got := emulator.FaultMix("spaces.messages.create", 0); got != nil {
+		t.Errorf("rate 0: %d faults, want none", len(got))
+	}
+	for _, rate := range []float64{0.05, 0.2, 0.5} {
+		t.Run(fmt.Sprint(rate), func(t *testing.T) {
+			pass := 1.0 // the chance a call meets no fault
+			for _, f := range emulator.FaultMix("spaces.messages.create", rate) {
+				if f.Method != "spaces.messages.create" {
+					t.Errorf("fault %+v: method %q", f, f.Method)
+				}
+				share := pass * f.Fraction / rate
+				want := map[bool]float64{true: 0.20, false: 0.15}[f.Reset || f.ResetAfterEffect]
+				if f.Status == http.StatusServiceUnavailable {
+					want = 0.30
+				}
+				if math.Abs(share-want) > 1e-9 {
+					t.Errorf("fault %+v: %.4f of the failures, want %.2f", f, share, want)
+				}
+				if f.Status == http.StatusTooManyRequests && f.RetryAfter <= 0 {
+					t.Errorf("429 without Retry-After: %+v", f)
+				}
+				pass *= 1 - f.Fraction
+			}
+			if math.Abs((1-pass)-rate) > 1e-9 {
+				t.Errorf("%.4f of calls fail, want %.2f", 1-pass, rate)
+			}
+		})
+	}
 }
 
 func TestFaultFractionSeeded(t *testing.T) {

@@ -98,36 +98,6 @@ func createMessage(t *testing.T, e *env, space, text string) string {
 
 func upstreamCalls(e *env, method string) int { return e.emu.Counters().ByMethod[method] }
 
-// faultMix is the chaos of the issue: rate of the calls to method fail,
-// as 503, 500, 429, a reset before the call takes effect and a reset
-// after it has. Faults are checked in order, each with its own coin, so
-// each fraction is taken of what the faults before it left.
-func faultMix(method string, rate float64) []emulator.Fault {
-	kinds := []struct {
-		share float64
-		f     emulator.Fault
-	}{
-		{0.30, emulator.Fault{Status: 503}},
-		{0.15, emulator.Fault{Status: 500}},
-		// A 429 that says when to come back: random 429s without one
-		// read as a sustained quota breach, whose holds grow (tested
-		// in internal/shaping), and this test is about faults.
-		{0.15, emulator.Fault{Status: 429, RetryAfter: time.Second}},
-		{0.20, emulator.Fault{Reset: true}},
-		{0.20, emulator.Fault{ResetAfterEffect: true}},
-	}
-	var out []emulator.Fault
-	left := 1.0
-	for _, k := range kinds {
-		f := k.f
-		f.Method = method
-		f.Fraction = rate * k.share / left
-		left -= rate * k.share
-		out = append(out, f)
-	}
-	return out
-}
-
 // 1,000 creates from 20 concurrent callers while a fifth of Chat's
 // answers fail (503, 500, 429, resets before and after the message is
 // stored): every create the broker acknowledged is stored exactly once,
@@ -144,7 +114,7 @@ func TestChaosCreatesNothingLostNothingDoubled(t *testing.T) {
 	cfg := twoSpaces
 	cfg.Seed = 20261127
 	e := newEnvWith(t, cfg, testPolicy, withClock(clk))
-	for _, f := range faultMix("spaces.messages.create", rate) {
+	for _, f := range emulator.FaultMix("spaces.messages.create", rate) {
 		e.emu.InjectFault(f)
 	}
 	spaces := []string{"spaces/AAAA", "spaces/BBBB"}

@@ -167,7 +167,7 @@ callers:
 	}
 	defer stopBroker()
 
-	for _, f := range chaosFaults(c.faultRate) {
+	for _, f := range emulator.FaultMix("spaces.messages.create", c.faultRate) {
 		emu.InjectFault(f)
 	}
 	// Plain JSON calls, as any client library makes them; the official
@@ -250,37 +250,6 @@ callers:
 }
 
 func chaosText(i int) string { return "chaos message " + strconv.Itoa(i) }
-
-// chaosFaults is the fault mix: of every create Chat is asked to do, a
-// share rate fails, as 503 (30%), 500 (15%), 429 with Retry-After: 1
-// (15%), a connection reset before the message is stored (20%) and a
-// reset after it is stored (20%). The emulator tosses each fault's coin
-// in turn, so each fraction is taken of what the faults before it left.
-func chaosFaults(rate float64) []emulator.Fault {
-	if rate <= 0 {
-		return nil
-	}
-	mix := []struct {
-		share float64
-		f     emulator.Fault
-	}{
-		{0.30, emulator.Fault{Status: http.StatusServiceUnavailable}},
-		{0.15, emulator.Fault{Status: http.StatusInternalServerError}},
-		{0.15, emulator.Fault{Status: http.StatusTooManyRequests}},
-		{0.20, emulator.Fault{Reset: true}},
-		{0.20, emulator.Fault{ResetAfterEffect: true}},
-	}
-	var out []emulator.Fault
-	left := 1.0
-	for _, k := range mix {
-		f := k.f
-		f.Method = "spaces.messages.create"
-		f.Fraction = rate * k.share / left
-		left -= rate * k.share
-		out = append(out, f)
-	}
-	return out
-}
 
 // serveLoopback serves h on a fresh loopback port.
 func serveLoopback(h http.Handler) (base string, stop func(), err error) {
