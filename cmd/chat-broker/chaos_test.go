@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"regexp"
 	"slices"
@@ -58,59 +57,8 @@ func TestChaos(t *testing.T) {
 	}
 }
 
-func TestChaosUsageErrors(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--creates", "0"}, "--creates 0: want 1 to"},
-		{[]string{"--creates", "1000000"}, "--creates 1000000: want 1 to"},
-		{[]string{"--concurrency", "0"}, "--concurrency 0"},
-		{[]string{"--spaces", "0"}, "--spaces 0"},
-		{[]string{"--fault-rate", "1"}, "--fault-rate 1: want at least 0 and below 1"},
-		{[]string{"--fault-rate", "-0.1"}, "--fault-rate -0.1"},
-		{[]string{"--timeout", "0s"}, "--timeout 0s"},
-		{[]string{"extra"}, `unexpected argument "extra"`},
-	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			err := run(context.Background(), append([]string{"chaos"}, tc.args...), strings.NewReader(""), io.Discard, io.Discard)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("chaos %q = %v, want an error containing %q", tc.args, err, tc.want)
-			}
-		})
-	}
-}
-
-// The retry, limit and back-pressure flags are checked before anything
-// listens, each error naming its flag.
-func TestShapingFlagErrors(t *testing.T) {
-	serve := []string{"serve", "--key", "k.json", "--policy", "p.yaml"}
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--max-in-flight", "0"}, "--max-in-flight 0: want at least 1"},
-		{[]string{"--max-waiting", "-1"}, "--max-waiting -1"},
-		{[]string{"--request-deadline", "0s"}, "--request-deadline 0s"},
-		{[]string{"--max-attempts", "0"}, "--max-attempts 0: want at least 1 (1 turns retries off)"},
-		{[]string{"--rate-limit-wait", "-1s"}, "--rate-limit-wait -1s"},
-		{[]string{"--space-write-limit", "60/min"}, `--space-write-limit "60/min": rate "60/min": unit "min": want s, m or h`},
-		{[]string{"--space-read-limit", "fast"}, `--space-read-limit "fast": rate "fast"`},
-		{[]string{"--project-limit", "messages=3000/m"}, `--project-limit "messages=3000/m": project limit "messages=3000/m": unknown quota class "messages"; known: `},
-		{[]string{"--project-limit", "message-writes"}, `--project-limit "message-writes": project limit "message-writes": want CLASS=RATE`},
-	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			err := run(context.Background(), append(serve, tc.args...), strings.NewReader(""), io.Discard, io.Discard)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("serve %q = %v, want an error containing %q", tc.args, err, tc.want)
-			}
-			var ee *exitError
-			if err != nil && (!errors.As(err, &ee) || ee.code != 2) {
-				t.Errorf("serve %q: not a usage error (exit code 2): %v", tc.args, err)
-			}
-		})
-	}
-
+// The shaping flags become the proxy's configuration.
+func TestShapingFlagsApply(t *testing.T) {
 	var f shapingFlags
 	f.maxInFlight, f.maxWaiting, f.deadline, f.maxAttempts = 8, 0, time.Second, 1
 	f.spaceWriteLimit, f.projectLimit = "60/m:10", "message-writes=3000/m"

@@ -191,6 +191,49 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
+// Values of the right type that cannot be used are refused before
+// anything listens, each error naming its flag and the range wanted, with
+// exit code 2.
+func TestFlagValueErrors(t *testing.T) {
+	serve := []string{"serve", "--key", "k.json", "--policy", "p.yaml"}
+	redis := append(slices.Clone(serve), "--shared-limits", "redis://127.0.0.1:6379/0")
+	for _, tc := range []struct {
+		base []string
+		args []string
+		want string
+	}{
+		{[]string{"chaos"}, []string{"--creates", "0"}, "--creates 0: want 1 to"},
+		{[]string{"chaos"}, []string{"--creates", "1000000"}, "--creates 1000000: want 1 to"},
+		{[]string{"chaos"}, []string{"--concurrency", "0"}, "--concurrency 0"},
+		{[]string{"chaos"}, []string{"--spaces", "0"}, "--spaces 0"},
+		{[]string{"chaos"}, []string{"--fault-rate", "1"}, "--fault-rate 1: want at least 0 and below 1"},
+		{[]string{"chaos"}, []string{"--fault-rate", "-0.1"}, "--fault-rate -0.1"},
+		{[]string{"chaos"}, []string{"--timeout", "0s"}, "--timeout 0s"},
+		{[]string{"chaos"}, []string{"extra"}, `unexpected argument "extra"`},
+		{serve, []string{"--max-in-flight", "0"}, "--max-in-flight 0: want at least 1"},
+		{serve, []string{"--max-waiting", "-1"}, "--max-waiting -1"},
+		{serve, []string{"--request-deadline", "0s"}, "--request-deadline 0s"},
+		{serve, []string{"--max-attempts", "0"}, "--max-attempts 0: want at least 1 (1 turns retries off)"},
+		{serve, []string{"--rate-limit-wait", "-1s"}, "--rate-limit-wait -1s"},
+		{serve, []string{"--space-write-limit", "60/min"}, `--space-write-limit "60/min": rate "60/min": unit "min": want s, m or h`},
+		{serve, []string{"--space-read-limit", "fast"}, `--space-read-limit "fast": rate "fast"`},
+		{serve, []string{"--project-limit", "messages=3000/m"}, `--project-limit "messages=3000/m": project limit "messages=3000/m": unknown quota class "messages"; known: `},
+		{serve, []string{"--project-limit", "message-writes"}, `--project-limit "message-writes": project limit "message-writes": want CLASS=RATE`},
+		{serve, []string{"--shared-limits-password-file", "pw"}, "--shared-limits-password-file: needs --shared-limits URL"},
+		{serve, []string{"--shared-limits-app", "x"}, "--shared-limits-app: needs --shared-limits URL"},
+		{redis, []string{"--shared-limits-budget", "0s"}, "--shared-limits-budget 0s"},
+		{redis, []string{"--shared-limits-probe", "-1s"}, "--shared-limits-probe -1s"},
+	} {
+		args := append(slices.Clone(tc.base), tc.args...)
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			err, _, _ := runOut(t, "", args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 {
+				t.Errorf("run(%q) = %v (exit %d)\nwant an error containing %q (exit 2)", args, err, exitCode(err), tc.want)
+			}
+		})
+	}
+}
+
 // Exit codes: 0 yes, 1 no (refused, invalid when asked to judge, not
 // ready), 2 usage errors and files that cannot be used.
 func TestExitCodes(t *testing.T) {

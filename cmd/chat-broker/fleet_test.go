@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -495,28 +493,4 @@ func BenchmarkSharedLimitsAdded(b *testing.B) {
 	b.ReportMetric(s-l, "added-p50-µs")
 	b.ReportMetric(s/l, "ratio")
 	b.ReportMetric(0, "ns/op")
-}
-
-func TestSharedLimitsFlagErrors(t *testing.T) {
-	serve := []string{"serve", "--key", "k.json", "--policy", "p.yaml"}
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--shared-limits-password-file", "pw"}, "--shared-limits-password-file: needs --shared-limits URL"},
-		{[]string{"--shared-limits-app", "x"}, "--shared-limits-app: needs --shared-limits URL"},
-		{[]string{"--shared-limits", "redis://127.0.0.1:6379/0", "--shared-limits-budget", "0s"}, "--shared-limits-budget 0s"},
-		{[]string{"--shared-limits", "redis://127.0.0.1:6379/0", "--shared-limits-probe", "-1s"}, "--shared-limits-probe -1s"},
-	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			err := run(context.Background(), append(serve, tc.args...), strings.NewReader(""), io.Discard, io.Discard)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("serve %q = %v, want an error containing %q", tc.args, err, tc.want)
-			}
-			var ee *exitError
-			if err != nil && (!errors.As(err, &ee) || ee.code != 2) {
-				t.Errorf("serve %q: not a usage error (exit code 2): %v", tc.args, err)
-			}
-		})
-	}
 }
