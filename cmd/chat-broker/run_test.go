@@ -147,17 +147,7 @@ func TestDemo(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	list := func(space string) (int, string) {
-		req, _ := http.NewRequest("GET", base+"/v1/"+space+"/messages", nil)
-		req.Header.Set("Authorization", "Bearer "+secret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, string(body)
-	}
+	list := func(space string) (int, string) { return fetchAs(t, base+"/v1/"+space+"/messages", secret) }
 	// Listing carries the app scope the demo emulator approved.
 	if code, body := list("spaces/DEMO"); code != 200 || !strings.Contains(body, "Hello, world!") {
 		t.Fatalf("demo list: %d %s", code, body)
@@ -205,7 +195,21 @@ func writeFile(t *testing.T, name, content string) {
 // test.
 func fetch(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	return fetchAs(t, url, "")
+}
+
+// fetchAs GETs url with secret as the bearer ("" for none) and returns
+// the status and body; no answer fails the test.
+func fetchAs(t *testing.T, url, secret string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,17 +347,7 @@ func TestDemoFiles(t *testing.T) {
 					t.Fatalf("%s: %v, want a file of mode 0600", name, err)
 				}
 			}
-			list := func() (int, string) {
-				req, _ := http.NewRequest("GET", base+"/v1/spaces/OTHER/messages", nil)
-				req.Header.Set("Authorization", "Bearer "+secret)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				return resp.StatusCode, string(body)
-			}
+			list := func() (int, string) { return fetchAs(t, base+"/v1/spaces/OTHER/messages", secret) }
 			if code, body := list(); code != 403 || !strings.Contains(body, `add \"spaces/OTHER\" to callers[0].allow[0].spaces in `+file) {
 				t.Fatalf("refused call: %d %s; want 403 naming %s", code, body, file)
 			}
