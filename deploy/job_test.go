@@ -3,7 +3,6 @@ package deploy_test
 import (
 	"bufio"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 
 	"github.com/chat-broker/chat-broker/emulator"
+	"github.com/chat-broker/chat-broker/internal/testenv"
 )
 
 // The Job's main container script, run with sh and curl against the real
@@ -64,20 +64,14 @@ func TestJobScript(t *testing.T) {
 		{"the work fails", "not-the-secret-0123456789abcdef", false, 0},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			emu, err := emulator.New(emulator.Config{Spaces: []string{"spaces/AAAA"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			emuSrv := httptest.NewServer(emu)
-			defer emuSrv.Close()
+			emu, emuURL := testenv.Emulator(t, emulator.Config{Spaces: []string{"spaces/AAAA"}})
 			dir := t.TempDir()
-			keyFile, policyFile := filepath.Join(dir, "sa.json"), filepath.Join(dir, "policy.yaml")
-			os.WriteFile(keyFile, emu.ServiceAccountJSON(emuSrv.URL+"/token"), 0o600)
+			keyFile, policyFile := testenv.KeyFile(t, emu, emuURL, dir), filepath.Join(dir, "policy.yaml")
 			os.WriteFile(policyFile, []byte(policyText), 0o600)
 
 			// The Job's broker, on free ports instead of 8080 and 9090.
 			listen, admin, exited := startBroker(t, "serve", "--key", keyFile, "--policy", policyFile,
-				"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--upstream", emuSrv.URL)
+				"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--upstream", emuURL)
 			script := strings.ReplaceAll(hello.Args[0], adminAddr(flags), admin)
 			sh := exec.Command(hello.Command[0], append(hello.Command[1:], script)...)
 			sh.Env = append(os.Environ(),

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/chat-broker/chat-broker/emulator"
 	"github.com/chat-broker/chat-broker/internal/fakeclock"
 	"github.com/chat-broker/chat-broker/internal/redistest"
+	"github.com/chat-broker/chat-broker/internal/testenv"
 )
 
 // A fleet: broker processes of one app, one emulator (whose clock stands
@@ -129,20 +129,12 @@ func newFleet(t testing.TB) *fleet {
 	// From now (the brokers sign their assertions on the real clock),
 	// standing still.
 	clk := fakeclock.NewAt(time.Now())
-	emu, err := emulator.New(emulator.Config{Spaces: []string{"spaces/AAAA"}, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
+	emu, emuURL := testenv.Emulator(t, emulator.Config{Spaces: []string{"spaces/AAAA"}, Now: clk.Now})
 	dir := t.TempDir()
-	f := &fleet{bin: bin, emu: emu, emuURL: srv.URL,
-		keyFile:    filepath.Join(dir, "sa.json"),
+	f := &fleet{bin: bin, emu: emu, emuURL: emuURL,
+		keyFile:    testenv.KeyFile(t, emu, emuURL, dir),
 		policyFile: filepath.Join(dir, "policy.yaml"),
 		client:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
-	}
-	if err := os.WriteFile(f.keyFile, emu.ServiceAccountJSON(srv.URL+"/token"), 0o600); err != nil {
-		t.Fatal(err)
 	}
 	if err := os.WriteFile(f.policyFile, []byte(opsPolicy("spaces/AAAA")), 0o600); err != nil {
 		t.Fatal(err)

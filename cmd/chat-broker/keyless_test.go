@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
+	"github.com/chat-broker/chat-broker/internal/testenv"
 	"github.com/chat-broker/chat-broker/policy"
 	"github.com/chat-broker/chat-broker/proxy"
 )
@@ -74,18 +74,14 @@ func startKeylessWith(t *testing.T, policyText string, before func(*emulator.Emu
 	if before != nil {
 		before(emu)
 	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", "")
-	t.Setenv("HOME", t.TempDir())
-	t.Setenv("CLOUDSDK_CONFIG", t.TempDir())
-	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(srv.URL, "http://"))
+	emuURL := testenv.Serve(t, emu)
+	testenv.MetadataOnly(t, emuURL)
 
 	policyFile := writePolicy(t, t.TempDir(), policyText)
-	stdout, stderr, stop := start(t, "serve", "--impersonate", emu.ClientEmail(), "--iam-endpoint", srv.URL, "--token-endpoint", srv.URL+"/token",
-		"--policy", policyFile, "--upstream", srv.URL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	stdout, stderr, stop := start(t, "serve", "--impersonate", emu.ClientEmail(), "--iam-endpoint", emuURL, "--token-endpoint", emuURL+"/token",
+		"--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	m := stderr.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)","admin":"([^"]+)"`))
-	k := &keylessServe{emu: emu, emuURL: srv.URL, base: "http://" + m[1], admin: "http://" + m[2], stdout: stdout, stderr: stderr, stop: stop}
+	k := &keylessServe{emu: emu, emuURL: emuURL, base: "http://" + m[1], admin: "http://" + m[2], stdout: stdout, stderr: stderr, stop: stop}
 	// The official Go client, pointed at the broker, with the caller's
 	// secret as its token; a subject rides in the broker's header.
 	client := func(subject string) *chat.Service {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -12,26 +11,21 @@ import (
 
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
+	"github.com/chat-broker/chat-broker/internal/testenv"
 )
 
 // The main flows run with a known key, caller secret and Google tokens,
 // and every log line, audit record, response body and header, admin page
 // and error string is scanned for them: zero occurrences.
 func TestSecretsNeverLeak(t *testing.T) {
-	emu, err := emulator.New(emulator.Config{Spaces: []string{"spaces/AAAA"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	emuSrv := httptest.NewServer(emu)
-	defer emuSrv.Close()
+	emu, emuURL := testenv.Emulator(t, emulator.Config{Spaces: []string{"spaces/AAAA"}})
 	dir := t.TempDir()
-	keyJSON := emu.ServiceAccountJSON(emuSrv.URL + "/token")
-	keyFile := filepath.Join(dir, "sa.json")
-	writeFile(t, keyFile, string(keyJSON))
+	keyFile := testenv.KeyFile(t, emu, emuURL, dir)
+	keyJSON := emu.ServiceAccountJSON(emuURL + "/token")
 
 	const secret = "leak-test-secret-0123456789abcdef"
 	policyFile := writePolicy(t, dir, secretPolicy("app", secret, "spaces.messages.create, spaces.messages.list", "spaces/AAAA", "chat.bot, chat.app.messages.readonly"))
-	stdout, stderr, stop := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuSrv.URL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	stdout, stderr, stop := start(t, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", emuURL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	m := stderr.waitFor(t, regexp.MustCompile(`"msg":"serving","listen":"([^"]+)","admin":"([^"]+)"`))
 	base, admin := "http://"+m[1], "http://"+m[2]
 

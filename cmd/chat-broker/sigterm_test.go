@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chat-broker/chat-broker/emulator"
+	"github.com/chat-broker/chat-broker/internal/testenv"
 )
 
 // The real binary, SIGTERM while 100 slow calls are in flight: it turns
@@ -33,12 +34,7 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 
 	// Tokens from the emulator; Chat calls to an upstream that holds every
 	// call until released.
-	emu, err := emulator.New(emulator.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	emuSrv := httptest.NewServer(emu)
-	defer emuSrv.Close()
+	emu, emuURL := testenv.Emulator(t, emulator.Config{})
 	const inFlight = 100
 	var arrived atomic.Int64
 	allArrived := make(chan struct{})
@@ -60,8 +56,7 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 		}
 	}()
 
-	keyFile := filepath.Join(dir, "sa.json")
-	writeFile(t, keyFile, string(emu.ServiceAccountJSON(emuSrv.URL+"/token")))
+	keyFile := testenv.KeyFile(t, emu, emuURL, dir)
 	policyFile := writePolicy(t, dir, opsPolicy("spaces/AAAA"))
 	cmd := exec.Command(bin, "serve", "--key", keyFile, "--policy", policyFile, "--upstream", slow.URL,
 		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--drain", "60s")
