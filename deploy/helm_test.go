@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"strings"
@@ -106,6 +107,15 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("the chart rendered %d ConfigMaps; want one only for an inline policy", cms)
 			}
 			checkObjects(t, objs, known...)
+			if tc.wantConfigMap {
+				// As values.yaml suggests: the rendered policy passes the
+				// broker's own check.
+				check := exec.Command(broker(t), "policy", "check", "--skip-secret-files", "-")
+				check.Stdin = bytes.NewReader(out)
+				if got, err := check.CombinedOutput(); err != nil || !bytes.Contains(got, []byte("): ok (")) {
+					t.Errorf("helm template | chat-broker policy check --skip-secret-files -: %v\n%s", err, got)
+				}
+			}
 			if shared := strings.Contains(string(out), "--shared-limits-password-file\n"); shared != (tc.desc == "shared limits") {
 				t.Errorf("--shared-limits-password-file rendered: %v", shared)
 			}

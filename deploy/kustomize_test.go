@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io/fs"
 	"os"
@@ -217,4 +218,29 @@ func equalJSON(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// What deploy/README.md tells an operator to run before applying:
+// every kustomization's output, piped into the broker's policy check,
+// holds a valid policy (its secretFiles exist only in the pod).
+func TestKustomizePolicyCheck(t *testing.T) {
+	root := kustomizeTree(t, true)
+	for _, dir := range kustomizations {
+		t.Run(dir, func(t *testing.T) {
+			res, err := kustomizeRun(filepath.Join(root, dir))
+			if err != nil {
+				t.Fatalf("kustomize build %s: %v", dir, err)
+			}
+			out, err := res.AsYaml()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(broker(t), "policy", "check", "--skip-secret-files", "-")
+			cmd.Stdin = bytes.NewReader(out)
+			got, err := cmd.CombinedOutput()
+			if err != nil || !bytes.Contains(got, []byte("standard input (ConfigMap ")) || !bytes.Contains(got, []byte("): ok (")) {
+				t.Errorf("kustomize build %s | chat-broker policy check --skip-secret-files -: %v\n%s", dir, err, got)
+			}
+		})
+	}
 }

@@ -2,7 +2,9 @@
 // call to the Google Chat API, whether a caller may make it and with
 // which scope its token is minted. docs/policy.md describes the file.
 //
-// Parse and Load turn a file into a *Policy. CallerBySecret, CallerByPeer
+// Parse and Load turn a file into a *Policy (ParseWith and LoadWith take
+// Options: SkipSecretFiles checks a policy where its Secrets are not
+// mounted, and such a policy matches no caller by a secretFile). CallerBySecret, CallerByPeer
 // and CallerByServiceAccount identify a caller; Decide (and DecideRequest,
 // for admin access and calls that need a scope per thing they read)
 // answers for one call with a Decision; Store holds the policy in force.

@@ -3,6 +3,7 @@ package policy
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -91,5 +92,58 @@ callers:
 	}
 	if !p.HasUnixCallers() || !p.HasServiceAccountCallers() {
 		t.Error("HasUnixCallers/HasServiceAccountCallers = false")
+	}
+}
+
+// SkipSecretFiles checks a policy whose Secrets are not mounted: the
+// names are checked, the files are not opened, and a caller named by one
+// is matched by no secret at all. Without it, the missing file is an
+// error.
+func TestSkipSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policy.yaml")
+	policyText := func(second string) []byte {
+		return []byte(`version: 1
+callers:
+  - name: app
+    identify: {secretFile: /var/run/callers/app/token}` + identifyRules + `
+  - name: other
+    identify: {secretFile: ` + second + `}` + identifyRules + `
+`)
+	}
+	_, err := ParseWith(file, policyText("/var/run/callers/other/token"), Options{})
+	if want := "callers[0].identify.secretFile: open /var/run/callers/app/token: no such file or directory; mount the caller's Secret there, or use secretSHA256"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("read as the broker does: %v\nwant %s", err, want)
+	}
+
+	p, err := ParseWith(file, policyText("/var/run/callers/other/token"), Options{SkipSecretFiles: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := p.SecretFilesNotRead(); n != 2 {
+		t.Errorf("SecretFilesNotRead = %d, want 2", n)
+	}
+	c, _ := p.CallerByName("app")
+	if got := c.Identity(); got != "secret file, not read" {
+		t.Errorf("Identity = %q", got)
+	}
+	for _, secret := range []string{"", "/var/run/callers/app/token", notReadPrefix + "/var/run/callers/app/token", HashSecret("")} {
+		if c, ok := p.CallerBySecret(secret); ok {
+			t.Errorf("CallerBySecret(%q) matched %s; a secret file not read matches nothing", secret, c.Name)
+		}
+	}
+
+	for _, tc := range []struct {
+		name, second, want string
+	}{
+		{"the same file twice", "/var/run/callers/app/../app/token", `callers[0].identify.secretFile: the same secret is used twice (also callers[1].identify.secretSHA256 or .secretFile)`},
+		{"no file named", `""`, `callers[1].identify.secretFile: no file named; mount the caller's Secret there, or use secretSHA256`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseWith(file, policyText(tc.second), Options{SkipSecretFiles: true})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v\nwant %s", err, tc.want)
+			}
+		})
 	}
 }

@@ -33,6 +33,7 @@ const (
 	modeSecret
 	modeUnix
 	modeServiceAccount
+	modeSecretNotRead // a secretFile left unread (Options.SkipSecretFiles): matches no secret
 )
 
 // Caller is one entry of callers in the policy file. Its exported fields
@@ -145,8 +146,25 @@ func (e *Error) Error() string {
 // maxFileSize bounds what Load reads. A ConfigMap holds at most 1 MiB.
 const maxFileSize = 8 << 20
 
+// Options change how a policy is read. The zero value reads it as the
+// broker does.
+type Options struct {
+	// SkipSecretFiles leaves each identify.secretFile unread: its name is
+	// checked, and two callers naming the same file are an error, but the
+	// file is not opened, so its secret is neither checked nor known and
+	// the caller is matched by no secret. It is for checking a policy
+	// where the Secrets are not mounted (CI, a workstation); the broker
+	// never sets it.
+	SkipSecretFiles bool
+}
+
 // Load reads the policy file at path and parses it with Parse(path, data).
 func Load(path string) (*Policy, error) {
+	return LoadWith(path, Options{})
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o Options) (*Policy, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
@@ -159,20 +177,25 @@ func Load(path string) (*Policy, error) {
 	if len(data) > maxFileSize {
 		return nil, &Error{File: path, Problems: []Problem{{Message: fmt.Sprintf("the file is larger than %d MiB; a policy file is a few kilobytes", maxFileSize>>20)}}}
 	}
-	return Parse(path, data)
+	return ParseWith(path, data, o)
 }
 
 // Parse parses and validates a policy. file is used only in error text
 // and in the messages of decisions. On failure the error is an *Error
 // that lists every problem found.
 func Parse(file string, data []byte) (*Policy, error) {
+	return ParseWith(file, data, Options{})
+}
+
+// ParseWith is Parse with options.
+func ParseWith(file string, data []byte, o Options) (*Policy, error) {
 	var ps problems
 	doc, ok := decodeFile(data, &ps)
 	if !ok {
 		return nil, &Error{File: file, Problems: ps.list}
 	}
 	p := &Policy{file: file}
-	validate(doc, p, &ps)
+	validate(doc, p, o, &ps)
 	if len(ps.list) > 0 {
 		return nil, &Error{File: file, Problems: ps.sorted()}
 	}
@@ -185,6 +208,18 @@ func Parse(file string, data []byte) (*Policy, error) {
 func HashSecret(secret string) string {
 	h := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(h[:])
+}
+
+// SecretFilesNotRead returns how many callers' secretFiles were left
+// unread (Options.SkipSecretFiles).
+func (p *Policy) SecretFilesNotRead() int {
+	n := 0
+	for _, c := range p.callers {
+		if c.mode == modeSecretNotRead {
+			n++
+		}
+	}
+	return n
 }
 
 // File returns the file name the policy was parsed with.
@@ -266,6 +301,8 @@ func (c *Caller) Identity() string {
 		return s
 	case modeServiceAccount:
 		return "service account " + c.account
+	case modeSecretNotRead:
+		return "secret file, not read"
 	}
 	return "none"
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -67,7 +68,7 @@ const hashHint = `put the output of "chat-broker hash-secret" here, never the se
 
 // validate checks doc, reporting every problem to ps, and fills p with
 // the compiled callers. p is meaningful only when ps stays empty.
-func validate(doc *fileDoc, p *Policy, ps *problems) {
+func validate(doc *fileDoc, p *Policy, o Options, ps *problems) {
 	if ps.bad[""] {
 		return // not a mapping at all; one line says so
 	}
@@ -95,7 +96,11 @@ func validate(doc *fileDoc, p *Policy, ps *problems) {
 			continue
 		}
 		if id.SecretFile != nil {
-			if h, err := readSecretFile(p.file, *id.SecretFile); err != nil {
+			read := readSecretFile
+			if o.SkipSecretFiles {
+				read = secretFileKey
+			}
+			if h, err := read(p.file, *id.SecretFile); err != nil {
 				ids.fileErr[i] = err
 			} else {
 				ids.fileHash[i] = h
@@ -254,6 +259,22 @@ func readSecretFile(policyFile, name string) (string, error) {
 	return HashSecret(s), nil
 }
 
+// secretFileKey stands for readSecretFile when secret files are not
+// read: it checks the name and returns a key that is the same for two
+// callers naming one file and never a secret's hash.
+func secretFileKey(policyFile, name string) (string, error) {
+	if name == "" {
+		return "", errors.New("no file named")
+	}
+	if !filepath.IsAbs(name) && policyFile != "" {
+		name = filepath.Join(filepath.Dir(policyFile), name)
+	}
+	return notReadPrefix + filepath.Clean(name), nil
+}
+
+// notReadPrefix begins the keys of secretFileKey.
+const notReadPrefix = "not read: "
+
 // k8sName is a DNS-1123 label: what Kubernetes allows as a namespace, and
 // (with dots) as a service account name.
 var (
@@ -326,6 +347,8 @@ func validateIdentify(cd *callerDoc, c *Caller, ids *identities, ps *problems) {
 		case len(idx) > 1 && idx[0] == c.index:
 			ps.add(sp, "%s; give each caller its own secret, or a request's caller would be ambiguous", dupNote("the same secret", idx, "callers[%d].identify.secretSHA256 or .secretFile"))
 		case len(idx) > 1:
+		case strings.HasPrefix(h, notReadPrefix):
+			c.mode = modeSecretNotRead
 		default:
 			hex.Decode(c.secret[:], []byte(h))
 			c.mode = modeSecret

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -36,53 +35,6 @@ the broker would do with one request, or add a caller with a new secret.`,
 	}
 	cmd.AddCommand(newPolicyCheckCommand(), newExplainCommand(), newAddCallerCommand())
 	return cmd
-}
-
-func newPolicyCheckCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "check FILE...",
-		Short: "validate policy files as the broker loads them",
-		Long: `Parse and validate each policy file with the broker's own parser, so CI and
-reload always agree. Every problem is printed, one a line, naming the file, the
-place in it and the fix. It exits 0 when every file is valid, 1 when one is
-invalid, and 2 when one cannot be read (or on a usage error).`,
-		Example: `  chat-broker policy check policy.yaml
-  chat-broker policy check deploy/*.yaml`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError("policy check: name at least one policy file; run 'chat-broker policy check --help'")
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runPolicyCheck(args, cmd.OutOrStdout(), cmd.ErrOrStderr())
-		},
-	}
-}
-
-func runPolicyCheck(files []string, stdout, stderr io.Writer) error {
-	invalid, unreadable := 0, 0
-	for _, file := range files {
-		p, err := policy.Load(file)
-		var perr *policy.Error
-		switch {
-		case errors.As(err, &perr):
-			invalid++
-			fmt.Fprintln(stderr, err)
-		case err != nil:
-			unreadable++
-			fmt.Fprintln(stderr, fileError("", file, err, "check the path"))
-		default:
-			fmt.Fprintf(stdout, "%s: ok (%d callers)\n", file, len(p.Callers()))
-		}
-	}
-	switch {
-	case unreadable > 0:
-		return usageError("policy check: %d of %d files cannot be read", unreadable, len(files))
-	case invalid > 0:
-		return noError("policy check: %d of %d files invalid", invalid, len(files))
-	}
-	return nil
 }
 
 func newHashSecretCommand() *cobra.Command {
@@ -135,6 +87,7 @@ func runHashSecret(stdin io.Reader, stdout io.Writer) error {
 // explainFlags are policy explain's flags.
 type explainFlags struct {
 	caller, request, subject, output string
+	opts                             policy.Options
 }
 
 func newExplainCommand() *cobra.Command {
@@ -146,7 +99,9 @@ func newExplainCommand() *cobra.Command {
 FILE: the Chat method, the space, the decision, the rule that decided, and the
 scopes the call would carry. Like "kubectl auth can-i", it exits 0 when the call
 would be allowed and 1 when it would be refused, so a CI step can assert either;
-a missing or invalid policy file, an unknown caller or a malformed request exits 2.`,
+a missing or invalid policy file, an unknown caller or a malformed request exits 2.
+FILE may be a ConfigMap manifest that holds one policy, or - for standard input,
+as for 'policy check'.`,
 		Example: `  chat-broker policy explain policy.yaml --caller notifier --request "POST /v1/spaces/AAAA/messages"
   chat-broker policy explain policy.yaml --caller notifier --request "GET /v1/spaces/AAAA/messages" --output json
   ! chat-broker policy explain policy.yaml --caller notifier --request "DELETE /v1/spaces/AAAA"   # CI: must be refused`,
@@ -160,7 +115,7 @@ a missing or invalid policy file, an unknown caller or a malformed request exits
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runExplain(args[0], f, cmd.OutOrStdout())
+			return runExplain(args[0], f, cmd.InOrStdin(), cmd.OutOrStdout())
 		},
 	}
 	fs := cmd.Flags()
@@ -169,12 +124,13 @@ a missing or invalid policy file, an unknown caller or a malformed request exits
 	fs.StringVar(&f.request, "request", "", `the request as "VERB /path?query", e.g. "POST /v1/spaces/AAAA/messages"; required`)
 	fs.StringVar(&f.subject, "subject", "", "the `user` to act as (domain-wide delegation), as the "+proxy.SubjectHeader+" header would name")
 	fs.StringVar(&f.output, "output", "text", "output `format`: text or json")
+	skipSecretFilesFlag(fs, &f.opts.SkipSecretFiles)
 	bindEnv(fs, "EXPLAIN_")
 	return cmd
 }
 
 // runExplain prints what the broker would do with one request.
-func runExplain(file string, f explainFlags, stdout io.Writer) error {
+func runExplain(file string, f explainFlags, stdin io.Reader, stdout io.Writer) error {
 	switch {
 	case f.caller == "":
 		return usageError("--caller: required: the caller's name in the policy")
@@ -183,7 +139,7 @@ func runExplain(file string, f explainFlags, stdout io.Writer) error {
 	case f.output != "text" && f.output != "json":
 		return usageError("--output %q: want text or json", f.output)
 	}
-	pol, err := loadPolicy("", file)
+	pol, err := loadOnePolicy(file, f.opts, stdin)
 	if err != nil {
 		return err
 	}

@@ -273,7 +273,7 @@ func TestPolicyCheck(t *testing.T) {
 	if err := run(context.Background(), []string{"policy", "check", good}, nil, &out, &errOut); err != nil {
 		t.Fatalf("check good: %v", err)
 	}
-	if !strings.Contains(out.String(), "good.yaml: ok (1 callers)") {
+	if !strings.Contains(out.String(), "good.yaml: ok (1 caller)") {
 		t.Errorf("check good printed %q", out.String())
 	}
 	err := run(context.Background(), []string{"policy", "check", good, bad}, nil, &out, &errOut)
