@@ -29,7 +29,7 @@ type sharedFlags struct {
 
 func (f *sharedFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "shared-limits", "", "share the per-space and per-project limits and Chat's 429 holds with every broker of the app on Redis or Valkey at `URL` (redis://host:6379/0, rediss:// for TLS; no password in it); default off: each broker paces alone")
-	fs.StringVar(&f.passwordFile, "shared-limits-password-file", "", "`file` holding the Redis password (AUTH); its trailing newline is ignored")
+	fs.StringVar(&f.passwordFile, "shared-limits-password-file", "", "`file` holding the Redis password (AUTH), read at each new connection (so a rotated password needs no restart); its trailing newline is ignored")
 	fs.StringVar(&f.caFile, "shared-limits-ca-file", "", "PEM `file` of the CAs that sign Redis's certificate (rediss://); default: the system's roots")
 	fs.StringVar(&f.prefix, "shared-limits-app", "", "`name` that brokers sharing limits have in common, in every Redis key; default: the key's project_id (Chat's quotas are per project)")
 	fs.DurationVar(&f.budget, "shared-limits-budget", shaping.DefaultSharedBudget, "how `long` one Redis round trip may take before the call is paced by this broker's own limits (until Redis answers again)")
@@ -63,20 +63,17 @@ func (f *sharedFlags) open(pxCfg *proxy.Config, app string, log *slog.Logger, re
 	if f.url == "" {
 		return func() {}, nil
 	}
-	var password string
 	if f.passwordFile != "" {
-		b, err := os.ReadFile(f.passwordFile)
-		if err != nil {
+		if _, err := os.Stat(f.passwordFile); err != nil {
 			return nil, usageError("--shared-limits-password-file: %v", err)
 		}
-		password = strings.TrimRight(string(b), "\r\n")
 	}
 	if f.prefix != "" {
 		app = f.prefix
 	}
 	sharedlimits.SetLogger(log)
 	st, err := sharedlimits.Open(sharedlimits.Config{
-		URL: f.url, Password: password, CAFile: f.caFile,
+		URL: f.url, PasswordFile: f.passwordFile, CAFile: f.caFile,
 		Prefix: sharedlimits.Prefix(app), Timeout: f.budget,
 	})
 	if err != nil {

@@ -15,6 +15,10 @@
 // Redis's own clock (TIME), so brokers whose clocks disagree still share
 // one bucket fairly.
 //
+// The password comes from Config.Password or from Config.PasswordFile,
+// read at each new connection so that a rotated password needs no
+// restart; neither ever shows in an error or Addr.
+//
 // Keys are "<prefix>hold:<space>" and "<prefix><bucket>"; the prefix
 // holds a hash tag ({…}) so that all the keys of one app map to one slot.
 // Every key expires a second after it no longer limits anything (a

@@ -21,11 +21,18 @@ import (
 // Config says which Redis to use and how.
 type Config struct {
 	// URL is redis://[user@]host:port[/db] or rediss://… for TLS. It must
-	// not hold a password: give Password instead (read from a file), so
+	// not hold a password: give PasswordFile (or Password) instead, so
 	// that it never shows in a process list, a pod spec or a log.
 	URL string
 	// Password is Redis's AUTH password; empty for none.
 	Password string
+	// PasswordFile, instead of Password, names a file holding it (a
+	// trailing newline is not part of it). It is read each time a
+	// connection is opened, so a password rotated in the file (a
+	// Kubernetes Secret updated in place) is used from the next new
+	// connection on, without a restart; a file that cannot be read then
+	// fails that connection, as an unreachable Redis would.
+	PasswordFile string
 	// CAFile, if set, is a PEM file of the CAs that sign the server's
 	// certificate (rediss:// only); empty: the system's roots.
 	CAFile string
@@ -72,6 +79,14 @@ func Open(cfg Config) (*Store, error) {
 	if u.Host == "" {
 		return nil, errors.New("sharedlimits: the URL names no host; want redis://host:6379/0")
 	}
+	if cfg.Password != "" && cfg.PasswordFile != "" {
+		return nil, errors.New("sharedlimits: give Password or PasswordFile, not both")
+	}
+	if cfg.PasswordFile != "" {
+		if _, err := readPassword(cfg.PasswordFile); err != nil {
+			return nil, fmt.Errorf("sharedlimits: %w", err)
+		}
+	}
 	if cfg.CAFile != "" && u.Scheme != "rediss" {
 		return nil, errors.New("sharedlimits: a CA file is for rediss:// (TLS) only")
 	}
@@ -98,6 +113,13 @@ func Open(cfg Config) (*Store, error) {
 		timeout = shaping.DefaultSharedBudget
 	}
 	opts.Password = cfg.Password
+	if file := cfg.PasswordFile; file != "" {
+		user := opts.Username
+		opts.CredentialsProviderContext = func(context.Context) (string, string, error) {
+			password, err := readPassword(file)
+			return user, password, err
+		}
+	}
 	// One try per call, bounded: a broker would rather use its own
 	// limits than wait for a retry.
 	opts.MaxRetries = -1
@@ -116,6 +138,16 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{client: redis.NewClient(opts), prefix: cfg.Prefix, now: cfg.Now}
 	s.addr = u.Scheme + "://" + opts.Addr + "/" + strconv.Itoa(opts.DB)
 	return s, nil
+}
+
+// readPassword reads a password file; errors name the file, never its
+// content.
+func readPassword(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("password file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 // Addr names the server for logs: scheme, host, port and database,

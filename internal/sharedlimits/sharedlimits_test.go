@@ -3,6 +3,8 @@ package sharedlimits
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -224,6 +226,59 @@ func TestTLSAndPassword(t *testing.T) {
 			t.Errorf("ping without the server's CA: %v, want a certificate error", err)
 		}
 	})
+}
+
+// A password rotated in its file (as Kubernetes updates a mounted
+// Secret) is used from the next new connection on, without a restart;
+// the old one is never sent again.
+func TestPasswordFileRotation(t *testing.T) {
+	const oldPassword, newPassword = "old-redis-password-0123", "new-redis-password-4567"
+	srv := redistest.Start(t, redistest.Options{Password: oldPassword})
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "password")
+	write := func(p string) {
+		if err := os.WriteFile(file, []byte(p+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(oldPassword)
+	st, err := Open(Config{URL: srv.URL, PasswordFile: file, Prefix: Prefix("rotate"), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Ping(ctx); err != nil {
+		t.Fatalf("with the password from the file: %v", err)
+	}
+
+	// The rotation: Redis takes the new password, the file gets it, and
+	// Redis drops every connection made with the old one.
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: oldPassword})
+	defer admin.Close()
+	if err := admin.ConfigSet(ctx, "requirepass", newPassword).Err(); err != nil {
+		t.Fatal(err)
+	}
+	write(newPassword)
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no").Err(); err != nil && !strings.Contains(err.Error(), "EOF") {
+		t.Fatal(err)
+	}
+	// The first call may find its pooled connection dead; the next one
+	// dials with the new password.
+	if err := st.Ping(ctx); err != nil {
+		if err := st.Ping(ctx); err != nil {
+			t.Fatalf("after the rotation: %v", err)
+		}
+	}
+
+	// A file that cannot be read fails new connections, naming the file.
+	os.Remove(file)
+	st2, err := Open(Config{URL: srv.URL, PasswordFile: file, Prefix: Prefix("rotate")})
+	if err == nil || !strings.Contains(err.Error(), "password file: open "+file) {
+		t.Errorf("Open with a missing password file: %v, %v", st2, err)
+	}
+	if _, err := Open(Config{URL: srv.URL, Password: "x", PasswordFile: file}); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("Password and PasswordFile: %v", err)
+	}
 }
 
 func TestOpenErrors(t *testing.T) {
