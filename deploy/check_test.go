@@ -37,6 +37,7 @@ type objects struct {
 type workload struct {
 	kind, name string
 	spec       *corev1.PodSpec
+	replicas   int32
 }
 
 func index(objs []runtime.Object) *objects {
@@ -50,9 +51,13 @@ func index(objs []runtime.Object) *objects {
 		case *corev1.ServiceAccount:
 			s.serviceAccounts[o.Name] = o
 		case *appsv1.Deployment:
-			s.workloads = append(s.workloads, workload{"Deployment", o.Name, &o.Spec.Template.Spec})
+			replicas := int32(1)
+			if o.Spec.Replicas != nil {
+				replicas = *o.Spec.Replicas
+			}
+			s.workloads = append(s.workloads, workload{"Deployment", o.Name, &o.Spec.Template.Spec, replicas})
 		case *batchv1.Job:
-			s.workloads = append(s.workloads, workload{"Job", o.Name, &o.Spec.Template.Spec})
+			s.workloads = append(s.workloads, workload{"Job", o.Name, &o.Spec.Template.Spec, 1})
 		}
 	}
 	return s
@@ -138,7 +143,7 @@ func checkWorkload(t *testing.T, s *objects, w workload) {
 	// The policy: from a ConfigMap of the set, mounted as a folder (a
 	// subPath mount never sees an update, so reload would not work), and
 	// valid by the broker's own parser.
-	checkSharedLimits(t, spec, b, flags)
+	checkSharedLimits(t, w, b, flags)
 	pol := checkPolicy(t, s, spec, b, flags["policy"])
 
 	apps := slices.DeleteFunc(slices.Clone(spec.Containers), func(c corev1.Container) bool { return c.Name == brokerName })

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,9 +13,12 @@ import (
 // (--shared-limits, or CHAT_BROKER_SHARED_LIMITS), the URL holds no
 // password, every CHAT_BROKER_* variable names a real serve flag, and
 // the password file is on a Secret volume that only the broker mounts,
-// read-only. It reports whether the workload shares its limits.
-func checkSharedLimits(t *testing.T, spec *corev1.PodSpec, b *corev1.Container, flags map[string]string) bool {
+// read-only, and --shared-limits-brokers is the workload's replicas (each
+// paces at that share while Redis is down). It reports whether the
+// workload shares its limits.
+func checkSharedLimits(t *testing.T, w workload, b *corev1.Container, flags map[string]string) bool {
 	t.Helper()
+	spec := w.spec
 	known, err := serveFlags()
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +50,9 @@ func checkSharedLimits(t *testing.T, spec *corev1.PodSpec, b *corev1.Container, 
 		t.Errorf("--shared-limits: not a redis:// or rediss:// URL")
 	} else if _, has := u.User.Password(); has {
 		t.Error("--shared-limits holds a password: it belongs in a Secret (--shared-limits-password-file)")
+	}
+	if got, want := all["shared-limits-brokers"], strconv.Itoa(int(w.replicas)); got != want {
+		t.Errorf("--shared-limits-brokers %q, want %s, the replicas: while Redis is down each replica paces at that share", got, want)
 	}
 	file := all["shared-limits-password-file"]
 	if file == "" {
@@ -92,7 +99,7 @@ func TestKustomizeSharedLimits(t *testing.T) {
 				if b == nil {
 					t.Fatalf("%s: no broker", w.name)
 				}
-				got = got || checkSharedLimits(t, w.spec, b, serveArgs(t, b.Args))
+				got = got || checkSharedLimits(t, w, b, serveArgs(t, b.Args))
 				if e := envOf(b, "CHAT_BROKER_SHARED_LIMITS_PASSWORD_FILE"); tc.want && (e == nil || !strings.HasPrefix(e.Value, "/var/run/chat-broker/redis/")) {
 					t.Errorf("no password file from the Secret: %v", b.Env)
 				}

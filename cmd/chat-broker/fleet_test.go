@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -211,7 +212,9 @@ func (f *fleet) burst(t testing.TB, brokers []*brokerProc, perBroker int) burstR
 // Each broker allows the project 20 (--project-limit 20/h:20: a burst of
 // 20, then one every 3 minutes). Alone, each lets its 20 go and Chat
 // answers most of the 100 with 429; sharing the bucket on Redis, the
-// fleet lets 20 go in all and Chat answers no 429.
+// fleet lets 20 go in all and Chat answers no 429. With Redis down and
+// --shared-limits-brokers 5, each broker paces alone at a fifth of the
+// limit (a burst of 4), so the fleet again lets 20 go.
 func TestFleetSharesProjectLimit(t *testing.T) {
 	f := newFleet(t)
 	redis := redistest.Start(t, redistest.Options{})
@@ -225,9 +228,11 @@ func TestFleetSharesProjectLimit(t *testing.T) {
 	tests := []struct {
 		name   string
 		shared bool
+		down   bool // Redis does not answer
 	}{
-		{"each broker alone", false},
-		{"shared on Redis", true},
+		{"each broker alone", false, false},
+		{"shared on Redis", true, false},
+		{"Redis down, each broker its share", true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,7 +242,12 @@ func TestFleetSharesProjectLimit(t *testing.T) {
 			exceeded := f.emu.QuotaExceeded()
 			args := base
 			if tc.shared {
-				args = append(slices.Clone(base), "--shared-limits", redis.URL, "--shared-limits-app", "fleet-"+strconv.FormatInt(time.Now().UnixNano(), 36), "--shared-limits-budget", "250ms")
+				url := redis.URL
+				if tc.down {
+					url = "redis://" + closedPort(t) + "/0"
+				}
+				args = append(slices.Clone(base), "--shared-limits", url, "--shared-limits-app", "fleet-"+strconv.FormatInt(time.Now().UnixNano(), 36), "--shared-limits-budget", "250ms",
+					"--shared-limits-brokers", strconv.Itoa(brokers))
 			}
 			ps := f.start(t, brokers, args...)
 			r := f.burst(t, ps, perBroker)
@@ -252,8 +262,8 @@ func TestFleetSharesProjectLimit(t *testing.T) {
 					t.Errorf("shared: Chat answered %d 429s and the brokers refused %d; want 0 and %d", chat429, r.brokerRefused, brokers*perBroker-quota)
 				}
 				for i, p := range ps {
-					if up := p.metric(t, "chat_broker_shared_limits_up"); up != 1 {
-						t.Errorf("broker %d: chat_broker_shared_limits_up %v, want 1", i, up)
+					if up, want := p.metric(t, "chat_broker_shared_limits_up"), map[bool]float64{false: 1, true: 0}[tc.down]; up != want {
+						t.Errorf("broker %d: chat_broker_shared_limits_up %v, want %v", i, up, want)
 					}
 				}
 			} else if chat429 < 1 || chat429+r.brokerRefused != brokers*perBroker-quota {
@@ -265,6 +275,18 @@ func TestFleetSharesProjectLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
 
 // Redis stopped in the middle of a run of calls from five brokers and

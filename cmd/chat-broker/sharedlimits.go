@@ -21,6 +21,7 @@ import (
 type sharedFlags struct {
 	url          string
 	passwordFile string
+	brokers      int
 	caFile       string
 	prefix       string
 	budget       time.Duration
@@ -32,14 +33,15 @@ func (f *sharedFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.passwordFile, "shared-limits-password-file", "", "`file` holding the Redis password (AUTH), read at each new connection (so a rotated password needs no restart); its trailing newline is ignored")
 	fs.StringVar(&f.caFile, "shared-limits-ca-file", "", "PEM `file` of the CAs that sign Redis's certificate (rediss://); default: the system's roots")
 	fs.StringVar(&f.prefix, "shared-limits-app", "", "`name` that brokers sharing limits have in common, in every Redis key; default: the key's project_id (Chat's quotas are per project)")
+	fs.IntVar(&f.brokers, "shared-limits-brokers", 1, "how many `brokers` share the limits (the app's replicas): while Redis is unreachable each paces at 1/N of the per-space and per-project limits; 1: each at the full limits")
 	fs.DurationVar(&f.budget, "shared-limits-budget", shaping.DefaultSharedBudget, "how `long` one Redis round trip may take before the call is paced by this broker's own limits (until Redis answers again)")
 	fs.DurationVar(&f.probe, "shared-limits-probe", time.Second, "how `often` a broker pacing alone after a Redis failure asks Redis again")
-	setGroup(fs, groupLimits, "shared-limits", "shared-limits-password-file", "shared-limits-ca-file", "shared-limits-app", "shared-limits-budget", "shared-limits-probe")
+	setGroup(fs, groupLimits, "shared-limits", "shared-limits-password-file", "shared-limits-ca-file", "shared-limits-app", "shared-limits-brokers", "shared-limits-budget", "shared-limits-probe")
 }
 
 func (f *sharedFlags) check() error {
 	if f.url == "" {
-		for name, set := range map[string]bool{"--shared-limits-password-file": f.passwordFile != "", "--shared-limits-ca-file": f.caFile != "", "--shared-limits-app": f.prefix != ""} {
+		for name, set := range map[string]bool{"--shared-limits-password-file": f.passwordFile != "", "--shared-limits-ca-file": f.caFile != "", "--shared-limits-app": f.prefix != "", "--shared-limits-brokers": f.brokers != 1} {
 			if set {
 				return usageError("%s: needs --shared-limits URL", name)
 			}
@@ -47,6 +49,8 @@ func (f *sharedFlags) check() error {
 		return nil
 	}
 	switch {
+	case f.brokers < 1:
+		return usageError("--shared-limits-brokers %d: want 1 or more, the number of the app's replicas", f.brokers)
 	case f.budget <= 0:
 		return usageError("--shared-limits-budget %v: want a duration above 0, e.g. 5ms", f.budget)
 	case f.probe <= 0:
@@ -83,7 +87,7 @@ func (f *sharedFlags) open(pxCfg *proxy.Config, app string, log *slog.Logger, re
 		Help: "1 while calls are paced by the limits shared on Redis (--shared-limits), 0 while this broker paces alone after Redis failed."})
 	up.Set(1)
 	shared, err := shaping.NewShared(shaping.SharedConfig{
-		Store: st, Budget: f.budget, Probe: f.probe, Logger: log,
+		Store: st, Budget: f.budget, Probe: f.probe, Logger: log, Brokers: f.brokers,
 		OnChange: func(ok bool) {
 			if ok {
 				up.Set(1)
@@ -105,7 +109,7 @@ func (f *sharedFlags) open(pxCfg *proxy.Config, app string, log *slog.Logger, re
 			func() float64 { return float64(shared.Errors()) }))
 	pxCfg.Shaping.Shared = shared
 	log.Info("shared limits: per-space and per-project limits and Chat's 429 holds are shared on Redis",
-		"redis", st.Addr(), "app", app, "budget", f.budget.String(), "password", f.passwordFile != "")
+		"redis", st.Addr(), "app", app, "brokers", f.brokers, "budget", f.budget.String(), "password", f.passwordFile != "")
 	return func() {
 		shared.Close()
 		st.Close()

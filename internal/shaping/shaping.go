@@ -91,11 +91,17 @@ type Shaper struct {
 	slots       chan struct{}
 	waiting     *waitCap
 	shared      *Shared
+	brokers     int    // SharedConfig.Brokers: the local buckets pace at 1/brokers
+	shareNote   string // what refusals add when brokers > 1
 }
 
 // New returns a Shaper for cfg, or an error naming a bad setting.
 func New(cfg Config) (*Shaper, error) {
-	s := &Shaper{cfg: cfg, now: cfg.Now, after: cfg.After, project: map[chatapi.QuotaClass]Limit{}, shared: cfg.Shared}
+	s := &Shaper{cfg: cfg, now: cfg.Now, after: cfg.After, project: map[chatapi.QuotaClass]Limit{}, shared: cfg.Shared, brokers: 1}
+	if cfg.Shared != nil && cfg.Shared.cfg.Brokers > 1 {
+		s.brokers = cfg.Shared.cfg.Brokers
+		s.shareNote = fmt.Sprintf("; %d brokers share it, and while the shared store is unreachable each paces at 1/%d of it (--shared-limits-brokers)", s.brokers, s.brokers)
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -117,8 +123,8 @@ func New(cfg Config) (*Shaper, error) {
 			return nil, fmt.Errorf("shaping: Config.Project: unknown quota class %q", class)
 		}
 		if !rt.IsZero() {
-			s.project[class] = Limit{lim: rt.limiter(), reason: reasonRateLimited,
-				msg:  fmt.Sprintf("calls are over the broker's project limit of %s for %s (--project-limit)", rt, class),
+			s.project[class] = Limit{lim: rt.share(s.brokers).limiter(), reason: reasonRateLimited,
+				msg:  fmt.Sprintf("calls are over the broker's project limit of %s for %s (--project-limit%s)", rt, class, s.shareNote),
 				meta: map[string]string{"quota": string(class), "limit": "project"}}
 		}
 	}
@@ -182,6 +188,15 @@ func DefaultBurst(events int, per time.Duration) int {
 		return 1
 	}
 	return int(max(1, (int64(events)*int64(time.Second)+int64(per)-1)/int64(per)))
+}
+
+// share is what one of n brokers paces at alone: 1/n of r, and of its
+// burst (at least 1).
+func (r Rate) share(n int) Rate {
+	if n <= 1 || r.IsZero() {
+		return r
+	}
+	return Rate{Events: r.Events, Per: r.Per * time.Duration(n), Burst: max(1, (r.burst()+n-1)/n)}
 }
 
 func (r Rate) limiter() *rate.Limiter {
@@ -377,11 +392,11 @@ func (s *Shaper) buckets(m *chatapi.Method, space string) ([]Limit, []Bucket) {
 		if lims != nil {
 			lim, ok := lims.Get(space)
 			if !ok {
-				lim = r.limiter()
+				lim = r.share(s.brokers).limiter()
 				lims.Add(space, lim)
 			}
 			out = append(out, Limit{lim: lim, reason: reasonSpaceRateLimited,
-				msg:  fmt.Sprintf("calls to %s are over the broker's per-space %s limit of %s (--space-%s-limit)", space, kind, r, kind),
+				msg:  fmt.Sprintf("calls to %s are over the broker's per-space %s limit of %s (--space-%s-limit%s)", space, kind, r, kind, s.shareNote),
 				meta: map[string]string{"space": space, "limit": "space-" + kind + "s"}})
 			if s.shared != nil {
 				shared = append(shared, Bucket{Key: "space-" + kind + "s:" + space, Rate: r})

@@ -3,6 +3,7 @@ package shaping
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,14 @@ type SharedConfig struct {
 	// Probe is how often, while the store is unreachable, the broker asks
 	// it again. 0 means 1 s.
 	Probe time.Duration
+	// Brokers is how many brokers share the store's limits (the app's
+	// replicas). While the store is unreachable, each broker paces at
+	// 1/Brokers of every per-space and per-project rate, and of its burst
+	// (at least 1), so that the fleet stays near the limits it shares;
+	// per-caller limits are each broker's own and do not change. 0 or 1:
+	// each paces at the full rates, and N brokers may then send up to N
+	// times them until the store is back.
+	Brokers int
 	// Logger is told once when the broker falls back to its local limits
 	// and once when it goes back; nil discards.
 	Logger *slog.Logger
@@ -122,6 +131,9 @@ type Shared struct {
 func NewShared(cfg SharedConfig) (*Shared, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("shaping: SharedConfig.Store is nil")
+	}
+	if cfg.Brokers < 0 {
+		return nil, fmt.Errorf("shaping: SharedConfig.Brokers %d: want 1 or more (0 means 1)", cfg.Brokers)
 	}
 	if cfg.Budget <= 0 {
 		cfg.Budget = DefaultSharedBudget

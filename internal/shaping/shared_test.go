@@ -3,7 +3,9 @@ package shaping
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -254,5 +256,75 @@ func TestPaceSharedFallsBack(t *testing.T) {
 	}
 	if n := len(st.asked()); n != 4 {
 		t.Errorf("%d takes, want 4", n)
+	}
+}
+
+// With Brokers, the store gets the full rates, while the broker's own
+// buckets, which pace it alone while the store is down, get its share:
+// 1/Brokers of the rate and of the burst.
+func TestPaceSharedFallbackShare(t *testing.T) {
+	full := Rate{Events: 60, Per: time.Minute, Burst: 4}
+	create, _ := chatapi.Lookup("spaces.messages.create")
+	for _, tc := range []struct {
+		brokers    int
+		wantPassed int // calls through the local bucket at once
+		wantNote   bool
+	}{
+		{0, 4, false},
+		{1, 4, false},
+		{2, 2, true},
+		{4, 1, true},
+		{10, 1, true},
+	} {
+		t.Run(fmt.Sprint(tc.brokers, " brokers"), func(t *testing.T) {
+			clk := fakeclock.New()
+			st := &fakeStore{}
+			sh, err := NewShared(SharedConfig{Store: st, After: clk.After, Brokers: tc.brokers, Failures: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sh.Close()
+			s, err := New(Config{Now: clk.Now, After: clk.After, Wait: -1, Shared: sh, SpaceWrites: full})
+			if err != nil {
+				t.Fatal(err)
+			}
+			deadline := clk.Now().Add(time.Minute)
+			if err := s.Pace(context.Background(), deadline, create, "spaces/A"); err != nil {
+				t.Fatal(err)
+			}
+			if got := st.asked()[0].Buckets[0].Rate; got != full {
+				t.Errorf("the store was asked for %+v, want the full %+v", got, full)
+			}
+
+			st.mu.Lock()
+			st.err = errors.New("connection refused")
+			st.mu.Unlock()
+			passed := 0
+			var ref *refusal.Error
+			for range 12 {
+				err := s.Pace(context.Background(), deadline, create, "spaces/A")
+				if err == nil {
+					passed++
+					continue
+				}
+				if !errors.As(err, &ref) {
+					t.Fatal(err)
+				}
+			}
+			if passed != tc.wantPassed {
+				t.Errorf("%d calls passed the local bucket at once, want %d", passed, tc.wantPassed)
+			}
+			if note := strings.Contains(ref.Message, fmt.Sprintf("%d brokers share it", tc.brokers)); note != tc.wantNote {
+				t.Errorf("refusal %q: names the share %v, want %v", ref.Message, note, tc.wantNote)
+			}
+			// The next token comes after Brokers times the rate's interval.
+			wantRetry := time.Second * time.Duration(max(1, tc.brokers))
+			if ref.RetryAfter != wantRetry {
+				t.Errorf("Retry-After %v, want %v", ref.RetryAfter, wantRetry)
+			}
+		})
+	}
+	if _, err := NewShared(SharedConfig{Store: &fakeStore{}, Brokers: -1}); err == nil {
+		t.Error("Brokers -1 accepted")
 	}
 }
