@@ -41,7 +41,7 @@ func (f *sharedFlags) register(fs *flag.FlagSet) {
 
 func (f *sharedFlags) check() error {
 	if f.url == "" {
-		for name, set := range map[string]bool{"--shared-limits-password-file": f.passwordFile != "", "--shared-limits-ca-file": f.caFile != "", "--shared-limits-app": f.prefix != "", "--shared-limits-brokers": f.brokers != 1} {
+		for name, set := range map[string]bool{"--shared-limits-password-file": f.passwordFile != "", "--shared-limits-ca-file": f.caFile != "", "--shared-limits-app": f.prefix != "", "--shared-limits-brokers": f.brokers > 1 || f.brokers < 0} {
 			if set {
 				return usageError("%s: needs --shared-limits URL", name)
 			}
