@@ -137,14 +137,7 @@ func kustomizeBuild(t *testing.T, dir string) []runtime.Object {
 // kustomizeBuildIn renders dir (kubernetes/...) from the copy at root.
 func kustomizeBuildIn(t *testing.T, root, dir string) []runtime.Object {
 	t.Helper()
-	res, err := kustomizeRun(filepath.Join(root, dir))
-	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
-	}
-	out, err := res.AsYaml()
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := kustomizeYAML(t, root, dir)
 	objs, err := decodeAll("kustomize build "+dir, out, false)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -176,6 +169,21 @@ func TestKubectlKustomize(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kustomizeYAML renders dir (kubernetes/...) from the copy at root, as
+// "kubectl kustomize" prints it.
+func kustomizeYAML(t *testing.T, root, dir string) []byte {
+	t.Helper()
+	res, err := kustomizeRun(filepath.Join(root, dir))
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	out, err := res.AsYaml()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func kustomizeRun(dir string) (resmap.ResMap, error) {
@@ -227,16 +235,8 @@ func TestKustomizePolicyCheck(t *testing.T) {
 	root := kustomizeTree(t, true)
 	for _, dir := range kustomizations {
 		t.Run(dir, func(t *testing.T) {
-			res, err := kustomizeRun(filepath.Join(root, dir))
-			if err != nil {
-				t.Fatalf("kustomize build %s: %v", dir, err)
-			}
-			out, err := res.AsYaml()
-			if err != nil {
-				t.Fatal(err)
-			}
 			cmd := exec.Command(broker(t), "policy", "check", "--skip-secret-files", "-")
-			cmd.Stdin = bytes.NewReader(out)
+			cmd.Stdin = bytes.NewReader(kustomizeYAML(t, root, dir))
 			got, err := cmd.CombinedOutput()
 			if err != nil || !bytes.Contains(got, []byte("standard input (ConfigMap ")) || !bytes.Contains(got, []byte("): ok (")) {
 				t.Errorf("kustomize build %s | chat-broker policy check --skip-secret-files -: %v\n%s", dir, err, got)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -244,7 +243,9 @@ func TestFleetSharesProjectLimit(t *testing.T) {
 			if tc.shared {
 				url := redis.URL
 				if tc.down {
-					url = "redis://" + closedPort(t) + "/0"
+					gone := redistest.Start(t, redistest.Options{})
+					gone.Stop()
+					url = gone.URL
 				}
 				args = append(slices.Clone(base), "--shared-limits", url, "--shared-limits-app", "fleet-"+strconv.FormatInt(time.Now().UnixNano(), 36), "--shared-limits-budget", "250ms",
 					"--shared-limits-brokers", strconv.Itoa(brokers))
@@ -275,18 +276,6 @@ func TestFleetSharesProjectLimit(t *testing.T) {
 			}
 		})
 	}
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // Redis stopped in the middle of a run of calls from five brokers and
