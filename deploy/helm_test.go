@@ -85,6 +85,7 @@ func TestHelmChart(t *testing.T) {
 		{"inline policy", nil, true},
 		{"existing ConfigMap", []string{"--set", "policy.inline=", "--set", "policy.existingConfigMap=chat-broker-policy"}, false},
 		{"shared limits", []string{"--set", "sharedLimits.url=rediss://redis.redis.svc:6380/0", "--set", "sharedLimits.passwordSecret.name=chat-broker-redis"}, true},
+		{"shared limits on a cluster", []string{"--set", "sharedLimits.url=redis://10.0.0.5:6379/0", "--set", "sharedLimits.cluster=true", "--set", "replicaCount=3"}, true},
 		{"keyless", []string{"--set", "keyless.impersonate=chat-app@my-project.iam.gserviceaccount.com", "--set", "keyless.gcpServiceAccount=chat-broker@my-project.iam.gserviceaccount.com"}, true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -118,6 +119,9 @@ func TestHelmChart(t *testing.T) {
 			}
 			if shared := strings.Contains(string(out), "--shared-limits-password-file\n"); shared != (tc.desc == "shared limits") {
 				t.Errorf("--shared-limits-password-file rendered: %v", shared)
+			}
+			if cluster := strings.Contains(string(out), "--shared-limits-cluster\n"); cluster != (tc.desc == "shared limits on a cluster") {
+				t.Errorf("--shared-limits-cluster rendered: %v", cluster)
 			}
 		})
 	}

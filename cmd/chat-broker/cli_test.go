@@ -225,6 +225,7 @@ func TestFlagValueErrors(t *testing.T) {
 		{redis, []string{"--shared-limits-probe", "-1s"}, "--shared-limits-probe -1s"},
 		{redis, []string{"--shared-limits-brokers", "0"}, "--shared-limits-brokers 0: want 1 or more"},
 		{serve, []string{"--shared-limits-brokers", "3"}, "--shared-limits-brokers: needs --shared-limits URL"},
+		{serve, []string{"--shared-limits-cluster"}, "--shared-limits-cluster: needs --shared-limits URL"},
 	} {
 		args := append(slices.Clone(tc.base), tc.args...)
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

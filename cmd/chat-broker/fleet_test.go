@@ -225,13 +225,15 @@ func TestFleetSharesProjectLimit(t *testing.T) {
 	// after 2 s, so that each 429 is Chat's answer to one call.
 	base := []string{"--project-limit", fmt.Sprintf("message-writes=%d/h:%d", quota, quota), "--rate-limit-wait", "0", "--max-attempts", "1", "--request-deadline", "2s"}
 	tests := []struct {
-		name   string
-		shared bool
-		down   bool // Redis does not answer
+		name    string
+		shared  bool
+		down    bool // Redis does not answer
+		cluster bool // a Redis Cluster of three masters
 	}{
-		{"each broker alone", false, false},
-		{"shared on Redis", true, false},
-		{"Redis down, each broker its share", true, true},
+		{"each broker alone", false, false, false},
+		{"shared on Redis", true, false, false},
+		{"shared on a Redis Cluster", true, false, true},
+		{"Redis down, each broker its share", true, true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -239,18 +241,32 @@ func TestFleetSharesProjectLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 			exceeded := f.emu.QuotaExceeded()
-			args := base
+			args, urls := base, []string{redis.URL}
 			if tc.shared {
-				url := redis.URL
-				if tc.down {
+				args = append(slices.Clone(base), "--shared-limits-app", "fleet-"+strconv.FormatInt(time.Now().UnixNano(), 36), "--shared-limits-budget", "250ms",
+					"--shared-limits-brokers", strconv.Itoa(brokers))
+				switch {
+				case tc.down:
 					gone := redistest.Start(t, redistest.Options{})
 					gone.Stop()
-					url = gone.URL
+					urls = []string{gone.URL}
+				case tc.cluster:
+					// The brokers start from different nodes.
+					urls = nil
+					for _, n := range redistest.StartCluster(t, 3) {
+						urls = append(urls, n.URL)
+					}
+					args = append(args, "--shared-limits-cluster")
 				}
-				args = append(slices.Clone(base), "--shared-limits", url, "--shared-limits-app", "fleet-"+strconv.FormatInt(time.Now().UnixNano(), 36), "--shared-limits-budget", "250ms",
-					"--shared-limits-brokers", strconv.Itoa(brokers))
 			}
-			ps := f.start(t, brokers, args...)
+			var ps []*brokerProc
+			for i := range brokers {
+				a := args
+				if tc.shared {
+					a = append(slices.Clone(args), "--shared-limits", urls[i%len(urls)])
+				}
+				ps = append(ps, f.start(t, 1, a...)...)
+			}
 			r := f.burst(t, ps, perBroker)
 			chat429 := f.emu.QuotaExceeded() - exceeded
 			t.Logf("%s: %d calls: %d accepted by Chat, %d answered 429 by Chat, %d refused by the brokers (429 with Retry-After), %d failed",

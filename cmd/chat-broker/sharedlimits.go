@@ -22,6 +22,7 @@ type sharedFlags struct {
 	url          string
 	passwordFile string
 	brokers      int
+	cluster      bool
 	caFile       string
 	prefix       string
 	budget       time.Duration
@@ -31,17 +32,18 @@ type sharedFlags struct {
 func (f *sharedFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "shared-limits", "", "share the per-space and per-project limits and Chat's 429 holds with every broker of the app on Redis or Valkey at `URL` (redis://host:6379/0, rediss:// for TLS; no password in it); default off: each broker paces alone")
 	fs.StringVar(&f.passwordFile, "shared-limits-password-file", "", "`file` holding the Redis password (AUTH), read at each new connection (so a rotated password needs no restart); its trailing newline is ignored")
+	fs.BoolVar(&f.cluster, "shared-limits-cluster", false, "the URL is a Redis Cluster's node or discovery endpoint (Memorystore for Redis Cluster, ElastiCache in cluster mode); database 0 only")
 	fs.StringVar(&f.caFile, "shared-limits-ca-file", "", "PEM `file` of the CAs that sign Redis's certificate (rediss://); default: the system's roots")
 	fs.StringVar(&f.prefix, "shared-limits-app", "", "`name` that brokers sharing limits have in common, in every Redis key; default: the key's project_id (Chat's quotas are per project)")
 	fs.IntVar(&f.brokers, "shared-limits-brokers", 1, "how many `brokers` share the limits (the app's replicas): while Redis is unreachable each paces at 1/N of the per-space and per-project limits; 1: each at the full limits")
 	fs.DurationVar(&f.budget, "shared-limits-budget", shaping.DefaultSharedBudget, "how `long` one Redis round trip may take before the call is paced by this broker's own limits (until Redis answers again)")
 	fs.DurationVar(&f.probe, "shared-limits-probe", time.Second, "how `often` a broker pacing alone after a Redis failure asks Redis again")
-	setGroup(fs, groupLimits, "shared-limits", "shared-limits-password-file", "shared-limits-ca-file", "shared-limits-app", "shared-limits-brokers", "shared-limits-budget", "shared-limits-probe")
+	setGroup(fs, groupLimits, "shared-limits", "shared-limits-cluster", "shared-limits-password-file", "shared-limits-ca-file", "shared-limits-app", "shared-limits-brokers", "shared-limits-budget", "shared-limits-probe")
 }
 
 func (f *sharedFlags) check() error {
 	if f.url == "" {
-		for name, set := range map[string]bool{"--shared-limits-password-file": f.passwordFile != "", "--shared-limits-ca-file": f.caFile != "", "--shared-limits-app": f.prefix != "", "--shared-limits-brokers": f.brokers > 1 || f.brokers < 0} {
+		for name, set := range map[string]bool{"--shared-limits-password-file": f.passwordFile != "", "--shared-limits-ca-file": f.caFile != "", "--shared-limits-app": f.prefix != "", "--shared-limits-cluster": f.cluster, "--shared-limits-brokers": f.brokers > 1 || f.brokers < 0} {
 			if set {
 				return usageError("%s: needs --shared-limits URL", name)
 			}
@@ -77,7 +79,7 @@ func (f *sharedFlags) open(pxCfg *proxy.Config, app string, log *slog.Logger, re
 	}
 	sharedlimits.SetLogger(log)
 	st, err := sharedlimits.Open(sharedlimits.Config{
-		URL: f.url, PasswordFile: f.passwordFile, CAFile: f.caFile,
+		URL: f.url, PasswordFile: f.passwordFile, CAFile: f.caFile, Cluster: f.cluster,
 		Prefix: sharedlimits.Prefix(app), Timeout: f.budget,
 	})
 	if err != nil {

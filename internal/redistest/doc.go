@@ -4,4 +4,5 @@
 // show what a broker does while Redis is away. Where redis-server is
 // not installed the test is skipped with a message, unless
 // CHAT_BROKER_REQUIRE_REDIS is set (CI sets it), where it fails.
+// StartCluster runs several as a Redis Cluster.
 package redistest

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Options configure a server.
@@ -29,6 +32,8 @@ type Options struct {
 	// TLS serves TLS only, with a certificate for 127.0.0.1 signed by a
 	// CA written to Server.CAFile.
 	TLS bool
+	// cluster starts the server in cluster mode (StartCluster).
+	cluster bool
 }
 
 // Server is a running redis-server.
@@ -65,6 +70,9 @@ func Start(t testing.TB, opts Options) *Server {
 		"--daemonize", "no", "--loglevel", "notice", "--logfile", ""}
 	if opts.Password != "" {
 		s.args = append(s.args, "--requirepass", opts.Password)
+	}
+	if opts.cluster {
+		s.args = append(s.args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
 	}
 	if opts.TLS {
 		cert, key, ca := writeCerts(t, dir)
@@ -173,6 +181,52 @@ func (s *Server) signal(sig string) {
 	if out, err := exec.Command("kill", "-"+sig, strconv.Itoa(s.cmd.Process.Pid)).CombinedOutput(); err != nil {
 		s.t.Fatalf("kill -%s: %v %s", sig, err, out)
 	}
+}
+
+// StartCluster runs a Redis Cluster of n masters on loopback, the hash
+// slots split evenly between them, and returns once every node says the
+// cluster is ok. It skips the test where redis-server is not installed,
+// as Start does.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	nodes := make([]*Server, n)
+	clients := make([]*redis.Client, n)
+	for i := range nodes {
+		nodes[i] = Start(t, Options{cluster: true})
+		clients[i] = redis.NewClient(&redis.Options{Addr: nodes[i].Addr})
+		defer clients[i].Close()
+	}
+	ctx := context.Background()
+	const slots = 16384
+	for i, c := range clients {
+		first, last := i*slots/n, (i+1)*slots/n-1
+		if err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", first, last).Err(); err != nil {
+			t.Fatalf("cluster: node %d: ADDSLOTSRANGE %d %d: %v", i, first, last, err)
+		}
+	}
+	for _, s := range nodes[1:] {
+		host, port, _ := net.SplitHostPort(s.Addr)
+		if err := clients[0].Do(ctx, "CLUSTER", "MEET", host, port).Err(); err != nil {
+			t.Fatalf("cluster: MEET %s: %v", s.Addr, err)
+		}
+	}
+	// The nodes gossip until each knows every slot's owner.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for i := 0; i < n; {
+		info, err := clients[i].ClusterInfo(ctx).Result()
+		if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(n)) {
+			i++
+			continue
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("cluster: node %d not ok after 30s: %v\n%s", i, err, info)
+		}
+	}
+	return nodes
 }
 
 func freePort(t testing.TB) int {

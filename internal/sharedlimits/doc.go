@@ -15,6 +15,9 @@
 // Redis's own clock (TIME), so brokers whose clocks disagree still share
 // one bucket fairly.
 //
+// Config.Cluster talks to a Redis Cluster instead of one server; an app's
+// keys share a hash tag, so each call's keys are on one node.
+//
 // The password comes from Config.Password or from Config.PasswordFile,
 // read at each new connection so that a rotated password needs no
 // restart; neither ever shows in an error or Addr.

@@ -45,14 +45,21 @@ type Config struct {
 	// Now, if set, is the clock the scripts use instead of Redis's TIME
 	// (for tests driven by a fake clock).
 	Now func() time.Time
-	// PoolSize is the most connections kept to Redis; 0 means go-redis's
-	// default (10 per CPU).
+	// PoolSize is the most connections kept to Redis (to each node of a
+	// cluster); 0 means go-redis's default (10 per CPU).
 	PoolSize int
+	// Cluster says the URL is a Redis Cluster's node or discovery
+	// endpoint (Memorystore for Redis Cluster, ElastiCache in cluster
+	// mode): the client learns the other nodes from it and sends each
+	// call to the node that holds its keys. Every key of an app shares a
+	// hash tag (Prefix), so one call's keys are always on one node. A
+	// cluster has only database 0.
+	Cluster bool
 }
 
 // Store is a shaping.Store on Redis. It is safe for concurrent use.
 type Store struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 	now    func() time.Time
 	addr   string
@@ -135,8 +142,25 @@ func Open(cfg Config) (*Store, error) {
 	// surprises on older servers.
 	opts.ClientName = "chat-broker"
 	opts.DisableIdentity = true
-	s := &Store{client: redis.NewClient(opts), prefix: cfg.Prefix, now: cfg.Now}
+	s := &Store{prefix: cfg.Prefix, now: cfg.Now}
 	s.addr = u.Scheme + "://" + opts.Addr + "/" + strconv.Itoa(opts.DB)
+	if !cfg.Cluster {
+		s.client = redis.NewClient(opts)
+		return s, nil
+	}
+	if opts.DB != 0 {
+		return nil, fmt.Errorf("sharedlimits: database %d: a Redis Cluster has only database 0", opts.DB)
+	}
+	s.addr = u.Scheme + "://" + opts.Addr + " (cluster)"
+	s.client = redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:    []string{opts.Addr},
+		Username: opts.Username, Password: opts.Password, CredentialsProviderContext: opts.CredentialsProviderContext,
+		TLSConfig:  opts.TLSConfig,
+		MaxRetries: opts.MaxRetries, DialerRetries: opts.DialerRetries, DialTimeout: opts.DialTimeout,
+		ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout, ContextTimeoutEnabled: true,
+		PoolTimeout: opts.PoolTimeout, PoolSize: opts.PoolSize,
+		ClientName: opts.ClientName, DisableIdentity: true,
+	})
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package sharedlimits
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -278,6 +279,65 @@ func TestPasswordFileRotation(t *testing.T) {
 	}
 	if _, err := Open(Config{URL: srv.URL, Password: "x", PasswordFile: file}); err == nil || !strings.Contains(err.Error(), "not both") {
 		t.Errorf("Password and PasswordFile: %v", err)
+	}
+}
+
+// On a Redis Cluster of three masters: apps whose hash tags live on
+// every node each get their own bucket and hold, each call's keys on one
+// node; a client that is not told it talks to a cluster fails where a
+// key lives on another node.
+func TestCluster(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3)
+	ctx := context.Background()
+	rate := shaping.Rate{Events: 1, Per: time.Hour, Burst: 1}
+	b := []shaping.Bucket{{Key: "project:message-writes", Rate: rate}, {Key: "space-writes:spaces/A", Rate: rate}}
+	onNode := map[string]bool{}
+	plainFailed := false
+	for i := range 12 {
+		app := fmt.Sprintf("app-%d", i)
+		st, err := Open(Config{URL: nodes[0].URL, Cluster: true, Prefix: Prefix(app), Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if got, err := st.Take(ctx, shaping.Take{Hold: "spaces/A", Buckets: b}); err != nil || got.Over != -1 {
+			t.Fatalf("%s: first take: %+v, %v", app, got, err)
+		}
+		if got, err := st.Take(ctx, shaping.Take{Hold: "spaces/A", Buckets: b}); err != nil || got.Over != 0 {
+			t.Fatalf("%s: second take: %+v, %v; want refused by its own bucket", app, got, err)
+		}
+		if err := st.Hold(ctx, "spaces/A", time.Minute); err != nil {
+			t.Fatalf("%s: hold: %v", app, err)
+		}
+		if got, err := st.Take(ctx, shaping.Take{Hold: "spaces/A", Buckets: b}); err != nil || got.Held <= 0 {
+			t.Fatalf("%s: take during the hold: %+v, %v", app, got, err)
+		}
+		// Which node holds the app's keys.
+		raw := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{nodes[0].Addr}})
+		defer raw.Close()
+		node, err := raw.MasterForKey(ctx, Prefix(app)+"hold:spaces/A")
+		if err != nil {
+			t.Fatal(err)
+		}
+		onNode[node.Options().Addr] = true
+
+		plain, err := Open(Config{URL: nodes[0].URL, Prefix: Prefix(app), Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plain.Close()
+		if _, err := plain.Take(ctx, shaping.Take{Hold: "spaces/A", Buckets: b}); err != nil && strings.Contains(err.Error(), "MOVED") {
+			plainFailed = true
+		}
+	}
+	if len(onNode) != 3 {
+		t.Errorf("the apps' keys are on %d nodes, want all 3", len(onNode))
+	}
+	if !plainFailed {
+		t.Error("a plain client never met a key on another node (MOVED)")
+	}
+	if _, err := Open(Config{URL: "redis://127.0.0.1:6379/2", Cluster: true}); err == nil || !strings.Contains(err.Error(), "only database 0") {
+		t.Errorf("cluster with database 2: %v", err)
 	}
 }
 
