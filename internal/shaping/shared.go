@@ -30,6 +30,11 @@ type Store interface {
 	// Hold starts or extends the hold on key so that it lasts at least d
 	// from now; it never shortens one.
 	Hold(ctx context.Context, key string, d time.Duration) error
+	// Return gives back the token a Take took from each of buckets, for
+	// a call that did not go after all (its caller went away during its
+	// wait, or it was refused); a bucket never gets back more than a
+	// full burst.
+	Return(ctx context.Context, buckets []Bucket) error
 	// Ping reports whether the store answers.
 	Ping(ctx context.Context) error
 }
@@ -199,6 +204,21 @@ func (s *Shared) hold(key string, d time.Duration) {
 	s.inARow.Store(0)
 }
 
+// giveBack returns the tokens of a call that did not go, within the
+// budget (the call's own context may be done already).
+func (s *Shared) giveBack(ctx context.Context, buckets []Bucket) {
+	if len(buckets) == 0 || !s.up.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Budget)
+	defer cancel()
+	if err := s.cfg.Store.Return(ctx, buckets); err != nil {
+		s.fail(err)
+		return
+	}
+	s.inARow.Store(0)
+}
+
 // fail counts a failed store call; after Failures in a row it switches
 // to local limits, saying so once, and starts the probe that switches
 // back.
@@ -267,8 +287,9 @@ func (s *Shared) probe() {
 // after Chat's 429 is mirrored here and waited for in this broker's
 // queue, and the call waits for its tokens as Throttle does. When the
 // store does not answer within its budget, the broker's own buckets pace
-// the call. Tokens taken from the store are not given back when the
-// caller goes away during its wait.
+// the call. When the call does not go after all (its caller goes away
+// during its wait, or the cap on waiting calls refuses it), its tokens
+// are given back.
 func (s *Shaper) Pace(ctx context.Context, deadline time.Time, m *chatapi.Method, space string) error {
 	limits, buckets := s.buckets(m, space)
 	if s.shared == nil {
@@ -304,6 +325,7 @@ func (s *Shaper) Pace(ctx context.Context, deadline time.Time, m *chatapi.Method
 			return nil
 		}
 		if !s.waiting.take() {
+			s.shared.giveBack(ctx, buckets)
 			return s.waiting.refusal()
 		}
 		defer s.waiting.done()
@@ -311,6 +333,7 @@ func (s *Shaper) Pace(ctx context.Context, deadline time.Time, m *chatapi.Method
 		case <-s.after(t.Wait):
 			return nil
 		case <-ctx.Done():
+			s.shared.giveBack(ctx, buckets)
 			return ErrCancelled
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,23 @@ type fakeStore struct {
 	err     error
 	takes   []Take
 	holds   map[string]time.Duration
+	returns [][]Bucket
+}
+
+func (f *fakeStore) Return(_ context.Context, b []Bucket) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.returns = append(f.returns, b)
+	return nil
+}
+
+func (f *fakeStore) returned() [][]Bucket {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]Bucket(nil), f.returns...)
 }
 
 func (f *fakeStore) Take(_ context.Context, t Take) (Taken, error) {
@@ -326,5 +344,72 @@ func TestPaceSharedFallbackShare(t *testing.T) {
 	}
 	if _, err := NewShared(SharedConfig{Store: &fakeStore{}, Brokers: -1}); err == nil {
 		t.Error("Brokers -1 accepted")
+	}
+}
+
+// A call that took its tokens from the store but did not go gives them
+// back: its caller went away during the wait, or the cap on waiting
+// calls refused it. A call that went, or was refused before anything
+// was taken, gives nothing back.
+func TestPaceSharedGivesBack(t *testing.T) {
+	create, _ := chatapi.Lookup("spaces.messages.create")
+	waitAnswer := []Taken{{Wait: 700 * time.Millisecond, Over: -1}}
+	for _, tc := range []struct {
+		name       string
+		answers    []Taken
+		maxWaiting int
+		cancel     bool // the caller goes away during the wait
+		wantErr    string
+		wantReturn bool
+	}{
+		{"the caller goes away", waitAnswer, 0, true, "CANCELLED", true},
+		{"no room to wait", waitAnswer, -1, false, "OVERLOADED", true},
+		{"waited and went", waitAnswer, 0, false, "", false},
+		{"over a bucket: nothing taken", []Taken{{Wait: 5 * time.Second, Over: 0}}, 0, false, "SPACE_RATE_LIMITED", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := fakeclock.New()
+			st := &fakeStore{answers: tc.answers}
+			sh, err := NewShared(SharedConfig{Store: st, After: clk.After})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sh.Close()
+			s, err := New(Config{Now: clk.Now, After: clk.After, Wait: 2 * time.Second, Shared: sh, MaxWaiting: tc.maxWaiting,
+				SpaceWrites: Rate{Events: 60, Per: time.Minute}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- s.Pace(ctx, clk.Now().Add(time.Minute), create, "spaces/A") }()
+			if tc.answers[0].Over < 0 && tc.maxWaiting >= 0 {
+				clk.WaitPending(t, 1)
+				if tc.cancel {
+					cancel()
+				} else {
+					clk.Advance(700 * time.Millisecond)
+				}
+			}
+			err = <-done
+			var ref *refusal.Error
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.wantErr != "" && (!errors.As(err, &ref) || ref.Reason != tc.wantErr):
+				t.Fatalf("got %v, want %s", err, tc.wantErr)
+			}
+			got := st.returned()
+			if !tc.wantReturn {
+				if len(got) != 0 {
+					t.Errorf("gave back %v, want nothing", got)
+				}
+				return
+			}
+			if want := st.asked()[0].Buckets; len(got) != 1 || !slices.Equal(got[0], want) {
+				t.Errorf("gave back %v, want the buckets taken, %v", got, want)
+			}
+		})
 	}
 }

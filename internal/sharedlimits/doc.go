@@ -15,6 +15,9 @@
 // Redis's own clock (TIME), so brokers whose clocks disagree still share
 // one bucket fairly.
 //
+// A call that does not go after all gives its tokens back (Return): each
+// bucket's time moves back one interval, never past a full bucket.
+//
 // Config.Cluster talks to a Redis Cluster instead of one server; an app's
 // keys share a hash tag, so each call's keys are on one node.
 //

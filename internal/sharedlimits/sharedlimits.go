@@ -250,6 +250,28 @@ end
 return 0
 `)
 
+// returnScript gives back one token to each bucket: its theoretical
+// arrival time moves one interval back, never before now (a full
+// bucket). ARGV[1] is now (0: Redis's TIME); ARGV[i+1] is the interval
+// of KEYS[i].
+var returnScript = redis.NewScript(luaNow + `local slack = 1000
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat > now then
+    local newtat = tat - tonumber(ARGV[i + 1])
+    if newtat <= now then
+      redis.call('DEL', KEYS[i])
+    else
+      redis.call('SET', KEYS[i], string.format('%d', newtat), 'PX', math.floor((newtat - now) / 1000) + slack)
+    end
+  end
+end
+return 0
+`)
+
+// interval is a bucket's emission interval in µs (at least 1).
+func interval(r shaping.Rate) int64 { return max(r.Per.Microseconds()/int64(r.Events), 1) }
+
 // Take implements shaping.Store: one EVALSHA (an EVAL the first time a
 // server sees the script).
 func (s *Store) Take(ctx context.Context, t shaping.Take) (shaping.Taken, error) {
@@ -261,13 +283,12 @@ func (s *Store) Take(ctx context.Context, t shaping.Take) (shaping.Taken, error)
 		if b.Rate.IsZero() {
 			return shaping.Taken{}, fmt.Errorf("sharedlimits: bucket %s has no rate", b.Key)
 		}
-		interval := b.Rate.Per.Microseconds() / int64(b.Rate.Events)
 		burst := b.Rate.Burst
 		if burst <= 0 {
 			burst = shaping.DefaultBurst(b.Rate.Events, b.Rate.Per)
 		}
 		keys = append(keys, s.prefix+b.Key)
-		args = append(args, max(interval, 1), max(interval, 1)*int64(burst))
+		args = append(args, interval(b.Rate), interval(b.Rate)*int64(burst))
 	}
 	res, err := takeScript.Run(ctx, s.client, keys, args...).Int64Slice()
 	if err != nil {
@@ -289,6 +310,21 @@ func (s *Store) Hold(ctx context.Context, key string, d time.Duration) error {
 		return nil
 	}
 	return holdScript.Run(ctx, s.client, []string{s.prefix + "hold:" + key}, s.nowArg(), d.Microseconds()).Err()
+}
+
+// Return implements shaping.Store: one EVALSHA.
+func (s *Store) Return(ctx context.Context, buckets []shaping.Bucket) error {
+	keys := make([]string, 0, len(buckets))
+	args := make([]any, 0, 1+len(buckets))
+	args = append(args, s.nowArg())
+	for _, b := range buckets {
+		if b.Rate.IsZero() {
+			return fmt.Errorf("sharedlimits: bucket %s has no rate", b.Key)
+		}
+		keys = append(keys, s.prefix+b.Key)
+		args = append(args, interval(b.Rate))
+	}
+	return returnScript.Run(ctx, s.client, keys, args...).Err()
 }
 
 // Ping implements shaping.Store.

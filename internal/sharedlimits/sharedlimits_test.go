@@ -154,6 +154,51 @@ func TestHoldShared(t *testing.T) {
 	}
 }
 
+// A token given back is there for the next call, as if never taken;
+// a full bucket gets nothing more, so giving back never makes a burst
+// larger.
+func TestReturn(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	clk := fakeclock.New()
+	st, raw := open(t, srv, clk)
+	perSec := []shaping.Bucket{{Key: "project:message-writes", Rate: shaping.Rate{Events: 60, Per: time.Minute, Burst: 2}}}
+	take := func() shaping.Taken {
+		t.Helper()
+		got, err := st.Take(ctx, shaping.Take{Hold: "spaces/A", Buckets: perSec, MaxWait: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	giveBack := func() {
+		t.Helper()
+		if err := st.Return(ctx, perSec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	take()
+	take()
+	if got := take(); got.Wait != time.Second {
+		t.Fatalf("third take: %+v, want a 1s wait", got)
+	}
+	giveBack() // the third call's caller went away
+	if got := take(); got.Wait != time.Second {
+		t.Errorf("after giving back: %+v, want the same 1s wait again", got)
+	}
+	giveBack()
+	giveBack()
+	giveBack() // more than was taken: the bucket is only full
+	if n, _ := raw.Exists(ctx, st.prefix+"project:message-writes").Result(); n != 0 {
+		t.Errorf("a full bucket still has its key")
+	}
+	for i, want := range []time.Duration{0, 0, time.Second} {
+		if got := take(); got.Wait != want || got.Over != -1 {
+			t.Errorf("take %d after the bucket filled: %+v, want wait %v (a burst of 2, not more)", i, got, want)
+		}
+	}
+}
+
 // On Redis's own clock, keys expire once they limit nothing, so an idle
 // app leaves nothing behind.
 func TestKeysExpire(t *testing.T) {
