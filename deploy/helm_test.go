@@ -86,6 +86,7 @@ func TestHelmChart(t *testing.T) {
 		{"existing ConfigMap", []string{"--set", "policy.inline=", "--set", "policy.existingConfigMap=chat-broker-policy"}, false},
 		{"shared limits", []string{"--set", "sharedLimits.url=rediss://redis.redis.svc:6380/0", "--set", "sharedLimits.passwordSecret.name=chat-broker-redis"}, true},
 		{"shared limits on a cluster", []string{"--set", "sharedLimits.url=redis://10.0.0.5:6379/0", "--set", "sharedLimits.cluster=true", "--set", "replicaCount=3"}, true},
+		{"shared limits, scaled to zero", []string{"--set", "sharedLimits.url=redis://10.0.0.5:6379/0", "--set", "replicaCount=0"}, true},
 		{"keyless", []string{"--set", "keyless.impersonate=chat-app@my-project.iam.gserviceaccount.com", "--set", "keyless.gcpServiceAccount=chat-broker@my-project.iam.gserviceaccount.com"}, true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -111,10 +112,10 @@ func TestHelmChart(t *testing.T) {
 			if tc.wantConfigMap {
 				// As values.yaml suggests: the rendered policy passes the
 				// broker's own check.
-				check := exec.Command(broker(t), "policy", "check", "--skip-secret-files", "-")
+				check := exec.Command(broker(t), "policy", "check", "-")
 				check.Stdin = bytes.NewReader(out)
 				if got, err := check.CombinedOutput(); err != nil || !bytes.Contains(got, []byte("): ok (")) {
-					t.Errorf("helm template | chat-broker policy check --skip-secret-files -: %v\n%s", err, got)
+					t.Errorf("helm template | chat-broker policy check -: %v\n%s", err, got)
 				}
 			}
 			if shared := strings.Contains(string(out), "--shared-limits-password-file\n"); shared != (tc.desc == "shared limits") {

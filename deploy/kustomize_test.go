@@ -235,11 +235,11 @@ func TestKustomizePolicyCheck(t *testing.T) {
 	root := kustomizeTree(t, true)
 	for _, dir := range kustomizations {
 		t.Run(dir, func(t *testing.T) {
-			cmd := exec.Command(broker(t), "policy", "check", "--skip-secret-files", "-")
+			cmd := exec.Command(broker(t), "policy", "check", "-")
 			cmd.Stdin = bytes.NewReader(kustomizeYAML(t, root, dir))
 			got, err := cmd.CombinedOutput()
 			if err != nil || !bytes.Contains(got, []byte("standard input (ConfigMap ")) || !bytes.Contains(got, []byte("): ok (")) {
-				t.Errorf("kustomize build %s | chat-broker policy check --skip-secret-files -: %v\n%s", dir, err, got)
+				t.Errorf("kustomize build %s | chat-broker policy check -: %v\n%s", dir, err, got)
 			}
 		})
 	}

@@ -51,8 +51,8 @@ func checkSharedLimits(t *testing.T, w workload, b *corev1.Container, flags map[
 	} else if _, has := u.User.Password(); has {
 		t.Error("--shared-limits holds a password: it belongs in a Secret (--shared-limits-password-file)")
 	}
-	if got, want := all["shared-limits-brokers"], strconv.Itoa(int(w.replicas)); got != want {
-		t.Errorf("--shared-limits-brokers %q, want %s, the replicas: while Redis is down each replica paces at that share", got, want)
+	if got, want := all["shared-limits-brokers"], strconv.Itoa(max(1, int(w.replicas))); got != want {
+		t.Errorf("--shared-limits-brokers %q, want %s, the replicas (at least 1): while Redis is down each replica paces at that share", got, want)
 	}
 	file := all["shared-limits-password-file"]
 	if file == "" {

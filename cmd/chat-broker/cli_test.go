@@ -223,7 +223,9 @@ func TestFlagValueErrors(t *testing.T) {
 		{serve, []string{"--shared-limits-app", "x"}, "--shared-limits-app: needs --shared-limits URL"},
 		{redis, []string{"--shared-limits-budget", "0s"}, "--shared-limits-budget 0s"},
 		{redis, []string{"--shared-limits-probe", "-1s"}, "--shared-limits-probe -1s"},
-		{redis, []string{"--shared-limits-brokers", "0"}, "--shared-limits-brokers 0: want 1 or more"},
+		{redis, []string{"--shared-limits-brokers", "0"}, "--shared-limits-brokers 0: want 1 to 10000"},
+		{redis, []string{"--shared-limits-brokers", "10001"}, "--shared-limits-brokers 10001: want 1 to 10000"},
+		{redis, []string{"--shared-limits-app", "a}b"}, `--shared-limits-app "a}b": no { or }`},
 		{serve, []string{"--shared-limits-brokers", "3"}, "--shared-limits-brokers: needs --shared-limits URL"},
 		{serve, []string{"--shared-limits-cluster"}, "--shared-limits-cluster: needs --shared-limits URL"},
 	} {

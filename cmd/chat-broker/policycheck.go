@@ -29,15 +29,18 @@ invalid (or holds no policy), and 2 when one cannot be read (or on a usage error
 
 A FILE of Kubernetes objects (a ConfigMap manifest, or the output of
 "kubectl kustomize" or "helm template" on standard input, FILE -) is checked by
-the policies it holds: each key of a ConfigMap's data ending in .yaml or .yml.
-Other objects are passed over.
+the policies it holds: each ConfigMap data value with a top-level callers (and
+any value under a .yaml or .yml key that is not valid YAML). Other objects and
+values are passed over. A ConfigMap's secretFiles name files in the pod, so
+they are not read.
 
-A secretFile is read as the broker reads it, so a check of an in-cluster policy
+A policy file's secretFiles are read as the broker reads them, so a check
 fails where its Secrets are not mounted; --skip-secret-files checks everything
 else there.`,
 		Example: `  chat-broker policy check policy.yaml
-  chat-broker policy check deploy/kubernetes/components/sidecar/policy-configmap.yaml --skip-secret-files
-  kubectl kustomize deploy/kubernetes/overlays/sidecar | chat-broker policy check - --skip-secret-files`,
+  chat-broker policy check deploy/kubernetes/components/sidecar/policy-configmap.yaml
+  kubectl kustomize deploy/kubernetes/base | chat-broker policy check -
+  chat-broker policy check --skip-secret-files /etc/chat-broker/policy.yaml`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError("policy check: name at least one policy file; run 'chat-broker policy check --help'")
@@ -78,11 +81,11 @@ func runPolicyCheck(files []string, opts policy.Options, stdin io.Reader, stdout
 		checked += max(len(sources), 1)
 		if len(sources) == 0 {
 			invalid++
-			fmt.Fprintf(stderr, "%s: holds Kubernetes objects but no policy: no ConfigMap with a data key ending in .yaml or .yml; name the policy file, or the manifest of the ConfigMap that holds it\n", name)
+			fmt.Fprintf(stderr, "%s: holds Kubernetes objects but no policy: no ConfigMap value with a top-level callers; name the policy file, or the manifest of the ConfigMap that holds it\n", name)
 			continue
 		}
 		for _, src := range sources {
-			p, err := policy.ParseWith(src.name, src.data, opts)
+			p, err := policy.ParseWith(src.name, src.data, src.options(opts))
 			var perr *policy.Error
 			switch {
 			case errors.As(err, &perr):
@@ -124,10 +127,10 @@ func loadOnePolicy(file string, opts policy.Options, stdin io.Reader) (*policy.P
 	}
 	sources := policySources(name, data)
 	if len(sources) != 1 {
-		return nil, usageError("%s: holds %d policies (ConfigMap keys ending in .yaml or .yml); name a file that holds one", name, len(sources))
+		return nil, usageError("%s: holds %d policies (ConfigMap values with a top-level callers); name a file that holds one", name, len(sources))
 	}
 	src := sources[0]
-	p, err := policy.ParseWith(src.name, src.data, opts)
+	p, err := policy.ParseWith(src.name, src.data, src.options(opts))
 	var perr *policy.Error
 	if errors.As(err, &perr) {
 		src.fileLines(perr)
@@ -199,13 +202,16 @@ type policySource struct {
 	// line, for a policy in a block scalar ("policy.yaml: |"); -1 when
 	// the policy's lines are not the file's.
 	offset int
+	// inConfigMap: its secretFiles name files in the pod, never here,
+	// so they are not read.
+	inConfigMap bool
 }
 
 // policySources returns the policies data holds. A file whose first
 // document is not a Kubernetes object (apiVersion and kind) is one
 // policy, as the broker reads it, including any YAML error. Otherwise
-// each document is an object, and each ConfigMap's data keys ending in
-// .yaml or .yml are policies, in file order.
+// each document is an object, and a ConfigMap's data value is a policy
+// (isPolicy) when it has a top-level callers, in file order.
 func policySources(file string, data []byte) []policySource {
 	whole := []policySource{{name: file, data: data}}
 	var docs []*yaml.Node
@@ -219,8 +225,8 @@ func policySources(file string, data []byte) []policySource {
 		if err != nil {
 			return whole
 		}
-		if len(n.Content) == 1 {
-			docs = append(docs, n.Content[0])
+		if len(n.Content) == 1 && n.Content[0].Tag != "!!null" {
+			docs = append(docs, n.Content[0]) // "---" with only comments is no document
 		}
 	}
 	if len(docs) == 0 || field(docs[0], "apiVersion") == nil || field(docs[0], "kind") == nil {
@@ -241,10 +247,10 @@ func policySources(file string, data []byte) []policySource {
 		}
 		for i := 0; i+1 < len(d.Content); i += 2 {
 			key, val := d.Content[i].Value, d.Content[i+1]
-			if !strings.HasSuffix(key, ".yaml") && !strings.HasSuffix(key, ".yml") {
+			if !isPolicy(key, val.Value) {
 				continue
 			}
-			src := policySource{name: fmt.Sprintf("%s (ConfigMap %s, data.%s)", file, name, key), data: []byte(val.Value), offset: -1}
+			src := policySource{name: fmt.Sprintf("%s (ConfigMap %s, data.%s)", file, name, key), data: []byte(val.Value), offset: -1, inConfigMap: true}
 			if val.Style == yaml.LiteralStyle {
 				src.offset = val.Line
 			}
@@ -252,6 +258,18 @@ func policySources(file string, data []byte) []policySource {
 		}
 	}
 	return out
+}
+
+// isPolicy reports whether a ConfigMap's data value is a policy: YAML
+// with a top-level callers (what every policy has, and other YAML
+// seldom), or, under a key ending in .yaml or .yml, YAML that does not
+// parse (a policy with a syntax error must not pass unseen).
+func isPolicy(key, value string) bool {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(value), &doc); err != nil {
+		return strings.HasSuffix(key, ".yaml") || strings.HasSuffix(key, ".yml")
+	}
+	return len(doc.Content) == 1 && field(doc.Content[0], "callers") != nil
 }
 
 // field returns the value of key in a mapping node, or nil.
@@ -265,6 +283,15 @@ func field(n *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// options are opts for this source: a ConfigMap's secretFiles are
+// never read.
+func (s policySource) options(opts policy.Options) policy.Options {
+	if s.inConfigMap {
+		opts.SkipSecretFiles = true
+	}
+	return opts
 }
 
 // fileLines turns the policy's "line N" into the file's, for a policy

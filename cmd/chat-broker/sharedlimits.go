@@ -51,8 +51,10 @@ func (f *sharedFlags) check() error {
 		return nil
 	}
 	switch {
-	case f.brokers < 1:
-		return usageError("--shared-limits-brokers %d: want 1 or more, the number of the app's replicas", f.brokers)
+	case f.brokers < 1 || f.brokers > shaping.MaxSharedBrokers:
+		return usageError("--shared-limits-brokers %d: want 1 to %d, the number of the app's replicas", f.brokers, shaping.MaxSharedBrokers)
+	case strings.ContainsAny(f.prefix, "{}"):
+		return usageError("--shared-limits-app %q: no { or } (the name is the hash tag that keeps an app's keys on one Redis Cluster node)", f.prefix)
 	case f.budget <= 0:
 		return usageError("--shared-limits-budget %v: want a duration above 0, e.g. 5ms", f.budget)
 	case f.probe <= 0:

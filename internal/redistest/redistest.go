@@ -72,7 +72,7 @@ func Start(t testing.TB, opts Options) *Server {
 		s.args = append(s.args, "--requirepass", opts.Password)
 	}
 	if opts.cluster {
-		s.args = append(s.args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
+		s.args = append(s.args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--cluster-node-timeout", "1000")
 	}
 	if opts.TLS {
 		cert, key, ca := writeCerts(t, dir)

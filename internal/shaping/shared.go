@@ -105,6 +105,9 @@ type SharedConfig struct {
 	After func(time.Duration) <-chan time.Time
 }
 
+// MaxSharedBrokers bounds SharedConfig.Brokers.
+const MaxSharedBrokers = 10_000
+
 // Defaults of SharedConfig.
 const (
 	DefaultSharedBudget   = 5 * time.Millisecond
@@ -137,8 +140,8 @@ func NewShared(cfg SharedConfig) (*Shared, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("shaping: SharedConfig.Store is nil")
 	}
-	if cfg.Brokers < 0 {
-		return nil, fmt.Errorf("shaping: SharedConfig.Brokers %d: want 1 or more (0 means 1)", cfg.Brokers)
+	if cfg.Brokers < 0 || cfg.Brokers > MaxSharedBrokers {
+		return nil, fmt.Errorf("shaping: SharedConfig.Brokers %d: want 1 to %d (0 means 1)", cfg.Brokers, MaxSharedBrokers)
 	}
 	if cfg.Budget <= 0 {
 		cfg.Budget = DefaultSharedBudget

@@ -342,8 +342,10 @@ func TestPaceSharedFallbackShare(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewShared(SharedConfig{Store: &fakeStore{}, Brokers: -1}); err == nil {
-		t.Error("Brokers -1 accepted")
+	for _, n := range []int{-1, MaxSharedBrokers + 1} {
+		if _, err := NewShared(SharedConfig{Store: &fakeStore{}, Brokers: n}); err == nil {
+			t.Errorf("Brokers %d accepted", n)
+		}
 	}
 }
 

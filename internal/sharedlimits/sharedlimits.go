@@ -327,8 +327,13 @@ func (s *Store) Return(ctx context.Context, buckets []shaping.Bucket) error {
 	return returnScript.Run(ctx, s.client, keys, args...).Err()
 }
 
-// Ping implements shaping.Store.
-func (s *Store) Ping(ctx context.Context) error { return s.client.Ping(ctx).Err() }
+// Ping implements shaping.Store. It asks about a key of the app, not a
+// bare PING: on a cluster that goes to the node that holds the app's
+// keys, and fails (CLUSTERDOWN, or no connection) when that node cannot
+// serve them, where a PING would be answered by any node.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.client.Exists(ctx, s.prefix+"probe").Err()
+}
 
 // Prefix returns the key prefix for an app: "chat-broker:{app}:", where
 // app (the Google Cloud project, whose Chat quotas every broker of it

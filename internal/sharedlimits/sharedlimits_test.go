@@ -275,8 +275,9 @@ func TestTLSAndPassword(t *testing.T) {
 }
 
 // A password rotated in its file (as Kubernetes updates a mounted
-// Secret) is used from the next new connection on, without a restart;
-// the old one is never sent again.
+// Secret) is used from the next new connection on, without a restart.
+// A file that cannot be read fails new connections, naming the file and
+// never the password.
 func TestPasswordFileRotation(t *testing.T) {
 	const oldPassword, newPassword = "old-redis-password-0123", "new-redis-password-4567"
 	srv := redistest.Start(t, redistest.Options{Password: oldPassword})
@@ -316,8 +317,18 @@ func TestPasswordFileRotation(t *testing.T) {
 		}
 	}
 
-	// A file that cannot be read fails new connections, naming the file.
 	os.Remove(file)
+	admin = redis.NewClient(&redis.Options{Addr: srv.Addr, Password: newPassword})
+	defer admin.Close()
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the first call may find its pooled connection dead
+		err = st.Ping(ctx)
+	}
+	if err == nil || !strings.Contains(err.Error(), "password file: open "+file) || strings.Contains(err.Error(), newPassword) {
+		t.Errorf("ping with the file gone: %v; want an error naming the file, without the password", err)
+	}
 	st2, err := Open(Config{URL: srv.URL, PasswordFile: file, Prefix: Prefix("rotate")})
 	if err == nil || !strings.Contains(err.Error(), "password file: open "+file) {
 		t.Errorf("Open with a missing password file: %v, %v", st2, err)
@@ -383,6 +394,37 @@ func TestCluster(t *testing.T) {
 	}
 	if _, err := Open(Config{URL: "redis://127.0.0.1:6379/2", Cluster: true}); err == nil || !strings.Contains(err.Error(), "only database 0") {
 		t.Errorf("cluster with database 2: %v", err)
+	}
+
+	// The node that holds an app's keys goes away: Ping fails for that
+	// app, though the other nodes still answer PING.
+	st, err := Open(Config{URL: nodes[0].URL, Cluster: true, Prefix: Prefix("app-0"), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Ping(ctx); err != nil {
+		t.Fatalf("ping with every node up: %v", err)
+	}
+	raw := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{nodes[0].Addr}})
+	defer raw.Close()
+	owner, err := raw.MasterForKey(ctx, Prefix("app-0")+"probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other *redistest.Server
+	for _, n := range nodes {
+		if n.Addr == owner.Options().Addr {
+			n.Stop()
+		} else {
+			other = n
+		}
+	}
+	if err := redis.NewClient(&redis.Options{Addr: other.Addr}).Ping(ctx).Err(); err != nil {
+		t.Fatalf("another node does not answer PING: %v", err)
+	}
+	if err := st.Ping(ctx); err == nil {
+		t.Error("Ping succeeded with the node holding the app's keys stopped")
 	}
 }
 
