@@ -462,17 +462,31 @@ func TestSharedLimitsPasswordNeverShows(t *testing.T) {
 }
 
 // What the Redis round trip adds to a call: two brokers in front of one
-// emulator, one pacing alone and one with --shared-limits, with the same
-// project limit, called one call at a time in turn (so machine noise hits
-// both alike). It reports each one's p50 and the difference.
+// emulator, one pacing alone and one with --shared-limits (one Redis, or
+// a Redis Cluster of three masters), with the same project limit, called
+// one call at a time in turn (so machine noise hits both alike). It
+// reports each one's p50 and the difference.
 //
 //	go test -run '^$' -bench SharedLimitsAdded -benchtime 4000x ./cmd/chat-broker/
 func BenchmarkSharedLimitsAdded(b *testing.B) {
-	f := newFleet(b)
-	redis := redistest.Start(b, redistest.Options{})
-	limit := []string{"--project-limit", "message-writes=1000000/m", "--space-write-limit", "1000000/m"}
-	local := f.start(b, 1, limit...)[0]
-	shared := f.start(b, 1, append(limit, "--shared-limits", redis.URL)...)[0]
+	for _, store := range []string{"redis", "cluster"} {
+		b.Run(store, func(b *testing.B) {
+			f := newFleet(b)
+			limit := []string{"--project-limit", "message-writes=1000000/m", "--space-write-limit", "1000000/m"}
+			shareArgs := []string{"--shared-limits", redistest.Start(b, redistest.Options{}).URL}
+			if store == "cluster" {
+				shareArgs = []string{"--shared-limits", redistest.StartCluster(b, 3)[0].URL, "--shared-limits-cluster"}
+			}
+			local := f.start(b, 1, limit...)[0]
+			shared := f.start(b, 1, append(slices.Clone(limit), shareArgs...)...)[0]
+			benchAdded(b, f, local, shared)
+		})
+	}
+}
+
+// benchAdded calls local and shared in turn b.N times each and reports
+// their p50s.
+func benchAdded(b *testing.B, f *fleet, local, shared *brokerProc) {
 	for _, p := range []*brokerProc{local, shared} { // warm: tokens, connections, the script
 		for range 50 {
 			if status, body := f.post(p.listen); status != 200 {
