@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -28,6 +29,9 @@ func TestDiscoveryDocumentPointsAtTheBroker(t *testing.T) {
 			}
 			if tc.want != 200 {
 				return
+			}
+			if strings.Contains(string(body), "chat-broker-root-placeholder") || resp.ContentLength != int64(len(body)) {
+				t.Errorf("Content-Length %d for %d bytes, or a placeholder left in the document", resp.ContentLength, len(body))
 			}
 			var doc struct {
 				Name, Version, RootURL, BaseURL, MtlsRootURL string

@@ -59,10 +59,6 @@ const (
 	defaultBudgetRatio = 0.2
 	defaultBudgetFloor = 10
 	defaultDeadline    = 30 * time.Second
-	defaultLimitWait   = time.Second
-	defaultHoldBackoff = time.Second
-	defaultMaxInFlight = 256
-	defaultMaxWaiting  = 1024
 	// maxDrain is how much of a failed attempt's body is read (so its
 	// connection can be reused) before it is closed.
 	maxDrain = 64 << 10

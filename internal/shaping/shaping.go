@@ -84,8 +84,8 @@ type Shaper struct {
 	now         func() time.Time
 	after       func(time.Duration) <-chan time.Time
 	project     map[chatapi.QuotaClass]Limit
-	spaceReads  *lru.Cache[string, *rate.Limiter]
-	spaceWrites *lru.Cache[string, *rate.Limiter]
+	spaceReads  *lru.Cache[string, Limit]
+	spaceWrites *lru.Cache[string, Limit]
 	callers     *lru.Cache[callerKey, []Limit]
 	holds       *holds
 	slots       chan struct{}
@@ -372,15 +372,10 @@ func (l *Limit) refusal(retryAfter time.Duration) *refusal.Error {
 	return ref
 }
 
-// Buckets returns the buckets a call of m to space must pass after any
-// hold on its space: the opt-in per-space and per-project limits.
-func (s *Shaper) Buckets(m *chatapi.Method, space string) []Limit {
-	limits, _ := s.buckets(m, space)
-	return limits
-}
-
-// buckets returns Buckets and, for each, its name and rate in a shared
-// Store (nil without Config.Shared).
+// buckets returns the buckets a call of m to space must pass after any
+// hold on its space (the opt-in per-space and per-project limits) and,
+// for each, its name and rate in a shared Store (nil without
+// Config.Shared).
 func (s *Shaper) buckets(m *chatapi.Method, space string) ([]Limit, []Bucket) {
 	var out []Limit
 	var shared []Bucket
@@ -390,14 +385,14 @@ func (s *Shaper) buckets(m *chatapi.Method, space string) ([]Limit, []Bucket) {
 			kind, r, lims = "read", s.cfg.SpaceReads, s.spaceReads
 		}
 		if lims != nil {
-			lim, ok := lims.Get(space)
+			l, ok := lims.Get(space)
 			if !ok {
-				lim = r.share(s.brokers).limiter()
-				lims.Add(space, lim)
+				l = Limit{lim: r.share(s.brokers).limiter(), reason: reasonSpaceRateLimited,
+					msg:  fmt.Sprintf("calls to %s are over the broker's per-space %s limit of %s (--space-%s-limit%s)", space, kind, r, kind, s.shareNote),
+					meta: map[string]string{"space": space, "limit": "space-" + kind + "s"}}
+				lims.Add(space, l)
 			}
-			out = append(out, Limit{lim: lim, reason: reasonSpaceRateLimited,
-				msg:  fmt.Sprintf("calls to %s are over the broker's per-space %s limit of %s (--space-%s-limit%s)", space, kind, r, kind, s.shareNote),
-				meta: map[string]string{"space": space, "limit": "space-" + kind + "s"}})
+			out = append(out, l)
 			if s.shared != nil {
 				shared = append(shared, Bucket{Key: "space-" + kind + "s:" + space, Rate: r})
 			}
@@ -423,11 +418,11 @@ const (
 // used space loses its bucket (and so starts again with a full one).
 const maxSpaceLimiters = 10_000
 
-func newSpaceLimiters(r Rate) *lru.Cache[string, *rate.Limiter] {
+func newSpaceLimiters(r Rate) *lru.Cache[string, Limit] {
 	if r.IsZero() {
 		return nil
 	}
-	c, _ := lru.New[string, *rate.Limiter](maxSpaceLimiters) // only fails on a size <= 0
+	c, _ := lru.New[string, Limit](maxSpaceLimiters) // only fails on a size <= 0
 	return c
 }
 
