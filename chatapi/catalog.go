@@ -78,6 +78,10 @@ type Method struct {
 	RequestIDParam string
 	// MaxBody is the largest request body the method may carry, in bytes.
 	MaxBody int64
+	// Query are the method's own query parameters, as Google's discovery
+	// document lists them, sorted ("pageSize", "requestId"); system
+	// parameters such as alt and fields are not listed.
+	Query []string
 }
 
 // Space returns the space a request addresses, as "spaces/ID", from the
@@ -249,7 +253,7 @@ func build(doc []*discovery.Method, over map[string]overlay) ([]*Method, error) 
 		if !ok {
 			return nil, fmt.Errorf("method %s of the discovery document has no overlay entry: add its RPC name and quota class to overlays", d.ID)
 		}
-		m := &Method{ID: d.ID, Verb: d.Verb, RPC: o.rpc, Quota: o.quota, ReadOnly: d.Verb == http.MethodGet || o.read}
+		m := &Method{ID: d.ID, Verb: d.Verb, RPC: o.rpc, Quota: o.quota, ReadOnly: d.Verb == http.MethodGet || o.read, Query: slices.Clone(d.Query)}
 		tmpl, err := template(d, o.colons)
 		if err != nil {
 			return nil, err

@@ -567,7 +567,7 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 		c.uploadContinues = q.Get("upload_id") != ""
 		c.uploadStarts = !c.uploadContinues && (q.Get("uploadType") == "resumable" || strings.HasPrefix(path, "/resumable/"))
 	}
-	if c.query, err = inbound.CheckQuery(r.URL.RawQuery, m.ID == "media.download"); err != nil {
+	if c.query, err = inbound.CheckQuery(r.URL.RawQuery, m); err != nil {
 		return m, policy.Decision{}, err
 	}
 	req, err := policyRequest(m, c.space, subject, c.query)

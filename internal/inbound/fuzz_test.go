@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -123,9 +124,16 @@ func FuzzTarget(f *testing.F) {
 // was parsed.
 func FuzzQuery(f *testing.F) {
 	f.Add("alt=json&fields=name", false)
+	f.Add("pageSize=10&request_id=x", false)
 	f.Add("alt=media", true)
+	list, _ := chatapi.Lookup("spaces.messages.list")
+	download, _ := chatapi.Lookup("media.download")
 	f.Fuzz(func(t *testing.T, raw string, mediaDownload bool) {
-		fwd, err := CheckQuery(raw, mediaDownload)
+		m := list
+		if mediaDownload {
+			m = download
+		}
+		fwd, err := CheckQuery(raw, m)
 		if err != nil {
 			var ref *refusal.Error
 			if !errors.As(err, &ref) || ref.Reason == "" || ref.Message == "" || ref.Code != http.StatusBadRequest {
@@ -145,8 +153,12 @@ func FuzzQuery(f *testing.F) {
 			if _, bad := refusedParams[lower]; bad {
 				t.Fatalf("accepted %q: %s is refused", raw, name)
 			}
-			if canon, ok := systemParams[lower]; ok && canon != name {
+			canon, system := systemParams[lower]
+			if system && canon != name {
 				t.Fatalf("accepted %q: %s is spelled %s", raw, name, canon)
+			}
+			if !system && !slices.Contains(m.Query, name) {
+				t.Fatalf("accepted %q: %s is no parameter of %s", raw, name, m.ID)
 			}
 			if strings.HasPrefix(name, "$") && name != "$.xgafv" && name != "$fields" && name != "$prettyPrint" && name != "$alt" {
 				t.Fatalf("accepted %q: system parameter %s", raw, name)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -445,10 +446,14 @@ func Bearer(h http.Header) (string, error) {
 	return secret, nil
 }
 
-// CheckQuery parses the query strictly and refuses parameters that bypass
-// the policy. It returns the query to forward, re-encoded from what was
-// parsed.
-func CheckQuery(rawQuery string, mediaDownload bool) (string, error) {
+// CheckQuery parses the query of a call of m strictly and refuses
+// parameters that bypass the policy, and any name that is neither one of
+// m's own parameters nor a system parameter the broker forwards (a
+// spelling Google might read as a parameter the broker does not see,
+// such as request_id beside requestId, is ambiguous). It returns the
+// query to forward, re-encoded from what was parsed.
+func CheckQuery(rawQuery string, m *chatapi.Method) (string, error) {
+	mediaDownload := m.ID == "media.download"
 	if rawQuery == "" {
 		return "", nil
 	}
@@ -467,8 +472,12 @@ func CheckQuery(rawQuery string, mediaDownload bool) (string, error) {
 		if why, ok := refusedParams[lower]; ok {
 			return "", refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is not allowed ("+why+"): chat-broker supplies identity and billing itself; remove it")
 		}
-		if canon, ok := systemParams[lower]; ok && canon != name {
+		canon, system := systemParams[lower]
+		if system && canon != name {
 			return "", refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is not allowed: spell it "+canon)
+		}
+		if !system && !slices.Contains(m.Query, name) {
+			return "", unknownParam(name, m)
 		}
 		if len(vals) > 1 && !repeatable[name] {
 			return "", refusal.New(http.StatusBadRequest, reasonParameterRepeated, "query parameter "+name+" is given more than once: give it once")
@@ -490,6 +499,20 @@ func CheckQuery(rawQuery string, mediaDownload bool) (string, error) {
 		}
 	}
 	return q.Encode(), nil
+}
+
+// unknownParam refuses a name m does not take, naming the ones it does.
+func unknownParam(name string, m *chatapi.Method) *refusal.Error {
+	for _, q := range m.Query {
+		if strings.EqualFold(q, name) || strings.EqualFold(strings.ReplaceAll(q, "_", ""), strings.ReplaceAll(name, "_", "")) {
+			return refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is not a parameter of "+m.ID+": spell it "+q)
+		}
+	}
+	takes := "takes none"
+	if len(m.Query) > 0 {
+		takes = "takes " + strings.Join(m.Query, ", ")
+	}
+	return refusal.New(http.StatusBadRequest, reasonParameterNotAllowed, "query parameter "+name+" is not a parameter of "+m.ID+" (it "+takes+", besides alt, fields and prettyPrint); remove it")
 }
 
 // paramName reports whether name looks like a Chat or system parameter
