@@ -15,6 +15,7 @@ import (
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 
+	"github.com/chat-broker/chat-broker/broker"
 	"github.com/chat-broker/chat-broker/chatapi"
 	"github.com/chat-broker/chat-broker/emulator"
 	"github.com/chat-broker/chat-broker/internal/testenv"
@@ -316,4 +317,24 @@ callers:
 		t.Errorf("/readyz = %d %q, want 503 with the missing grant", code, body)
 	}
 	k.checkNoSecrets(t)
+}
+
+// Brokers share limits by their app's project: the key's, or keyless,
+// the one in the service account's email, never one bucket for every
+// keyless app.
+func TestAppProject(t *testing.T) {
+	for _, tc := range []struct {
+		key         *broker.Key
+		impersonate string
+		want        string
+	}{
+		{&broker.Key{ProjectID: "from-key"}, "", "from-key"},
+		{nil, "chat-app@my-project.iam.gserviceaccount.com", "my-project"},
+		{nil, "my-project@appspot.gserviceaccount.com", "my-project@appspot.gserviceaccount.com"},
+		{nil, "odd@.iam.gserviceaccount.com", "odd@.iam.gserviceaccount.com"},
+	} {
+		if got := appProject(tc.key, tc.impersonate); got != tc.want {
+			t.Errorf("appProject(%v, %q) = %q, want %q", tc.key, tc.impersonate, got, tc.want)
+		}
+	}
 }

@@ -295,7 +295,7 @@ func (in *instance) run(ctx context.Context) error {
 		Logger:   in.log,
 	}
 	in.cfg.shaping.apply(&pxCfg)
-	closeShared, err := in.cfg.shaping.shared.open(&pxCfg, keyProject(in.key), in.log, reg)
+	closeShared, err := in.cfg.shaping.shared.open(&pxCfg, appProject(in.key, in.cfg.keyless.impersonate), in.log, reg)
 	if err != nil {
 		return err
 	}

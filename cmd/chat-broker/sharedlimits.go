@@ -120,11 +120,17 @@ func (f *sharedFlags) open(pxCfg *proxy.Config, app string, log *slog.Logger, re
 	}, nil
 }
 
-// keyProject is the key's project, whose Chat quotas every broker with
-// that key shares; "" without a key.
-func keyProject(k *broker.Key) string {
-	if k == nil {
-		return ""
+// appProject names the Chat app whose quotas the brokers share: the
+// key's project, or keyless, the project in the service account's email
+// (NAME@PROJECT.iam.gserviceaccount.com), or the whole email where it
+// names none, so that two apps never share a bucket by default.
+func appProject(k *broker.Key, impersonate string) string {
+	if k != nil {
+		return k.ProjectID
 	}
-	return k.ProjectID
+	_, domain, _ := strings.Cut(impersonate, "@")
+	if project, ok := strings.CutSuffix(domain, ".iam.gserviceaccount.com"); ok && project != "" {
+		return project
+	}
+	return impersonate
 }
