@@ -149,7 +149,7 @@ func TestKeylessMints(t *testing.T) {
 func TestKeylessErrors(t *testing.T) {
 	tests := []struct {
 		desc      string
-		setup     func(env *keylessEnv, cfg *Config)
+		setup     func(t *testing.T, env *keylessEnv, cfg *Config) // t is the subtest's
 		subject   string
 		scopes    []chatapi.Scope
 		want      []string
@@ -158,28 +158,28 @@ func TestKeylessErrors(t *testing.T) {
 	}{
 		{
 			desc:    "token creator withdrawn",
-			setup:   func(env *keylessEnv, _ *Config) { env.emu.SetTokenCreator(false) },
+			setup:   func(t *testing.T, env *keylessEnv, _ *Config) { env.emu.SetTokenCreator(false) },
 			scopes:  bot,
 			want:    []string{"IAM Credentials generateAccessToken answered 403 IAM_PERMISSION_DENIED", "chat-broker@chat-broker-emulator.iam.gserviceaccount.com lacks roles/iam.serviceAccountTokenCreator on chat-app@", "gcloud iam service-accounts add-iam-policy-binding chat-app@chat-broker-emulator.iam.gserviceaccount.com --role=roles/iam.serviceAccountTokenCreator --member=serviceAccount:chat-broker@chat-broker-emulator.iam.gserviceaccount.com"},
 			failing: true,
 		},
 		{
 			desc:    "IAM Credentials API disabled",
-			setup:   func(env *keylessEnv, _ *Config) { env.emu.SetIAMCredentialsAPI(false) },
+			setup:   func(t *testing.T, env *keylessEnv, _ *Config) { env.emu.SetIAMCredentialsAPI(false) },
 			scopes:  bot,
 			want:    []string{"answered 403 SERVICE_DISABLED: the IAM Service Account Credentials API is not enabled in project ", "gcloud services enable iamcredentials.googleapis.com --project="},
 			failing: true,
 		},
 		{
 			desc:    "signJwt refused for delegation",
-			setup:   func(env *keylessEnv, _ *Config) { env.emu.SetTokenCreator(false) },
+			setup:   func(t *testing.T, env *keylessEnv, _ *Config) { env.emu.SetTokenCreator(false) },
 			subject: alice,
 			scopes:  []chatapi.Scope{"chat.messages.readonly"},
 			want:    []string{"as alice@example.com: IAM Credentials signJwt answered 403 IAM_PERMISSION_DENIED: signJwt refused for domain-wide delegation:", "lacks roles/iam.serviceAccountTokenCreator (iam.serviceAccounts.signJwt)"},
 		},
 		{
 			desc: "no application default credentials",
-			setup: func(_ *keylessEnv, cfg *Config) {
+			setup: func(t *testing.T, _ *keylessEnv, cfg *Config) {
 				cfg.Impersonate.Credentials = func(context.Context) (*google.Credentials, error) {
 					// x/oauth2/google's words when it finds nothing.
 					return nil, errors.New("google: could not find default credentials. See https://cloud.google.com/docs/authentication/external/set-up-adc for more information")
@@ -191,7 +191,7 @@ func TestKeylessErrors(t *testing.T) {
 		},
 		{
 			desc: "metadata server unreachable",
-			setup: func(env *keylessEnv, _ *Config) {
+			setup: func(t *testing.T, env *keylessEnv, _ *Config) {
 				t.Setenv("GCE_METADATA_HOST", closedAddr(t))
 			},
 			scopes:    bot,
@@ -210,7 +210,7 @@ func TestKeylessErrors(t *testing.T) {
 			env := newKeylessEnv(t)
 			b, _ := env.broker(t, func(cfg *Config) {
 				if tc.setup != nil {
-					tc.setup(env, cfg)
+					tc.setup(t, env, cfg)
 				}
 			})
 			_, err := b.Token(context.Background(), tc.subject, tc.scopes)
