@@ -243,6 +243,7 @@ type call struct {
 	upstreamStatus                               int
 	upstreamID                                   string
 	hint                                         string
+	request                                      policy.Request // what the policy was asked
 	upstreamStart                                time.Time
 	upstreamLatency                              time.Duration
 
@@ -380,7 +381,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 		c.origin = "http://" + r.Host
 	}
 	if c.readFilter {
-		if d, err = decideSearch(pol, caller, m, subject, r, c.body); err != nil {
+		if d, err = decideSearch(pol, caller, r, c); err != nil {
 			c.decision = "deny"
 			return err
 		}
@@ -574,6 +575,7 @@ func resolve(router *chatapi.Router, pol *policy.Policy, caller *policy.Caller, 
 	if err != nil {
 		return m, policy.Decision{}, err
 	}
+	c.request = req
 	d := pol.DecideRequest(caller, req)
 	if m.ID == filters.MethodSearch && !d.Allow && d.Reason == policy.ReasonSpaceNotAllowed {
 		// Only a rule with spaces: ["*"] allows a search as it comes;
@@ -605,8 +607,9 @@ func policyRequest(m *chatapi.Method, space, subject, query string) (policy.Requ
 // decideSearch decides a messages.search that no rule with spaces: ["*"]
 // allows: the filter in its body must limit it to spaces the caller's
 // rules name, each allowed.
-func decideSearch(pol *policy.Policy, caller *policy.Caller, m *chatapi.Method, subject string, r *http.Request, body []byte) (policy.Decision, error) {
-	spaces, err := filters.SearchSpaces(m, body, r.Header.Get("Content-Encoding"))
+func decideSearch(pol *policy.Policy, caller *policy.Caller, r *http.Request, c *call) (policy.Decision, error) {
+	m := c.request.Method
+	spaces, err := filters.SearchSpaces(m, c.body, r.Header.Get("Content-Encoding"))
 	if err != nil {
 		return policy.Decision{}, err
 	}
@@ -619,7 +622,9 @@ func decideSearch(pol *policy.Policy, caller *policy.Caller, m *chatapi.Method, 
 	}
 	var first policy.Decision
 	for i, sp := range spaces {
-		d := pol.DecideRequest(caller, policy.Request{Method: m, Space: sp, Subject: subject})
+		req := c.request
+		req.Space = sp
+		d := pol.DecideRequest(caller, req)
 		if !d.Allow {
 			ref := refusal.New(http.StatusForbidden, d.Reason, d.Message)
 			ref.Metadata = map[string]string{"caller": caller.Name, "method": m.ID, "rule": d.Rule}
