@@ -76,7 +76,11 @@ func call(t *testing.T, base, verb, path, body string) (int, string) {
 }
 
 // Calls reuse upstream connections: a hundred calls one after another
-// open one connection, and 16 at a time open at most 16.
+// open one connection, and 320 calls, 16 at a time, about 16. Go's
+// Transport returns a connection to its idle pool from another goroutine
+// after the body's end, so a caller's next call can start before that
+// and dial one more now and then (a machine under load sees 17 or 18); a
+// transport that does not keep 16 idle opens a new one for most calls.
 func TestUpstreamConnectionsReused(t *testing.T) {
 	up := httptest.NewUnstartedServer(http.HandlerFunc(messageHandler))
 	conns := countConns(up)
@@ -115,8 +119,8 @@ func TestUpstreamConnectionsReused(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := conns.Load(); n > 17 {
-		t.Errorf("16 concurrent callers opened %d upstream connections in all, want at most 17", n)
+	if n := conns.Load(); n > 16+4 {
+		t.Errorf("320 calls from 16 concurrent callers opened %d upstream connections in all, want about 16 (at most 20)", n)
 	}
 }
 

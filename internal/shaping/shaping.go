@@ -390,7 +390,9 @@ func (s *Shaper) buckets(m *chatapi.Method, space string) ([]Limit, []Bucket) {
 				l = Limit{lim: r.share(s.brokers).limiter(), reason: reasonSpaceRateLimited,
 					msg:  fmt.Sprintf("calls to %s are over the broker's per-space %s limit of %s (--space-%s-limit%s)", space, kind, r, kind, s.shareNote),
 					meta: map[string]string{"space": space, "limit": "space-" + kind + "s"}}
-				lims.Add(space, l)
+				if prev, ok, _ := lims.PeekOrAdd(space, l); ok {
+					l = prev // a concurrent first call added it: one bucket per space
+				}
 			}
 			out = append(out, l)
 			if s.shared != nil {
