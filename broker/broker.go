@@ -595,7 +595,6 @@ func (b *Broker) margin(lifetime time.Duration) time.Duration {
 type granted struct {
 	access   string        // the access token
 	lifetime time.Duration // from the start of the mint, by Config.Now
-	status   int           // the HTTP status of the answer that carried it
 }
 
 // minter is where a Broker's tokens come from: a service-account key
@@ -683,7 +682,7 @@ func (k *Key) grant(ctx context.Context, b *Broker, start time.Time, subject str
 	if !ok || lifetime <= 0 {
 		return granted{}, fail(status, "", "", errors.New("the answer has no usable expires_in"))
 	}
-	return granted{access: tok.AccessToken, lifetime: lifetime, status: status}, nil
+	return granted{access: tok.AccessToken, lifetime: lifetime}, nil
 }
 
 // expiresIn reads expires_in from x/oauth2's raw map of the answer, where

@@ -151,7 +151,7 @@ func (k *keyless) grant(ctx context.Context, b *Broker, start time.Time, subject
 		// expireTime is by Google's clock; never trust it for longer
 		// than was asked, so a clock behind Google's cannot stretch it.
 		lifetime := min(expiry.Sub(start), k.cfg.Lifetime)
-		return granted{access: resp.AccessToken, lifetime: lifetime, status: resp.HTTPStatusCode}, nil
+		return granted{access: resp.AccessToken, lifetime: lifetime}, nil
 	}
 
 	// Delegation: the claims a key would sign, signed by Google with the
@@ -223,7 +223,7 @@ func (k *keyless) exchange(ctx context.Context, b *Broker, assertion, subject st
 	if !ok {
 		return granted{}, fail(resp.StatusCode, "", "", errors.New("the answer has no usable expires_in"))
 	}
-	return granted{access: tr.AccessToken, lifetime: lifetime, status: resp.StatusCode}, nil
+	return granted{access: tr.AccessToken, lifetime: lifetime}, nil
 }
 
 // service returns the IAM Credentials client, finding the broker's own

@@ -3,6 +3,7 @@ package chatapi
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -256,7 +257,7 @@ var spaceEventKinds = map[string]ScopeNeed{
 // not known until it is read.
 func SpaceEventKinds() []ScopeNeed {
 	out := make([]ScopeNeed, 0, len(spaceEventKinds))
-	for _, k := range slices.Sorted(mapKeys(spaceEventKinds)) {
+	for _, k := range slices.Sorted(maps.Keys(spaceEventKinds)) {
 		out = append(out, spaceEventKinds[k])
 	}
 	return out
@@ -294,18 +295,8 @@ func SpaceEventNeeds(filter string) ([]ScopeNeed, error) {
 		return nil, filterErr(`it names no event type; add event_types:"google.workspace.chat.message.v1.created" (or another type)`)
 	}
 	var out []ScopeNeed
-	for _, k := range slices.Sorted(mapKeys(kinds)) {
+	for _, k := range slices.Sorted(maps.Keys(kinds)) {
 		out = append(out, spaceEventKinds[k])
 	}
 	return out, nil
-}
-
-func mapKeys[M ~map[string]V, V any](m M) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }

@@ -379,23 +379,7 @@ func (e *Emulator) faultError(w http.ResponseWriter, m *chatapi.Method, f *Fault
 	retryAfter := f.RetryAfter
 	switch f.Status {
 	case http.StatusTooManyRequests:
-		metric, limit := "Read requests", "Read requests per minute per project"
-		if !m.ReadOnly {
-			metric, limit = "Write requests", "Write requests per minute per project"
-		}
-		md := map[string]string{
-			"consumer":     "projects/" + e.project,
-			"service":      "chat.googleapis.com",
-			"quota_metric": "chat.googleapis.com/" + string(m.Quota),
-			"quota_limit":  limit,
-		}
-		err = chatapi.NewError(f.Status, fmt.Sprintf(
-			"Quota exceeded for quota metric '%s' and limit '%s' of service 'chat.googleapis.com' for consumer 'project_number:%s'.",
-			metric, limit, e.project)).WithInfo(chatapi.DomainGoogle, "RATE_LIMIT_EXCEEDED", md)
-		err.Details = append(err.Details, chatapi.Detail{Type: chatapi.TypeHelp, Links: []chatapi.Link{{
-			Description: "Request a higher quota limit.",
-			URL:         "https://cloud.google.com/docs/quotas/help/request_increase",
-		}}})
+		err = e.quotaError(m, "project")
 	case http.StatusServiceUnavailable:
 		err = chatapi.NewError(f.Status, "The service is currently unavailable.")
 	case http.StatusGatewayTimeout:

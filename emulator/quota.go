@@ -146,9 +146,9 @@ func (e *Emulator) checkQuota(m *chatapi.Method, space string) *chatapi.Error {
 	return nil
 }
 
-// quotaError is Chat's 429 for a used-up quota: the same body as an
-// injected 429 fault (Fault.Status 429), naming the per-project or
-// per-space limit.
+// quotaError is Chat's 429 for a used-up quota, naming the per-project
+// or per-space limit; an injected 429 fault (Fault.Status 429) answers
+// it too.
 func (e *Emulator) quotaError(m *chatapi.Method, per string) *chatapi.Error {
 	metric, limit := "Read requests", "Read requests per minute per "+per
 	if !m.ReadOnly {

@@ -186,7 +186,7 @@ func TestLoad(t *testing.T) {
 	}
 
 	big := filepath.Join(dir, "big.yaml")
-	if err := os.WriteFile(big, make([]byte, maxFileSize+1), 0o600); err != nil {
+	if err := os.WriteFile(big, make([]byte, MaxFileSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Load(big)

@@ -143,8 +143,9 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// maxFileSize bounds what Load reads. A ConfigMap holds at most 1 MiB.
-const maxFileSize = 8 << 20
+// MaxFileSize bounds what Load reads, in bytes. A ConfigMap holds at most
+// 1 MiB.
+const MaxFileSize = 8 << 20
 
 // Options change how a policy is read. The zero value reads it as the
 // broker does.
@@ -170,12 +171,12 @@ func LoadWith(path string, o Options) (*Policy, error) {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	if len(data) > maxFileSize {
-		return nil, &Error{File: path, Problems: []Problem{{Message: fmt.Sprintf("the file is larger than %d MiB; a policy file is a few kilobytes", maxFileSize>>20)}}}
+	if len(data) > MaxFileSize {
+		return nil, &Error{File: path, Problems: []Problem{{Message: fmt.Sprintf("the file is larger than %d MiB; a policy file is a few kilobytes", MaxFileSize>>20)}}}
 	}
 	return ParseWith(path, data, o)
 }

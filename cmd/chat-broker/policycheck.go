@@ -67,15 +67,11 @@ func runPolicyCheck(files []string, opts policy.Options, stdin io.Reader, stdout
 	invalid, unreadable, checked := 0, 0, 0
 	missingSecrets := false
 	for _, file := range files {
-		data, err := readPolicyInput(file, stdin)
+		name, data, err := readPolicyInput(file, stdin)
 		if err != nil {
 			unreadable++
 			fmt.Fprintln(stderr, err)
 			continue
-		}
-		name := file
-		if file == "-" {
-			name = "standard input"
 		}
 		sources := policySources(name, data)
 		checked += max(len(sources), 1)
@@ -117,13 +113,9 @@ func runPolicyCheck(files []string, opts policy.Options, stdin io.Reader, stdout
 // holds, itself or in a ConfigMap. Anything that cannot be used exits 2:
 // the command was given it to use, not to judge.
 func loadOnePolicy(file string, opts policy.Options, stdin io.Reader) (*policy.Policy, error) {
-	data, err := readPolicyInput(file, stdin)
+	name, data, err := readPolicyInput(file, stdin)
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: err}
-	}
-	name := file
-	if file == "-" {
-		name = "standard input"
 	}
 	sources := policySources(name, data)
 	if len(sources) != 1 {
@@ -169,28 +161,30 @@ func plural(n int, noun string) string {
 }
 
 // readPolicyInput reads a file named on the command line, or standard
-// input for "-", under the policy size cap.
-func readPolicyInput(file string, stdin io.Reader) ([]byte, error) {
-	const limit = 8 << 20
-	r := stdin
-	if file != "-" {
+// input for "-", under the policy's size cap, and returns the name to
+// report it by.
+func readPolicyInput(file string, stdin io.Reader) (name string, data []byte, err error) {
+	name, r := file, stdin
+	if file == "-" {
+		name = "standard input"
+	} else {
 		f, err := os.Open(file)
 		if err != nil {
-			return nil, fileError("", file, err, "check the path")
+			return name, nil, fileError("", file, err, "check the path")
 		}
 		defer f.Close()
 		r = f
 	}
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	data, err = io.ReadAll(io.LimitReader(r, policy.MaxFileSize+1))
 	switch {
 	case err != nil && file == "-":
-		return nil, fmt.Errorf("standard input: %v", err)
+		return name, nil, fmt.Errorf("standard input: %v", err)
 	case err != nil:
-		return nil, fileError("", file, err, "check the path")
-	case len(data) > limit:
-		return nil, fmt.Errorf("%s: larger than %d MiB; a policy is a few kilobytes", file, limit>>20)
+		return name, nil, fileError("", file, err, "check the path")
+	case len(data) > policy.MaxFileSize:
+		return name, nil, fmt.Errorf("%s: larger than %d MiB; a policy is a few kilobytes", name, policy.MaxFileSize>>20)
 	}
-	return data, nil
+	return name, data, nil
 }
 
 // policySource is one policy to check: a whole file, or a key of a

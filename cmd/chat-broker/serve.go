@@ -516,11 +516,12 @@ func (in *instance) adminHandler(b *broker.Broker, px *proxy.Proxy, reg *prometh
 		in.quitOnce.Do(func() { close(in.quit) })
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		health := b.Health()
 		switch {
 		case in.draining.Load():
 			http.Error(w, "not ready: draining", http.StatusServiceUnavailable)
-		case b.Health().Failing:
-			http.Error(w, "not ready: Google refuses to mint the app's tokens: "+b.Health().LastError, http.StatusServiceUnavailable)
+		case health.Failing:
+			http.Error(w, "not ready: Google refuses to mint the app's tokens: "+health.LastError, http.StatusServiceUnavailable)
 		case !in.selfTest.Load() && !b.Ready():
 			why, _ := in.lastError.Load().(string)
 			if why == "" {

@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"go/format"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,7 +149,7 @@ func render(raw []byte, version string) ([]byte, error) {
 	fmt.Fprintf(&b, "// RootURL is the API's base URL.\nconst RootURL = %q\n\n", d.RootURL)
 
 	b.WriteString("var scopes = []Scope{\n")
-	for _, url := range slices.Sorted(mapKeys(d.Auth.OAuth2.Scopes)) {
+	for _, url := range slices.Sorted(maps.Keys(d.Auth.OAuth2.Scopes)) {
 		name, ok := strings.CutPrefix(url, scopePrefix)
 		if !ok {
 			return nil, fmt.Errorf("scope %q is not under %s", url, scopePrefix)
@@ -163,7 +164,7 @@ func render(raw []byte, version string) ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "\t{ID: %q, Verb: %q, FlatPath: %q", id, m.HTTPMethod, m.FlatPath)
 		var query []string
-		for _, name := range slices.Sorted(mapKeys(m.Parameters)) {
+		for _, name := range slices.Sorted(maps.Keys(m.Parameters)) {
 			p := m.Parameters[name]
 			switch p.Location {
 			case "path":
@@ -213,14 +214,4 @@ func render(raw []byte, version string) ([]byte, error) {
 	}
 	b.WriteString("}\n")
 	return format.Source(b.Bytes())
-}
-
-func mapKeys[M ~map[string]V, V any](m M) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
